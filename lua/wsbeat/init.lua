@@ -1,0 +1,502 @@
+--- wsbeat: a WebSocket client that stays connected.
+-- Public facade over the C core (wsbeat.core): option validation, callback
+-- dispatch, the coroutine-friendly receive() and the tiny scheduler behind
+-- wsbeat.spawn.  See ../../docs/DESIGN.md for the architecture.
+local core = require "wsbeat.core"
+
+local type, pairs, ipairs, select, error, tostring = type, pairs, ipairs, select, error, tostring
+local xpcall, pcall, next, setmetatable = xpcall, pcall, next, setmetatable
+local math_huge, math_type, math_min = math.huge, math.type, math.min
+local co_running, co_yield, co_create, co_resume, co_status =
+	coroutine.running, coroutine.yield, coroutine.create, coroutine.resume, coroutine.status
+local traceback, table_concat = debug.traceback, table.concat
+local string_format, string_find = string.format, string.find
+
+local next_event, service, core_wait, now = core.next_event, core.service, core.wait, core.now
+
+local M = { _VERSION = "wsbeat 0.1.0" }
+
+--- Defaults for every option of wsbeat.connect (read-only in spirit: copy
+-- before changing).
+M.defaults = {
+	connect_timeout = 10,
+	close_timeout = 3,
+	heartbeat = { interval = 20, timeout = 20, mode = "ping", message = "ping" },
+	reconnect = { delay = 1, max_delay = 30, factor = 2, jitter = 0.5,
+		min_uptime = 5, max_attempts = math_huge },
+	max_message_size = 16 * 1024 * 1024,
+	max_queue = 256,
+	send_buffer = 1024 * 1024,
+	compression = false,
+}
+
+------------------------------------------------------------------ validation
+
+local function argerror(n, fname, msg, level)
+	error(string_format("bad argument #%d to '%s' (%s)", n, fname, msg), level + 1)
+end
+
+local function opterr(key, msg)
+	argerror(2, "connect", string_format("option '%s': %s", key, msg), 4)
+end
+
+local function expect(key, v, t)
+	if type(v) ~= t then
+		opterr(key, string_format("expected %s, got %s", t, type(v)))
+	end
+end
+
+local function positive(key, v, allow_zero)
+	expect(key, v, "number")
+	if v ~= v or v == math_huge or (allow_zero and v < 0) or (not allow_zero and v <= 0) then
+		opterr(key, allow_zero and "expected a finite number >= 0" or "expected a finite number > 0")
+	end
+	return v
+end
+
+local function count(key, v)
+	expect(key, v, "number")
+	if math_type(v) ~= "integer" and (v ~= v or v % 1 ~= 0 or v == math_huge) then
+		opterr(key, "expected a positive integer")
+	end
+	if v < 1 then opterr(key, "expected a positive integer") end
+	return v
+end
+
+local function clean_string(key, v)
+	expect(key, v, "string")
+	if string_find(v, "[%z\r\n]") then
+		opterr(key, "must not contain NUL, CR or LF")
+	end
+	return v
+end
+
+local function check_keys(key, t, allowed)
+	for k in pairs(t) do
+		if not allowed[k] then
+			opterr(key, string_format("unknown field '%s'", tostring(k)))
+		end
+	end
+end
+
+local TOKEN = "^[!#$%%&'*+%-.^_`|~%w]+$"
+local RESERVED_HEADERS = {
+	host = true, upgrade = true, connection = true, ["sec-websocket-key"] = true,
+	["sec-websocket-version"] = true, ["sec-websocket-protocol"] = true,
+	["sec-websocket-extensions"] = true, origin = true,
+}
+
+-- headers table -> flat list {name, value, ...}; raises through `fail`
+local function header_list(h, fail)
+	if type(h) ~= "table" then
+		return fail("expected a table of headers, got " .. type(h))
+	end
+	local list = {}
+	for k, v in pairs(h) do
+		if type(k) ~= "string" or not string_find(k, TOKEN) then
+			return fail("invalid header name '" .. tostring(k) .. "'")
+		end
+		if RESERVED_HEADERS[k:lower()] then
+			return fail("header '" .. k .. "' is set by wsbeat itself")
+		end
+		if type(v) == "number" then v = tostring(v) end
+		if type(v) ~= "string" or string_find(v, "[%z\r\n]") then
+			return fail("invalid value for header '" .. k .. "'")
+		end
+		list[#list + 1] = k
+		list[#list + 1] = v
+	end
+	return list
+end
+
+local function sub_table(key, v, defaults, fields)
+	if v == false then return false end
+	if v == true or v == nil then v = {} end
+	expect(key, v, "table")
+	check_keys(key, v, fields)
+	local r = {}
+	for k, d in pairs(defaults) do r[k] = d end
+	for k, x in pairs(v) do r[k] = x end
+	return r
+end
+
+local OPTION = {}
+
+OPTION.on_message = function(v) expect("on_message", v, "function") return v end
+OPTION.on_state = function(v) expect("on_state", v, "function") return v end
+OPTION.on_error = function(v) expect("on_error", v, "function") return v end
+OPTION.origin = function(v) return clean_string("origin", v) end
+OPTION.connect_timeout = function(v) return positive("connect_timeout", v) end
+OPTION.close_timeout = function(v) return positive("close_timeout", v) end
+OPTION.max_message_size = function(v) return count("max_message_size", v) end
+OPTION.max_queue = function(v) return count("max_queue", v) end
+OPTION.send_buffer = function(v) return count("send_buffer", v) end
+OPTION.compression = function(v) expect("compression", v, "boolean") return v end
+
+OPTION.protocols = function(v)
+	if type(v) == "string" then v = { v } end
+	expect("protocols", v, "table")
+	if #v == 0 then opterr("protocols", "expected a non-empty list of names") end
+	local seen = {}
+	for i, p in ipairs(v) do
+		if type(p) ~= "string" or not string_find(p, TOKEN) then
+			opterr("protocols", string_format("entry %d is not a valid subprotocol name", i))
+		end
+		if seen[p] then opterr("protocols", "duplicate name '" .. p .. "'") end
+		seen[p] = true
+	end
+	return table_concat(v, ", ")
+end
+
+OPTION.headers = function(v)
+	if type(v) == "function" then return v end
+	header_list(v, function(msg) opterr("headers", msg) end)
+	return v
+end
+
+OPTION.tls = function(v)
+	expect("tls", v, "table")
+	local fields = { verify = "boolean", ca_file = "string", ca_path = "string",
+		cert_file = "string", key_file = "string", server_name = "string" }
+	check_keys("tls", v, fields)
+	local r = {}
+	for k, t in pairs(fields) do
+		if v[k] ~= nil then
+			if type(v[k]) ~= t then
+				opterr("tls", string_format("field '%s': expected %s, got %s", k, t, type(v[k])))
+			end
+			if t == "string" and (v[k] == "" or string_find(v[k], "%z")) then
+				opterr("tls", string_format("field '%s': expected a non-empty string without NUL", k))
+			end
+			r[k] = v[k]
+		end
+	end
+	if r.key_file and not r.cert_file then
+		opterr("tls", "field 'key_file' needs 'cert_file'")
+	end
+	if r.server_name and not string_find(r.server_name, "^[%w%.%-_:]+$") then
+		opterr("tls", "field 'server_name': invalid host name")
+	end
+	return r
+end
+
+OPTION.heartbeat = function(v)
+	local hb = sub_table("heartbeat", v, M.defaults.heartbeat,
+		{ interval = true, timeout = true, mode = true, message = true })
+	if not hb then return false end
+	positive("heartbeat.interval", hb.interval)
+	positive("heartbeat.timeout", hb.timeout)
+	if hb.mode ~= "ping" and hb.mode ~= "message" then
+		opterr("heartbeat.mode", "expected 'ping' or 'message'")
+	end
+	expect("heartbeat.message", hb.message, "string")
+	if hb.mode == "message" and utf8.len(hb.message) == nil then
+		opterr("heartbeat.message", "must be valid UTF-8")
+	end
+	return hb
+end
+
+OPTION.reconnect = function(v)
+	local rc = sub_table("reconnect", v, M.defaults.reconnect,
+		{ delay = true, max_delay = true, factor = true, jitter = true,
+			min_uptime = true, max_attempts = true, retry = true })
+	if not rc then return false end
+	positive("reconnect.delay", rc.delay, true)
+	positive("reconnect.max_delay", rc.max_delay, true)
+	positive("reconnect.factor", rc.factor)
+	if rc.factor < 1 then opterr("reconnect.factor", "expected a number >= 1") end
+	positive("reconnect.jitter", rc.jitter, true)
+	if rc.jitter > 1 then opterr("reconnect.jitter", "expected a number in [0, 1]") end
+	positive("reconnect.min_uptime", rc.min_uptime, true)
+	if rc.max_attempts ~= math_huge then count("reconnect.max_attempts", rc.max_attempts) end
+	if rc.retry ~= nil then expect("reconnect.retry", rc.retry, "function") end
+	return rc
+end
+
+local function validate(options)
+	local o = {}
+	for k, d in pairs(M.defaults) do o[k] = d end
+	o.heartbeat, o.reconnect = nil, nil
+	if options ~= nil then
+		if type(options) ~= "table" then
+			argerror(2, "connect", "expected a table of options, got " .. type(options), 3)
+		end
+		for k, v in pairs(options) do
+			local f = OPTION[k]
+			if not f then
+				argerror(2, "connect", string_format("unknown option '%s'", tostring(k)), 3)
+			end
+			o[k] = f(v)
+		end
+	end
+	if o.heartbeat == nil then o.heartbeat = OPTION.heartbeat(nil) end
+	if o.reconnect == nil then o.reconnect = OPTION.reconnect(nil) end
+	o.has_on_message = o.on_message ~= nil
+	return o
+end
+
+------------------------------------------------------------------ dispatch
+
+local dispatching = false
+local spawned = {}      -- coroutine -> true, for every live spawn
+local waiting = {}      -- coroutine -> { ws = ws, deadline = t }
+local nspawned = 0
+
+local function handler(err)
+	return traceback(tostring(err), 2)
+end
+
+-- Call a user callback; an error goes to on_error or is returned.
+local function call(info, ws, fn, ...)
+	local ok, err = xpcall(fn, handler, ...)
+	if ok then return nil end
+	if info.on_error then
+		local ok2, err2 = xpcall(info.on_error, handler, ws, err)
+		if not ok2 then return err2 end
+		return nil
+	end
+	return err
+end
+
+local function resolve_headers(ws, info)
+	local h = info.headers
+	if type(h) == "function" then
+		local ok, res = xpcall(h, handler, ws)
+		if not ok then return nil, res end
+		h = res
+		if h == nil then return {} end
+	end
+	if h == nil then return {} end
+	local fail_msg
+	local list = header_list(h, function(msg) fail_msg = msg end)
+	if fail_msg then return nil, "headers function: " .. fail_msg end
+	return list
+end
+
+local function deliver(ws, kind, a, b)
+	local info = ws:_info()
+	if kind == "message" then
+		return call(info, ws, info.on_message, ws, a, b)
+	elseif kind == "state" then
+		local err
+		if info.on_state then err = call(info, ws, info.on_state, ws, a, b) end
+		if a == "open" then ws:_opened() end
+		return err
+	elseif kind == "attempt" then
+		local list, err = resolve_headers(ws, info)
+		core.attempt(ws, list or {})
+		return err
+	end
+end
+
+local function resume(co, ...)
+	local ok, err = co_resume(co, ...)
+	if co_status(co) == "dead" then
+		spawned[co] = nil
+		waiting[co] = nil
+		nspawned = nspawned - 1
+		if not ok then return traceback(co, tostring(err)) end
+	end
+	return nil
+end
+
+-- Wake spawned coroutines whose receive() can complete.
+local function schedule()
+	if next(waiting) == nil then return nil end
+	local t = now()
+	for co, w in pairs(waiting) do
+		local data, kind = w.ws:_pop()
+		local r1, r2
+		if data then
+			r1, r2 = data, kind
+		elseif w.ws:state() == "closed" then
+			r1, r2 = nil, "closed"
+		elseif w.deadline and t >= w.deadline then
+			r1, r2 = nil, "timeout"
+		end
+		if r2 then
+			waiting[co] = nil
+			local err = resume(co, r1, r2)
+			if err then return err end
+		end
+	end
+	return nil
+end
+
+local function drain()
+	if dispatching then
+		error("wsbeat: step() called from inside a callback", 3)
+	end
+	dispatching = true
+	while true do
+		local ws, kind, a, b = next_event()
+		if not ws then break end
+		local err = deliver(ws, kind, a, b)
+		if err then
+			dispatching = false
+			error(err, 0)
+		end
+	end
+	local err = schedule()
+	dispatching = false
+	if err then error(err, 0) end
+end
+
+--- Service I/O and timers that are due and call the callbacks. Never blocks.
+function M.step()
+	if dispatching then error("wsbeat.step: called from inside a callback", 2) end
+	service()
+	drain()
+end
+
+--- The engine's pollable file descriptor (readable when step() has work).
+function M.fd()
+	return core.fd()
+end
+
+--- Seconds until step() must be called at the latest, 0 = now, nil = idle.
+function M.timeout()
+	local t = core.timeout()
+	if next(waiting) ~= nil then
+		local n = now()
+		for _, w in pairs(waiting) do
+			if w.deadline then
+				local d = w.deadline - n
+				if d < 0 then d = 0 end
+				if not t or d < t then t = d end
+			end
+		end
+	end
+	return t
+end
+
+local function busy()
+	if nspawned > 0 or core.pending() then return true end
+	local s = core.engine_stats()
+	return s.connecting + s.open + s.reconnecting + s.closing > 0
+end
+
+--- Run the loop until every client is closed and every spawned coroutine
+-- has finished, or until `timeout` seconds have passed.  Returns true when
+-- everything finished, false on timeout.
+function M.run(timeout)
+	if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
+		argerror(1, "run", "expected a number >= 0", 2)
+	end
+	if dispatching then error("wsbeat.run: called from inside a callback", 2) end
+	local deadline = timeout and now() + timeout
+	while busy() do
+		local t = M.timeout()
+		if deadline then
+			local left = deadline - now()
+			if left <= 0 then return false end
+			if not t or left < t then t = left end
+		end
+		core_wait(t)
+		drain()
+	end
+	return true
+end
+
+--- Run fn(...) as a coroutine whose receive() calls yield to wsbeat.
+function M.spawn(fn, ...)
+	if type(fn) ~= "function" then argerror(1, "spawn", "expected a function", 2) end
+	local co = co_create(fn)
+	spawned[co] = true
+	nspawned = nspawned + 1
+	local err = resume(co, ...)
+	if err then error(err, 0) end
+	return co
+end
+
+------------------------------------------------------------------ client
+
+local methods = core.methods
+
+local function cqueues_running()
+	local cq = package.loaded.cqueues
+	if cq and cq.running then
+		local ctl = cq.running()
+		if ctl then return cq end
+	end
+	return nil
+end
+
+--- Take the next message: data, kind | nil, "timeout" | nil, "closed".
+function methods.receive(ws, timeout)
+	local info = ws:_info()
+	if info.on_message then
+		error("receive: this client has an on_message callback (no receive queue)", 2)
+	end
+	if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
+		argerror(1, "receive", "expected a timeout in seconds >= 0", 2)
+	end
+	local data, kind = ws:_pop()
+	if data then return data, kind end
+	if ws:state() == "closed" then return nil, "closed" end
+	if timeout == 0 then return nil, "timeout" end
+	local deadline = timeout and now() + timeout
+
+	local co, main = co_running()
+	if not main and spawned[co] then
+		waiting[co] = { ws = ws, deadline = deadline }
+		return co_yield()
+	end
+	local cq = not main and cqueues_running()
+	while true do
+		local left = deadline and deadline - now()
+		if left and left <= 0 then return nil, "timeout" end
+		local t = M.timeout()
+		if left and (not t or left < t) then t = left end
+		if cq then
+			cq.poll(ws, t)
+			M.step()
+		else
+			if dispatching then
+				error("receive: would block inside a callback", 2)
+			end
+			core_wait(t)
+			drain()
+		end
+		data, kind = ws:_pop()
+		if data then return data, kind end
+		if ws:state() == "closed" then return nil, "closed" end
+	end
+end
+
+--- Iterate over data, kind until the client is closed.
+function methods.messages(ws)
+	return function()
+		local data, kind = ws:receive()
+		if data then return data, kind end
+		return nil
+	end
+end
+
+-- cqueues pollable protocol: cqueues.poll(ws) waits for the engine.
+function methods.pollfd() return core.fd() end
+function methods.events() return "r" end
+function methods.timeout() return M.timeout() end
+
+--- Create a client and start connecting (non-blocking).
+function M.connect(url, options)
+	if type(url) ~= "string" then
+		argerror(1, "connect", "expected a URL string, got " .. type(url), 2)
+	end
+	local o = validate(options)
+	local ws, err = core.new(url, o)
+	if not ws then argerror(1, "connect", err, 2) end
+	local list, herr = resolve_headers(ws, o)
+	if not list then
+		ws:close()
+		error(herr, 2)
+	end
+	core.attempt(ws, list)
+	return ws
+end
+
+setmetatable(M, { __index = function(_, k)
+	if k == "stats" then return core.engine_stats end
+end })
+
+return M

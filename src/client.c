@@ -1,0 +1,1033 @@
+/*
+ * The connection state machine of one client.
+ *
+ * A client owns at most one attempt at a time: a pending name resolution or
+ * one lws wsi.  The wsi's user pointer is the client while the attempt is
+ * current; abandoning an attempt sets it to NULL first (detach), so late
+ * callbacks of an old connection find no client and can never touch the
+ * new one.  Everything the Lua side must hear about becomes an event on the
+ * engine's FIFO.
+ */
+#include <math.h>
+#include <poll.h>
+#include <time.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wsbeat.h"
+
+#define TX_CHUNK 65536 /* fragment size: a probe never waits longer */
+
+const char *const wsb_state_names[] = {
+	"connecting", "open", "reconnecting", "closing", "closed"
+};
+
+struct wsb_dns {
+	uv_getaddrinfo_t req;
+	struct wsb_client *c; /* NULL once abandoned */
+};
+
+static void lost(struct wsb_client *c, const char *cause, int code,
+		 int status, const char *fmt, ...);
+
+/* ------------------------------------------------------------ helpers */
+
+static char *vfmt(const char *fmt, va_list ap)
+{
+	char buf[512];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	return strdup(buf);
+}
+
+static void set_state(struct wsb_client *c, enum wsb_state st,
+		      const char *cause, char *reason, int code, int status,
+		      double delay, int unsent)
+{
+	struct wsb_event *ev = calloc(1, sizeof(*ev));
+
+	if (!ev) {
+		free(reason);
+		c->st = st;
+		return;
+	}
+	ev->kind = WSB_EV_STATE;
+	ev->c = c;
+	ev->state = st;
+	ev->previous = c->st;
+	ev->info.cause = cause;
+	ev->info.reason = reason;
+	ev->info.code = code;
+	ev->info.status = status;
+	ev->info.attempt = c->attempt;
+	ev->info.delay = delay;
+	ev->info.unsent = unsent;
+	c->st = st;
+	wsb_push_event(c->e, ev);
+}
+
+static void push_simple(struct wsb_client *c, enum wsb_ev_kind kind,
+			struct wsb_msg *m)
+{
+	struct wsb_event *ev = calloc(1, sizeof(*ev));
+
+	if (!ev) {
+		free(m);
+		return;
+	}
+	ev->kind = kind;
+	ev->c = c;
+	ev->msg = m;
+	wsb_push_event(c->e, ev);
+}
+
+void wsb_msg_free_list(struct wsb_msg *m)
+{
+	while (m) {
+		struct wsb_msg *n = m->next;
+
+		free(m);
+		m = n;
+	}
+}
+
+static const char *close_code_name(int code)
+{
+	switch (code) {
+	case 1000: return "normal closure";
+	case 1001: return "going away";
+	case 1002: return "protocol error";
+	case 1003: return "unsupported data";
+	case 1005: return "no status";
+	case 1006: return "abnormal closure";
+	case 1007: return "invalid payload data";
+	case 1008: return "policy violation";
+	case 1009: return "message too big";
+	case 1010: return "mandatory extension";
+	case 1011: return "internal error";
+	case 1012: return "service restart";
+	case 1013: return "try again later";
+	case 1014: return "bad gateway";
+	case 1015: return "TLS handshake";
+	default: return code >= 4000 ? "application" : "unknown";
+	}
+}
+
+/* ------------------------------------------------------------- timers */
+
+static void on_timer(uv_timer_t *t);
+
+void wsb_client_timer_arm(struct wsb_client *c)
+{
+	double next = 0, now;
+	double d[] = { c->t_connect, c->t_close, c->t_retry, c->t_probe,
+		       c->t_dead };
+
+	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++)
+		if (d[i] > 0 && (next == 0 || d[i] < next))
+			next = d[i];
+	if (next == 0) {
+		uv_timer_stop(&c->timer);
+		return;
+	}
+	now = wsb_now(c->e);
+	uv_update_time(&c->e->loop);
+	uv_timer_start(&c->timer, on_timer,
+		       next <= now ? 0 : (uint64_t)ceil((next - now) * 1000.0), 0);
+}
+
+/* -------------------------------------------------------- the attempt */
+
+/* Drop the current wsi without a close handshake. */
+static void detach_wsi(struct wsb_client *c)
+{
+	struct lws *wsi = c->wsi;
+
+	if (!wsi)
+		return;
+	c->wsi = NULL;
+	lws_set_wsi_user(wsi, NULL);
+	/* ASYNC: safe even from inside this wsi's own callback; every reason
+	 * but keep-alive marks the socket unusable, so no close frame. */
+	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static void cancel_dns(struct wsb_client *c)
+{
+	if (c->dns) {
+		c->dns->c = NULL;
+		uv_cancel((uv_req_t *)&c->dns->req);
+		c->dns = NULL;
+	}
+}
+
+static void reset_rx(struct wsb_client *c)
+{
+	free(c->rx_buf);
+	c->rx_buf = NULL;
+	c->rx_len = c->rx_cap = 0;
+	c->rx_too_big = 0;
+	c->rx_in_msg = 0;
+}
+
+/* A message partly handed to lws can't be resent (it might arrive twice or
+ * as a torn message), so an attempt that ends mid-message drops it. */
+static void drop_partial_tx(struct wsb_client *c)
+{
+	struct wsb_msg *m = c->tx_head;
+
+	if (!c->tx_started || !m)
+		return;
+	c->tx_head = m->next;
+	if (!c->tx_head)
+		c->tx_tail = NULL;
+	if (c->tx_prio == m)
+		c->tx_prio = NULL;
+	c->tx_bytes -= m->len;
+	c->tx_count--;
+	c->tx_dropped++;
+	c->tx_started = 0;
+	free(m);
+}
+
+static void end_attempt(struct wsb_client *c)
+{
+	detach_wsi(c);
+	cancel_dns(c);
+	reset_rx(c);
+	drop_partial_tx(c);
+	c->t_connect = c->t_close = c->t_probe = c->t_dead = 0;
+	c->open_gate = 0;
+	c->closing_after_flush = 0;
+	c->ping_pending = 0;
+	c->rx_paused = 0;
+	c->connected_at = 0;
+	c->protocol[0] = '\0';
+}
+
+static void finish_closed_info(struct wsb_client *c, const char *cause,
+			       int code, int status, char *reason)
+{
+	int unsent = (int)(c->tx_count + c->tx_dropped);
+
+	end_attempt(c);
+	c->t_retry = 0;
+	wsb_client_timer_arm(c);
+	wsb_msg_free_list(c->tx_head);
+	c->tx_head = c->tx_tail = c->tx_prio = NULL;
+	c->tx_bytes = c->tx_count = 0;
+	c->tx_dropped = 0;
+	set_state(c, WSB_CLOSED, cause, reason, code, status, -1, unsent);
+}
+
+static void finish_closed(struct wsb_client *c, const char *cause, int code,
+			  char *reason)
+{
+	finish_closed_info(c, cause, code, 0, reason);
+}
+
+static void connect_lws(struct wsb_client *c, const char *address)
+{
+	struct lws_client_connect_info ci;
+	struct lws_vhost *vh;
+	char err[256];
+
+	vh = wsb_vhost_for(c->e, c, err, sizeof(err));
+	if (!vh) {
+		lost(c, "tls", 0, 0, "TLS setup failed: %s", err);
+		return;
+	}
+	memset(&ci, 0, sizeof(ci));
+	ci.context = c->e->ctx;
+	ci.vhost = vh;
+	ci.address = address;
+	ci.port = c->url.port;
+	ci.path = c->url.path;
+	ci.host = c->host_hdr;
+	ci.origin = c->o.origin;
+	ci.protocol = c->o.protocols;
+	ci.ietf_version_or_minus_one = -1;
+	ci.userdata = c;
+	ci.pwsi = &c->wsi;
+	ci.local_protocol_name = "wsbeat";
+	ci.alpn = "http/1.1";
+	if (c->url.tls) {
+		ci.ssl_connection = LCCSCF_USE_SSL |
+				    LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
+		if (!c->o.verify)
+			ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
+					     LCCSCF_ALLOW_EXPIRED |
+					     LCCSCF_ALLOW_INSECURE;
+	}
+	c->connecting_sync = 1;
+	if (!lws_client_connect_via_info(&ci) && c->st == WSB_CONNECTING &&
+	    !c->attempt_done) {
+		/* lws fails some attempts synchronously without a
+		 * CONNECTION_ERROR callback (the connect() itself failed) */
+		c->wsi = NULL;
+		lost(c, "refused", 0, 0, "connection refused (%s port %d)",
+		     address, c->url.port);
+	}
+	c->connecting_sync = 0;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
+{
+	struct wsb_dns *d = (struct wsb_dns *)req;
+	struct wsb_client *c = d->c;
+	char addr[INET6_ADDRSTRLEN];
+
+	free(d);
+	if (!c) {
+		uv_freeaddrinfo(ai);
+		return;
+	}
+	c->dns = NULL;
+	if (status || !ai) {
+		uv_freeaddrinfo(ai);
+		lost(c, "dns", 0, 0, "cannot resolve '%s': %s", c->url.host,
+		     status ? uv_strerror(status) : "no address");
+		return;
+	}
+	if (ai->ai_family == AF_INET6)
+		uv_ip6_name((struct sockaddr_in6 *)ai->ai_addr, addr,
+			    sizeof(addr));
+	else
+		uv_ip4_name((struct sockaddr_in *)ai->ai_addr, addr,
+			    sizeof(addr));
+	uv_freeaddrinfo(ai);
+	connect_lws(c, addr);
+}
+
+void wsb_client_start(struct wsb_client *c)
+{
+	struct addrinfo hints;
+	struct wsb_dns *d;
+	int r;
+
+	if (c->st == WSB_RECONNECTING)
+		set_state(c, WSB_CONNECTING, "reconnect", strdup("reconnecting"),
+			  0, 0, -1, -1);
+	c->t_retry = 0;
+	c->attempt_done = 0;
+	c->peer_close_code = 0;
+	c->peer_close_reason[0] = '\0';
+	c->tls_err[0] = '\0';
+	c->fail_status = 0;
+	c->retry_after = -1;
+	c->pending_cause = NULL;
+	c->t_connect = wsb_now(c->e) + c->o.connect_timeout;
+	wsb_client_timer_arm(c);
+
+	if (wsb_is_ip_literal(c->url.host)) {
+		connect_lws(c, c->url.host);
+		return;
+	}
+	/* never block step(): resolve on libuv's thread pool */
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		lost(c, "dns", 0, 0, "out of memory");
+		return;
+	}
+	d->c = c;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	c->dns = d;
+	r = uv_getaddrinfo(&c->e->loop, &d->req, on_resolved, c->url.host, NULL,
+			   &hints);
+	if (r) {
+		c->dns = NULL;
+		free(d);
+		lost(c, "dns", 0, 0, "cannot resolve '%s': %s", c->url.host,
+		     uv_strerror(r));
+	}
+}
+
+/* ------------------------------------------------------ retry policy */
+
+static int default_retry(const char *cause, int code, int status)
+{
+	if (!strcmp(cause, "http_status"))
+		return status == 408 || status == 429 || status >= 500 ||
+		       status < 400;
+	if (!strcmp(cause, "closed_by_peer"))
+		return code == 1000 || code == 1001 || code == 1005 ||
+		       code == 1006 || (code >= 1011 && code <= 1014) ||
+		       (code >= 4000 && code <= 4999);
+	if (!strcmp(cause, "too_big") || !strcmp(cause, "protocol_error") ||
+	    !strcmp(cause, "tls"))
+		return 0;
+	return 1;
+}
+
+static double backoff(struct wsb_client *c)
+{
+	double d = c->o.rc_delay * pow(c->o.rc_factor, c->attempt - 1);
+
+	if (d > c->o.rc_max_delay || !isfinite(d))
+		d = c->o.rc_max_delay;
+	if (c->o.rc_jitter > 0)
+		d -= d * c->o.rc_jitter * ((double)rand() / RAND_MAX);
+	if (c->retry_after > 0 && d < c->retry_after)
+		d = c->retry_after;
+	return d;
+}
+
+/*
+ * The attempt or connection is over for a reason other than a completed
+ * user close: decide between "reconnecting" and "closed".
+ */
+static void lost(struct wsb_client *c, const char *cause, int code,
+		 int status, const char *fmt, ...)
+{
+	char *reason;
+	va_list ap;
+	double now = wsb_now(c->e);
+
+	if (c->attempt_done || c->st == WSB_CLOSED)
+		return;
+	c->attempt_done = 1;
+	va_start(ap, fmt);
+	reason = vfmt(fmt, ap);
+	va_end(ap);
+
+	if (c->st == WSB_CLOSING) {
+		/* the user asked to close: that is what happened */
+		free(reason);
+		finish_closed(c, "closed_by_user", c->close_code,
+			      strdup("closed by user"));
+		return;
+	}
+	if (c->opened_mono > 0 && now - c->opened_mono >= c->o.rc_min_uptime)
+		c->attempt = 0;
+	c->opened_mono = 0;
+	c->attempt++;
+	end_attempt(c);
+
+	if (!c->o.reconnect || !default_retry(cause, code, status)) {
+		finish_closed_info(c, cause, code, status, reason);
+		return;
+	}
+	if (c->attempt >= c->o.rc_max_attempts) {
+		char *r2;
+
+		if (asprintf(&r2, "gave up after %d attempts: %s", c->attempt,
+			     reason) < 0)
+			r2 = NULL;
+		free(reason);
+		finish_closed_info(c, "gave_up", code, status, r2);
+		return;
+	}
+	{
+		double delay = backoff(c);
+
+		c->t_retry = now + delay;
+		wsb_client_timer_arm(c);
+		set_state(c, WSB_RECONNECTING, cause, reason, code, status,
+			  delay, -1);
+	}
+}
+
+/* --------------------------------------------------------- heartbeat */
+
+static void hb_restart(struct wsb_client *c, double now)
+{
+	if (!c->o.heartbeat || c->st != WSB_OPEN)
+		return;
+	c->t_probe = now + c->o.hb_interval;
+	c->t_dead = 0;
+}
+
+/* Anything received proves the peer alive. */
+static void heard(struct wsb_client *c)
+{
+	if (c->o.heartbeat && (c->t_dead || c->t_probe)) {
+		hb_restart(c, wsb_now(c->e));
+		c->hb_rearm = 1;
+	}
+}
+
+static void send_probe(struct wsb_client *c, double now)
+{
+	c->t_probe = 0;
+	c->t_dead = now + c->o.hb_timeout;
+	if (!c->wsi)
+		return;
+	if (c->o.hb_message_mode) {
+		/* an application message, sent ahead of anything queued */
+		wsb_client_send_front(c, c->o.hb_message, c->o.hb_message_len, 0);
+	} else {
+		uint64_t t = uv_hrtime();
+
+		c->ping_len = 9;
+		c->ping_payload[0] = 'W';
+		memcpy(c->ping_payload + 1, &t, 8);
+		c->ping_pending = 1;
+		c->ping_is_probe = 1;
+	}
+	lws_callback_on_writable(c->wsi);
+}
+
+/* Is input waiting that the loop has not read yet? (stall immunity) */
+static int input_waiting(struct wsb_client *c)
+{
+	struct pollfd pfd;
+
+	if (!c->wsi)
+		return 0;
+	if (c->rx_paused)
+		return 1; /* held back by flow control: counts as received */
+	pfd.fd = lws_get_socket_fd(c->wsi);
+	pfd.events = POLLIN;
+	return pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 &&
+	       (pfd.revents & (POLLIN | POLLHUP | POLLERR));
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct wsb_client *c = t->data;
+	double now = wsb_now(c->e) + 0.0005;
+
+	if (c->t_connect && now >= c->t_connect &&
+	    (c->st == WSB_CONNECTING)) {
+		c->t_connect = 0;
+		lost(c, "connect_timeout", 0, 0,
+		     "connect timed out after %gs", c->o.connect_timeout);
+	}
+	if (c->t_close && now >= c->t_close && c->st == WSB_CLOSING) {
+		c->t_close = 0;
+		c->attempt_done = 1;
+		finish_closed(c, "closed_by_user", c->close_code,
+			      strdup("closed by user (no close answer in time)"));
+	}
+	if (c->t_retry && now >= c->t_retry && c->st == WSB_RECONNECTING) {
+		c->t_retry = 0;
+		/* the Lua side refreshes headers, then calls attempt() */
+		push_simple(c, WSB_EV_ATTEMPT, NULL);
+	}
+	if (c->t_dead && now >= c->t_dead && c->st == WSB_OPEN) {
+		if (input_waiting(c)) {
+			/* read what arrived first; judge again right after */
+			c->t_dead = now + 0.002;
+		} else {
+			c->t_dead = 0;
+			lost(c, "heartbeat_timeout", 1006, 0,
+			     "heartbeat timeout (nothing received for %gs)",
+			     c->o.hb_interval + c->o.hb_timeout);
+		}
+	}
+	if (c->t_probe && now >= c->t_probe && c->st == WSB_OPEN) {
+		if (input_waiting(c))
+			c->t_probe = now + 0.002;
+		else
+			send_probe(c, now);
+	}
+	wsb_client_timer_arm(c);
+}
+
+/* ------------------------------------------------------------ sending */
+
+static struct wsb_msg *new_out(const char *data, size_t len, int binary)
+{
+	struct wsb_msg *m = malloc(sizeof(*m) + LWS_PRE + len);
+
+	if (!m)
+		return NULL;
+	m->next = NULL;
+	m->len = len;
+	m->off = 0;
+	m->binary = binary;
+	m->data = m->buf + LWS_PRE;
+	if (len)
+		memcpy(m->data, data, len);
+	return m;
+}
+
+static void want_write(struct wsb_client *c)
+{
+	if (c->wsi && c->st >= WSB_OPEN && !c->open_gate)
+		lws_callback_on_writable(c->wsi);
+}
+
+/* Queue ahead of everything not yet started (heartbeat messages). */
+void wsb_client_send_front(struct wsb_client *c, const char *data, size_t len,
+			   int binary)
+{
+	struct wsb_msg *m = new_out(data, len, binary), **pp = &c->tx_head;
+
+	if (!m)
+		return;
+	if (c->tx_started && *pp)
+		pp = &(*pp)->next;
+	m->next = *pp;
+	*pp = m;
+	if (!m->next)
+		c->tx_tail = m;
+	c->tx_bytes += len;
+	c->tx_count++;
+}
+
+/* 0 ok; -1 buffer full; -2 closed; -3 out of memory */
+int wsb_client_send(struct wsb_client *c, const char *data, size_t len,
+		    int binary)
+{
+	struct wsb_msg *m;
+
+	if (c->st >= WSB_CLOSING)
+		return -2;
+	/* One message larger than send_buffer may go when nothing waits on
+	 * an open link, so big sends work with the default limit. */
+	if (c->tx_bytes + len > c->o.send_buffer &&
+	    !(c->tx_count == 0 && c->st == WSB_OPEN))
+		return -1;
+	m = new_out(data, len, binary);
+	if (!m)
+		return -3;
+	if (c->open_gate) {
+		/* inside on_state(ws, "open"): ahead of the buffered ones */
+		struct wsb_msg **pp = c->tx_prio ? &c->tx_prio->next : &c->tx_head;
+
+		m->next = *pp;
+		*pp = m;
+		if (!m->next)
+			c->tx_tail = m;
+		c->tx_prio = m;
+	} else {
+		if (c->tx_tail)
+			c->tx_tail->next = m;
+		else
+			c->tx_head = m;
+		c->tx_tail = m;
+	}
+	c->tx_bytes += len;
+	c->tx_count++;
+	want_write(c);
+	return 0;
+}
+
+int wsb_client_ping(struct wsb_client *c, const char *data, size_t len)
+{
+	if (c->st != WSB_OPEN || !c->wsi)
+		return -1;
+	memcpy(c->ping_payload, data, len);
+	c->ping_len = len;
+	c->ping_pending = 1;
+	c->ping_is_probe = 0;
+	lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+/* The Lua side has delivered on_state(ws, "open"): release the queue. */
+void wsb_client_opened(struct wsb_client *c)
+{
+	if (!c->open_gate)
+		return;
+	c->open_gate = 0;
+	c->tx_prio = NULL;
+	if (c->tx_head || c->ping_pending)
+		want_write(c);
+}
+
+static void start_close(struct wsb_client *c)
+{
+	struct lws *wsi = c->wsi;
+
+	if (!wsi)
+		return;
+	/* Outside any callback of this wsi, SYNC takes the ws role's close
+	 * path: close frame, then wait for the echo (LWS-NOTES.md). */
+	lws_close_reason(wsi, (enum lws_close_status)c->close_code,
+			 (unsigned char *)c->close_reason, c->close_reason_len);
+	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+}
+
+void wsb_client_close(struct wsb_client *c, int code, const char *reason,
+		      size_t len)
+{
+	if (c->st == WSB_CLOSED || c->st == WSB_CLOSING)
+		return;
+	if (len > sizeof(c->close_reason) - 1)
+		len = sizeof(c->close_reason) - 1;
+	c->close_code = code;
+	memcpy(c->close_reason, reason, len);
+	c->close_reason[len] = '\0';
+	c->close_reason_len = len;
+	if (c->st != WSB_OPEN || !c->wsi) {
+		/* nothing to hand-shake with */
+		c->attempt_done = 1;
+		finish_closed(c, "closed_by_user", code,
+			      strdup("closed by user"));
+		return;
+	}
+	set_state(c, WSB_CLOSING, "closed_by_user", strdup("closed by user"),
+		  code, 0, -1, -1);
+	c->t_probe = c->t_dead = 0;
+	c->t_close = wsb_now(c->e) + c->o.close_timeout;
+	wsb_client_timer_arm(c);
+	c->open_gate = 0;
+	if (c->tx_head) {
+		c->closing_after_flush = 1;
+		lws_callback_on_writable(c->wsi);
+	} else if (c->e->in_service) {
+		wsb_defer(c, WSB_DEF_CLOSE);
+	} else {
+		start_close(c);
+	}
+}
+
+static int on_writeable(struct wsb_client *c, struct lws *wsi)
+{
+	if (c->ping_pending) {
+		unsigned char buf[LWS_PRE + 125];
+
+		memcpy(buf + LWS_PRE, c->ping_payload, c->ping_len);
+		c->ping_pending = 0;
+		if (lws_write(wsi, buf + LWS_PRE, c->ping_len, LWS_WRITE_PING) < 0)
+			return -1;
+	}
+	while (c->tx_head && !c->open_gate && !lws_send_pipe_choked(wsi)) {
+		struct wsb_msg *m = c->tx_head;
+		size_t n = m->len - m->off;
+		int first = m->off == 0, final = 1;
+		int flags;
+
+		if (n > TX_CHUNK) {
+			n = TX_CHUNK;
+			final = 0;
+		}
+		flags = lws_write_ws_flags(m->binary ? LWS_WRITE_BINARY :
+						       LWS_WRITE_TEXT,
+					   first, final);
+		if (lws_write(wsi, m->data + m->off, n,
+			      (enum lws_write_protocol)flags) < (int)n)
+			return -1;
+		m->off += n;
+		c->tx_started = !final;
+		if (!final)
+			continue;
+		c->tx_head = m->next;
+		if (!c->tx_head)
+			c->tx_tail = NULL;
+		c->tx_bytes -= m->len;
+		c->tx_count--;
+		c->msgs_sent++;
+		c->bytes_sent += m->len;
+		free(m);
+	}
+	if (c->tx_head || c->ping_pending)
+		lws_callback_on_writable(wsi);
+	else if (c->closing_after_flush) {
+		c->closing_after_flush = 0;
+		wsb_defer(c, WSB_DEF_CLOSE);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------- receiving */
+
+static void on_receive(struct wsb_client *c, struct lws *wsi,
+		       const unsigned char *in, size_t len)
+{
+	struct wsb_msg *m;
+
+	heard(c);
+	c->bytes_recv += len;
+	if (!c->rx_in_msg) {
+		c->rx_in_msg = 1;
+		c->rx_binary = lws_frame_is_binary(wsi);
+		c->rx_len = 0;
+	}
+	if (!c->rx_too_big) {
+		if (c->rx_len + len > c->o.max_message_size) {
+			c->rx_too_big = 1;
+			c->close_code = 1009;
+			strcpy(c->close_reason, "message too big");
+			c->close_reason_len = strlen(c->close_reason);
+			c->pending_cause = "too_big";
+			wsb_defer(c, WSB_DEF_CLOSE);
+		} else {
+			if (c->rx_len + len > c->rx_cap) {
+				size_t cap = c->rx_cap ? c->rx_cap : 4096;
+				unsigned char *nb;
+
+				while (cap < c->rx_len + len)
+					cap *= 2;
+				if (cap > c->o.max_message_size)
+					cap = c->o.max_message_size;
+				nb = realloc(c->rx_buf, cap);
+				if (!nb) {
+					c->rx_too_big = 1;
+					return;
+				}
+				c->rx_buf = nb;
+				c->rx_cap = cap;
+			}
+			memcpy(c->rx_buf + c->rx_len, in, len);
+			c->rx_len += len;
+		}
+	}
+	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+		return;
+	c->rx_in_msg = 0;
+	if (c->rx_too_big)
+		return;
+	m = malloc(sizeof(*m) + c->rx_len);
+	if (!m)
+		return;
+	m->next = NULL;
+	m->len = c->rx_len;
+	m->off = 0;
+	m->binary = c->rx_binary;
+	m->data = m->buf;
+	if (c->rx_len)
+		memcpy(m->buf, c->rx_buf, c->rx_len);
+	c->rx_len = 0;
+	if (c->rx_cap > 65536) { /* don't keep a huge buffer per client */
+		free(c->rx_buf);
+		c->rx_buf = NULL;
+		c->rx_cap = 0;
+	}
+	c->msgs_recv++;
+	if (c->has_on_message) {
+		push_simple(c, WSB_EV_MESSAGE, m);
+		return;
+	}
+	if (c->rq_tail)
+		c->rq_tail->next = m;
+	else
+		c->rq_head = m;
+	c->rq_tail = m;
+	c->rq_count++;
+	if (c->rq_count >= c->o.max_queue && !c->rx_paused)
+		/* never from inside RECEIVE: lws bug over TLS (LWS-NOTES.md) */
+		wsb_defer(c, WSB_DEF_RXPAUSE);
+}
+
+/* receive() took a message: resume reading when there is room again. */
+void wsb_client_rx_taken(struct wsb_client *c)
+{
+	if (c->rx_paused && c->rq_count < c->o.max_queue && c->wsi) {
+		c->rx_paused = 0;
+		lws_rx_flow_control(c->wsi, 1);
+		/* what was held back was "received": restart the cycle */
+		hb_restart(c, wsb_now(c->e));
+		wsb_client_timer_arm(c);
+	}
+}
+
+void wsb_client_do_deferred(struct wsb_client *c, unsigned what)
+{
+	if ((what & WSB_DEF_RXPAUSE) && c->wsi && !c->rx_paused &&
+	    c->rq_count >= c->o.max_queue) {
+		c->rx_paused = 1;
+		lws_rx_flow_control(c->wsi, 0);
+	}
+	if (what & WSB_DEF_CLOSE)
+		start_close(c);
+	if (c->hb_rearm) {
+		c->hb_rearm = 0;
+		wsb_client_timer_arm(c);
+	}
+}
+
+/* --------------------------------------------------- lws -> state machine */
+
+static void on_established(struct wsb_client *c, struct lws *wsi)
+{
+	double now = wsb_now(c->e);
+
+	c->t_connect = 0;
+	if (lws_hdr_copy(wsi, c->protocol, sizeof(c->protocol),
+			 WSI_TOKEN_PROTOCOL) < 0)
+		c->protocol[0] = '\0';
+	c->connected_at = (double)time(NULL);
+	c->opened_mono = now;
+	if (c->opened_once)
+		c->reconnects++;
+	c->opened_once = 1;
+	c->open_gate = 1;
+	hb_restart(c, now);
+	wsb_client_timer_arm(c);
+	set_state(c, WSB_OPEN, "connected", strdup("connected"), 0, 0, -1, -1);
+}
+
+static void on_conn_error(struct wsb_client *c, struct lws *wsi,
+			  const char *msg)
+{
+	int status = lws_http_client_http_response(wsi);
+	char ra[32];
+
+	c->wsi = NULL;
+	lws_set_wsi_user(wsi, NULL);
+	if (!msg)
+		msg = "unknown error";
+	if (status && status != 101) {
+		if (lws_hdr_copy(wsi, ra, sizeof(ra),
+				 WSI_TOKEN_HTTP_RETRY_AFTER) > 0)
+			c->retry_after = atoi(ra);
+		lost(c, "http_status", 0, status,
+		     "handshake failed: HTTP %d", status);
+	} else if (c->tls_err[0]) {
+		lost(c, "tls", 0, 0, "TLS handshake failed: %s", c->tls_err);
+	} else if (!strncmp(msg, "connect SSL", 11) ||
+		   !strncmp(msg, "tls", 3) || strstr(msg, "cert")) {
+		lost(c, "tls", 0, 0, "TLS handshake failed: %s", msg);
+	} else if (!strcmp(msg, "Unable to connect")) {
+		lost(c, "refused", 0, 0, "connection refused");
+	} else if (!strncmp(msg, "HS: ", 4)) {
+		lost(c, "handshake", 0, 0, "handshake failed: %s", msg + 4);
+	} else {
+		lost(c, "network", 0, 0, "connection failed: %s", msg);
+	}
+}
+
+static void on_closed(struct wsb_client *c, struct lws *wsi)
+{
+	int code = c->peer_close_code;
+
+	c->wsi = NULL;
+	lws_set_wsi_user(wsi, NULL);
+	if (c->st == WSB_CLOSING) {
+		c->attempt_done = 1;
+		finish_closed(c, "closed_by_user", c->close_code,
+			      strdup("closed by user"));
+	} else if (c->pending_cause) {
+		lost(c, c->pending_cause, c->close_code, 0, "%s (%d %s)",
+		     !strcmp(c->pending_cause, "too_big") ?
+			     "incoming message too big" : "protocol error",
+		     c->close_code, close_code_name(c->close_code));
+	} else if (code) {
+		lost(c, "closed_by_peer", code, 0, "server closed (%d %s%s%s)",
+		     code, close_code_name(code),
+		     c->peer_close_reason[0] ? ": " : "",
+		     c->peer_close_reason);
+	} else {
+		lost(c, "connection_lost", 1006, 0,
+		     "connection lost (1006 abnormal closure)");
+	}
+}
+
+int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+		     void *user, void *in, size_t len)
+{
+	struct wsb_client *c = user;
+
+	if (reason == LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION)
+		return wsb_tls_verify(wsi, user, (int)len);
+	if (!c)
+		return 0;
+
+	switch (reason) {
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+		unsigned char **p = (unsigned char **)in, *end = *p + len;
+		const char *h = c->headers;
+
+		while (h && h < c->headers + c->headers_len) {
+			const char *v = h + strlen(h) + 1;
+
+			if (lws_add_http_header_by_name(wsi,
+					(const unsigned char *)h,
+					(const unsigned char *)v,
+					(int)strlen(v), p, end))
+				return -1;
+			h = v + strlen(v) + 1;
+		}
+		return 0;
+	}
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+		if (c->st != WSB_CONNECTING)
+			return -1;
+		c->wsi = wsi;
+		on_established(c, wsi);
+		return 0;
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		on_conn_error(c, wsi, in ? (const char *)in : NULL);
+		return 0;
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+		on_receive(c, wsi, in, len);
+		return 0;
+	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+		heard(c);
+		if (len == 9 && ((unsigned char *)in)[0] == 'W') {
+			uint64_t t;
+
+			memcpy(&t, (unsigned char *)in + 1, 8);
+			if (t <= uv_hrtime())
+				c->rtt = (double)(uv_hrtime() - t) / 1e9;
+		}
+		return 0;
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+		return on_writeable(c, wsi);
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
+		const unsigned char *b = in;
+
+		heard(c);
+		c->peer_close_code = len >= 2 ? (b[0] << 8 | b[1]) : 1005;
+		if (len > 2) {
+			size_t n = len - 2;
+
+			if (n > sizeof(c->peer_close_reason) - 1)
+				n = sizeof(c->peer_close_reason) - 1;
+			memcpy(c->peer_close_reason, b + 2, n);
+			c->peer_close_reason[n] = '\0';
+		}
+		return 0;
+	}
+	case LWS_CALLBACK_CLIENT_CLOSED:
+		on_closed(c, wsi);
+		return 0;
+	case LWS_CALLBACK_WSI_DESTROY:
+		if (c->wsi == wsi) {
+			/* destroyed without CLOSED or CONNECTION_ERROR */
+			c->wsi = NULL;
+			lost(c, "network", 0, 0, "connection failed");
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* ----------------------------------------------------------- teardown */
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void wsb_client_free(struct wsb_client *c)
+{
+	struct wsb_engine *e = c->e;
+	struct wsb_client **pp;
+
+	for (pp = &e->deferred; *pp; pp = &(*pp)->def_next)
+		if (*pp == c) {
+			*pp = c->def_next;
+			break;
+		}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		e->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+
+	detach_wsi(c);
+	cancel_dns(c);
+	reset_rx(c);
+	wsb_msg_free_list(c->tx_head);
+	wsb_msg_free_list(c->rq_head);
+	free(c->headers);
+	free(c->o.ca_file);
+	free(c->o.ca_path);
+	free(c->o.cert_file);
+	free(c->o.key_file);
+	free(c->o.server_name);
+	free(c->o.protocols);
+	free(c->o.origin);
+	free(c->o.hb_message);
+	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+}

@@ -1,0 +1,501 @@
+/*
+ * The engine: one per Lua state, shared by every client.
+ *
+ * libwebsockets runs on a libuv loop that the engine owns (lws "foreign
+ * loop"), so the whole engine is one epoll fd (uv_backend_fd) plus one
+ * timeout (uv_backend_timeout), and step() is uv_run(UV_RUN_NOWAIT).  The
+ * same loop resolves names (uv_getaddrinfo on libuv's thread pool) and runs
+ * our timers.  See docs/DESIGN.md for why this route was chosen.
+ */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wsbeat.h"
+
+static const char engine_key = 'e'; /* registry key of the engine userdata */
+static const char anchor_key = 'a'; /* registry key: lightuserdata c -> ud */
+
+struct wsb_tlsconf {
+	struct wsb_tlsconf *next;
+	int tls, compression;
+	char *ca_file, *ca_path, *cert_file, *key_file;
+	void *ssl_ctx;
+	struct lws_vhost *vh;
+	char name[32];
+};
+
+static const struct lws_protocols protocols[] = {
+	{ "wsbeat", wsb_lws_callback, 0, 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+static const struct lws_extension extensions[] = {
+	{ "permessage-deflate", lws_extension_callback_pm_deflate,
+	  "permessage-deflate; client_max_window_bits" },
+	{ NULL, NULL, NULL }
+};
+
+double wsb_now(struct wsb_engine *e)
+{
+	(void)e;
+	return (double)uv_hrtime() / 1e9;
+}
+
+void wsb_push_event(struct wsb_engine *e, struct wsb_event *ev)
+{
+	ev->next = NULL;
+	if (e->ev_tail)
+		e->ev_tail->next = ev;
+	else
+		e->ev_head = ev;
+	e->ev_tail = ev;
+}
+
+void wsb_defer(struct wsb_client *c, unsigned what)
+{
+	if (!c->deferred) {
+		c->def_next = c->e->deferred;
+		c->e->deferred = c;
+	}
+	c->deferred |= what;
+}
+
+void wsb_engine_run_deferred(struct wsb_engine *e)
+{
+	while (e->deferred) {
+		struct wsb_client *c = e->deferred;
+		unsigned what = c->deferred;
+
+		e->deferred = c->def_next;
+		c->def_next = NULL;
+		c->deferred = 0;
+		wsb_client_do_deferred(c, what);
+	}
+}
+
+static void free_event(struct wsb_event *ev)
+{
+	if (ev->msg)
+		free(ev->msg);
+	free(ev->info.reason);
+	free(ev);
+}
+
+/* ------------------------------------------------------------- vhosts */
+
+static int same(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static void free_tlsconf(struct wsb_tlsconf *t)
+{
+	free(t->ca_file);
+	free(t->ca_path);
+	free(t->cert_file);
+	free(t->key_file);
+	free(t);
+}
+
+struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
+				char *err, size_t errlen)
+{
+	const struct wsb_opts *o = &c->o;
+	struct lws_context_creation_info info;
+	struct wsb_tlsconf *t;
+	int tls = c->url.tls;
+	static int serial;
+
+	for (t = e->vhosts; t; t = t->next)
+		if (t->tls == tls && t->compression == o->compression &&
+		    (!tls || (same(t->ca_file, o->ca_file) &&
+			      same(t->ca_path, o->ca_path) &&
+			      same(t->cert_file, o->cert_file) &&
+			      same(t->key_file, o->key_file))))
+			return t->vh;
+
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	t->tls = tls;
+	t->compression = o->compression;
+	if (tls) {
+		t->ca_file = dup_or_null(o->ca_file);
+		t->ca_path = dup_or_null(o->ca_path);
+		t->cert_file = dup_or_null(o->cert_file);
+		t->key_file = dup_or_null(o->key_file);
+		t->ssl_ctx = wsb_tls_new_ctx(o, err, errlen);
+		if (!t->ssl_ctx) {
+			free_tlsconf(t);
+			return NULL;
+		}
+	}
+	snprintf(t->name, sizeof(t->name), "wsbeat-%d", ++serial);
+
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	info.vhost_name = t->name;
+	info.gid = (gid_t)-1;
+	info.uid = (uid_t)-1;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	if (o->compression)
+		info.extensions = extensions;
+	if (tls)
+		info.provided_client_ssl_ctx = t->ssl_ctx;
+	t->vh = lws_create_vhost(e->ctx, &info);
+	if (!t->vh) {
+		snprintf(err, errlen, "cannot create a libwebsockets vhost");
+		if (t->ssl_ctx)
+			wsb_tls_free_ctx(t->ssl_ctx);
+		free_tlsconf(t);
+		return NULL;
+	}
+	t->next = e->vhosts;
+	e->vhosts = t;
+	return t->vh;
+}
+
+/* ------------------------------------------------------- create, destroy */
+
+static void log_emit(int level, const char *line)
+{
+	(void)level;
+	fputs(line, stderr);
+}
+
+static int engine_gc(lua_State *L)
+{
+	struct wsb_engine *e = luaL_checkudata(L, 1, WSB_ENGINE_MT);
+	struct wsb_tlsconf *t;
+	struct wsb_event *ev;
+
+	if (e->destroyed)
+		return 0;
+	e->destroyed = 1;
+
+	/* Detach every client first: lws callbacks during destroy must not
+	 * reach client memory, and userdata still alive must not reach us. */
+	while (e->clients) {
+		struct wsb_client *c = e->clients;
+
+		if (c->udp)
+			*c->udp = NULL;
+		c->udp = NULL;
+		wsb_client_free(c);
+	}
+	while ((ev = e->ev_head)) {
+		e->ev_head = ev->next;
+		free_event(ev);
+	}
+	e->ev_tail = NULL;
+
+	if (e->ctx)
+		lws_context_destroy(e->ctx);
+	e->ctx = NULL;
+	/* Let lws and our timers finish closing their handles (and any
+	 * resolver still running on the thread pool) before closing the loop. */
+	uv_run(&e->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&e->loop);
+
+	while ((t = e->vhosts)) {
+		e->vhosts = t->next;
+		if (t->ssl_ctx)
+			wsb_tls_free_ctx(t->ssl_ctx);
+		free_tlsconf(t);
+	}
+	return 0;
+}
+
+struct wsb_engine *wsb_engine_get(lua_State *L)
+{
+	struct lws_context_creation_info info;
+	struct wsb_engine *e;
+	void *foreign[1];
+	const char *dbg;
+	int r;
+
+	if (lua_rawgetp(L, LUA_REGISTRYINDEX, &engine_key) == LUA_TUSERDATA) {
+		e = lua_touserdata(L, -1);
+		lua_pop(L, 1);
+		return e;
+	}
+	lua_pop(L, 1);
+
+	e = lua_newuserdatauv(L, sizeof(*e), 0);
+	memset(e, 0, sizeof(*e));
+	e->destroyed = 1; /* until fully made: __gc then does nothing */
+	luaL_setmetatable(L, WSB_ENGINE_MT);
+
+	r = uv_loop_init(&e->loop);
+	if (r)
+		luaL_error(L, "wsbeat: cannot create an event loop: %s",
+			   uv_strerror(r));
+
+	/* lws's own log lines go nowhere unless asked for */
+	dbg = getenv("WSBEAT_LWS_LOG");
+	lws_set_log_level(dbg ? atoi(dbg) : 0, log_emit);
+
+	foreign[0] = &e->loop;
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.gid = (gid_t)-1;
+	info.uid = (uid_t)-1;
+	info.foreign_loops = foreign;
+	info.options = LWS_SERVER_OPTION_LIBUV |
+		       LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+		       LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+		       LWS_SERVER_OPTION_VALIDATE_UTF8 |
+		       LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;
+	/* our own connect_timeout governs; keep lws's out of the way */
+	info.timeout_secs = 3600;
+	e->ctx = lws_create_context(&info);
+	if (!e->ctx) {
+		uv_run(&e->loop, UV_RUN_NOWAIT);
+		uv_loop_close(&e->loop);
+		luaL_error(L, "wsbeat: cannot create the libwebsockets context");
+	}
+	e->destroyed = 0;
+	e->started_ns = uv_hrtime();
+
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &engine_key);
+	lua_newtable(L);
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &anchor_key);
+	return e;
+}
+
+/* ------------------------------------------------------------ Lua side */
+
+void wsb_anchor(lua_State *L, struct wsb_client *c, int idx)
+{
+	idx = lua_absindex(L, idx);
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &anchor_key);
+	lua_pushvalue(L, idx);
+	lua_rawsetp(L, -2, c);
+	lua_pop(L, 1);
+}
+
+static void push_anchored(lua_State *L, struct wsb_client *c, int drop)
+{
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &anchor_key);
+	lua_rawgetp(L, -1, c);
+	if (drop) {
+		lua_pushnil(L);
+		lua_rawsetp(L, -3, c);
+	}
+	lua_remove(L, -2);
+}
+
+static int l_fd(lua_State *L)
+{
+	struct wsb_engine *e = wsb_engine_get(L);
+
+	lua_pushinteger(L, uv_backend_fd(&e->loop));
+	return 1;
+}
+
+/* seconds until step() is due; 0 when events wait; nil when idle */
+static double engine_timeout(struct wsb_engine *e)
+{
+	int ms;
+
+	if (e->ev_head || e->deferred)
+		return 0;
+	if (!uv_loop_alive(&e->loop))
+		return -1;
+	ms = uv_backend_timeout(&e->loop);
+	return ms < 0 ? -1 : ms / 1000.0;
+}
+
+static int l_timeout(lua_State *L)
+{
+	double t = engine_timeout(wsb_engine_get(L));
+
+	if (t < 0)
+		lua_pushnil(L);
+	else
+		lua_pushnumber(L, t);
+	return 1;
+}
+
+static void service(lua_State *L, struct wsb_engine *e)
+{
+	if (e->in_service)
+		luaL_error(L, "wsbeat: step() called from inside the engine");
+	e->in_service = 1;
+	uv_run(&e->loop, UV_RUN_NOWAIT);
+	e->in_service = 0;
+	wsb_engine_run_deferred(e);
+}
+
+/* core.service(): one non-blocking turn of the loop. */
+static int l_service(lua_State *L)
+{
+	service(L, wsb_engine_get(L));
+	return 0;
+}
+
+/*
+ * core.wait(timeout): block in poll() on the engine fd for at most timeout
+ * seconds (nil = until the engine's own next deadline), then service.
+ */
+static int l_wait(lua_State *L)
+{
+	struct wsb_engine *e = wsb_engine_get(L);
+	double limit = luaL_optnumber(L, 1, -1);
+	double t = engine_timeout(e);
+	struct pollfd pfd;
+	int ms;
+
+	if (t < 0 || (limit >= 0 && limit < t))
+		t = limit;
+	if (t < 0)
+		ms = -1;
+	else
+		ms = (int)ceil(t * 1000.0);
+	if (ms != 0) {
+		pfd.fd = uv_backend_fd(&e->loop);
+		pfd.events = POLLIN;
+		while (poll(&pfd, 1, ms) < 0 && errno == EINTR)
+			;
+	}
+	service(L, e);
+	return 0;
+}
+
+static int l_now(lua_State *L)
+{
+	lua_pushnumber(L, wsb_now(NULL));
+	return 1;
+}
+
+static void push_info(lua_State *L, struct wsb_event *ev)
+{
+	const struct wsb_info *in = &ev->info;
+
+	lua_createtable(L, 0, 8);
+	lua_pushstring(L, in->cause);
+	lua_setfield(L, -2, "cause");
+	lua_pushstring(L, in->reason ? in->reason : "");
+	lua_setfield(L, -2, "reason");
+	if (in->code) {
+		lua_pushinteger(L, in->code);
+		lua_setfield(L, -2, "code");
+	}
+	if (in->status) {
+		lua_pushinteger(L, in->status);
+		lua_setfield(L, -2, "status");
+	}
+	lua_pushinteger(L, in->attempt);
+	lua_setfield(L, -2, "attempt");
+	if (in->delay >= 0) {
+		lua_pushnumber(L, in->delay);
+		lua_setfield(L, -2, "delay");
+	}
+	lua_pushstring(L, wsb_state_names[ev->previous]);
+	lua_setfield(L, -2, "previous");
+	if (in->unsent >= 0) {
+		lua_pushinteger(L, in->unsent);
+		lua_setfield(L, -2, "unsent");
+	}
+}
+
+/*
+ * core.next_event() -> ws, "message", data, kind
+ *                    | ws, "state", state, info
+ *                    | ws, "attempt"
+ *                    | nil
+ */
+static int l_next_event(lua_State *L)
+{
+	struct wsb_engine *e = wsb_engine_get(L);
+	struct wsb_event *ev;
+	struct wsb_client *c;
+
+	while ((ev = e->ev_head)) {
+		e->ev_head = ev->next;
+		if (!e->ev_head)
+			e->ev_tail = NULL;
+		c = ev->c;
+		switch (ev->kind) {
+		case WSB_EV_MESSAGE:
+			push_anchored(L, c, 0);
+			lua_pushliteral(L, "message");
+			lua_pushlstring(L, (const char *)ev->msg->buf, ev->msg->len);
+			lua_pushstring(L, ev->msg->binary ? "binary" : "text");
+			free_event(ev);
+			return 4;
+		case WSB_EV_ATTEMPT:
+			push_anchored(L, c, 0);
+			lua_pushliteral(L, "attempt");
+			free_event(ev);
+			return 2;
+		case WSB_EV_STATE:
+			c->pub_state = ev->state;
+			push_anchored(L, c, ev->state == WSB_CLOSED);
+			lua_pushliteral(L, "state");
+			lua_pushstring(L, wsb_state_names[ev->state]);
+			push_info(L, ev);
+			free_event(ev);
+			return 4;
+		}
+	}
+	return 0;
+}
+
+static int l_pending(lua_State *L)
+{
+	struct wsb_engine *e = wsb_engine_get(L);
+
+	lua_pushboolean(L, e->ev_head != NULL);
+	return 1;
+}
+
+static int l_engine_stats(lua_State *L)
+{
+	struct wsb_engine *e = wsb_engine_get(L);
+	int n[WSB_CLOSED + 1] = { 0 };
+	struct wsb_client *c;
+
+	for (c = e->clients; c; c = c->next)
+		n[c->st]++;
+	lua_createtable(L, 0, 5);
+	for (int i = 0; i <= WSB_CLOSED; i++) {
+		lua_pushinteger(L, n[i]);
+		lua_setfield(L, -2, wsb_state_names[i]);
+	}
+	return 1;
+}
+
+int wsb_open_engine(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{ "fd", l_fd },
+		{ "timeout", l_timeout },
+		{ "service", l_service },
+		{ "wait", l_wait },
+		{ "now", l_now },
+		{ "next_event", l_next_event },
+		{ "pending", l_pending },
+		{ "engine_stats", l_engine_stats },
+		{ NULL, NULL }
+	};
+
+	if (luaL_newmetatable(L, WSB_ENGINE_MT)) {
+		lua_pushcfunction(L, engine_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_pop(L, 1);
+	luaL_setfuncs(L, funcs, 0);
+	return 0;
+}

@@ -1,0 +1,493 @@
+/*
+ * Lua binding of the client object (metatable "wsbeat.client") and the
+ * module entry point luaopen_wsbeat_core.
+ *
+ * The Lua layer (lua/wsbeat/init.lua) validates options and owns the
+ * callbacks; this file reads the validated table and exposes the methods
+ * that must be in C.  User values: 1 = URL string, 2 = the Lua layer's
+ * per-client table (callbacks, options).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wsbeat.h"
+
+
+struct ud {
+	struct wsb_client *c;
+};
+
+static struct wsb_client *check(lua_State *L, int idx)
+{
+	struct ud *u = luaL_checkudata(L, idx, WSB_CLIENT_MT);
+
+	if (!u->c)
+		luaL_error(L, "wsbeat: client used after its engine was destroyed");
+	return u->c;
+}
+
+/* --------------------------------------------------- reading options */
+
+static double num_field(lua_State *L, int t, const char *k, double def)
+{
+	double v = def;
+
+	if (lua_getfield(L, t, k) == LUA_TNUMBER)
+		v = lua_tonumber(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+static int bool_field(lua_State *L, int t, const char *k, int def)
+{
+	int v = def;
+
+	if (lua_getfield(L, t, k) != LUA_TNIL)
+		v = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+static char *str_field(lua_State *L, int t, const char *k, size_t *len)
+{
+	char *v = NULL;
+	size_t n = 0;
+
+	if (lua_getfield(L, t, k) == LUA_TSTRING) {
+		const char *s = lua_tolstring(L, -1, &n);
+
+		v = malloc(n + 1);
+		if (v) {
+			memcpy(v, s, n);
+			v[n] = '\0';
+		}
+	}
+	lua_pop(L, 1);
+	if (len)
+		*len = n;
+	return v;
+}
+
+static void read_opts(lua_State *L, int t, struct wsb_opts *o)
+{
+	o->connect_timeout = num_field(L, t, "connect_timeout", 10);
+	o->close_timeout = num_field(L, t, "close_timeout", 3);
+	o->max_message_size = (size_t)num_field(L, t, "max_message_size",
+						16 * 1024 * 1024);
+	o->max_queue = (size_t)num_field(L, t, "max_queue", 256);
+	o->send_buffer = (size_t)num_field(L, t, "send_buffer", 1024 * 1024);
+	o->compression = bool_field(L, t, "compression", 0);
+	o->protocols = str_field(L, t, "protocols", NULL);
+	o->origin = str_field(L, t, "origin", NULL);
+
+	o->verify = 1;
+	if (lua_getfield(L, t, "tls") == LUA_TTABLE) {
+		int s = lua_gettop(L);
+
+		o->verify = bool_field(L, s, "verify", 1);
+		o->ca_file = str_field(L, s, "ca_file", NULL);
+		o->ca_path = str_field(L, s, "ca_path", NULL);
+		o->cert_file = str_field(L, s, "cert_file", NULL);
+		o->key_file = str_field(L, s, "key_file", NULL);
+		o->server_name = str_field(L, s, "server_name", NULL);
+	}
+	lua_pop(L, 1);
+
+	o->reconnect = 0;
+	if (lua_getfield(L, t, "reconnect") == LUA_TTABLE) {
+		int s = lua_gettop(L);
+
+		o->reconnect = 1;
+		o->rc_delay = num_field(L, s, "delay", 1);
+		o->rc_max_delay = num_field(L, s, "max_delay", 30);
+		o->rc_factor = num_field(L, s, "factor", 2);
+		o->rc_jitter = num_field(L, s, "jitter", 0.5);
+		o->rc_min_uptime = num_field(L, s, "min_uptime", 5);
+		o->rc_max_attempts = num_field(L, s, "max_attempts", HUGE_VAL);
+	}
+	lua_pop(L, 1);
+	if (!o->reconnect)
+		o->rc_max_attempts = HUGE_VAL;
+
+	o->heartbeat = 0;
+	if (lua_getfield(L, t, "heartbeat") == LUA_TTABLE) {
+		int s = lua_gettop(L);
+		char *mode;
+
+		o->heartbeat = 1;
+		o->hb_interval = num_field(L, s, "interval", 20);
+		o->hb_timeout = num_field(L, s, "timeout", 20);
+		mode = str_field(L, s, "mode", NULL);
+		o->hb_message_mode = mode && !strcmp(mode, "message");
+		free(mode);
+		o->hb_message = str_field(L, s, "message", &o->hb_message_len);
+	}
+	lua_pop(L, 1);
+}
+
+/* ------------------------------------------------------- constructor */
+
+/*
+ * core.new(url, opts) -> ws | nil, message
+ * opts is already validated by the Lua layer.  Does not start connecting:
+ * the Lua side calls core.attempt(ws, headers) next.
+ */
+static int l_new(lua_State *L)
+{
+	struct wsb_engine *e = wsb_engine_get(L);
+	size_t len;
+	const char *url = luaL_checklstring(L, 1, &len);
+	struct wsb_client *c;
+	struct ud *u;
+	char err[256];
+	int r;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return luaL_error(L, "wsbeat: out of memory");
+	if (wsb_url_parse(url, len, &c->url, err, sizeof(err))) {
+		free(c);
+		lua_pushnil(L);
+		lua_pushstring(L, err);
+		return 2;
+	}
+
+	/* userdata first, so an error below leaves a harmless object */
+	u = lua_newuserdatauv(L, sizeof(*u), 2);
+	u->c = NULL;
+	luaL_setmetatable(L, WSB_CLIENT_MT);
+	lua_pushvalue(L, 1);
+	lua_setiuservalue(L, -2, 1);
+	lua_pushvalue(L, 2);
+	lua_setiuservalue(L, -2, 2);
+
+	r = uv_timer_init(&e->loop, &c->timer);
+	if (r) {
+		free(c);
+		return luaL_error(L, "wsbeat: %s", uv_strerror(r));
+	}
+	c->timer.data = c;
+	c->e = e;
+	c->udp = (void **)&u->c;
+	u->c = c;
+	c->next = e->clients;
+	if (e->clients)
+		e->clients->prev = c;
+	e->clients = c;
+	c->rtt = -1;
+	c->retry_after = -1;
+	c->st = c->pub_state = WSB_CONNECTING;
+
+	read_opts(L, 2, &c->o);
+	c->has_on_message = bool_field(L, 2, "has_on_message", 0);
+	{
+		const char *h = c->o.server_name && !wsb_is_ip_literal(c->o.server_name) ?
+					c->o.server_name : c->url.host;
+		int def = c->url.port == (c->url.tls ? 443 : 80);
+
+		if (c->url.ipv6 && h == c->url.host)
+			snprintf(c->host_hdr, sizeof(c->host_hdr), def ? "[%s]" : "[%s]:%d",
+				 h, c->url.port);
+		else
+			snprintf(c->host_hdr, sizeof(c->host_hdr), def ? "%s" : "%s:%d",
+				 h, c->url.port);
+	}
+	/* a live client must not be collected: anchored until "closed" */
+	wsb_anchor(L, c, -1);
+	return 1;
+}
+
+/*
+ * core.attempt(ws, headers) where headers is nil or a list
+ * {name1, value1, name2, value2, ...} already validated by Lua.
+ */
+static int l_attempt(lua_State *L)
+{
+	struct wsb_client *c = check(L, 1);
+	luaL_Buffer b;
+	size_t n;
+
+	if (c->st != WSB_CONNECTING && c->st != WSB_RECONNECTING)
+		return 0;
+	if (c->wsi || c->dns)
+		return 0; /* never two attempts at once */
+	free(c->headers);
+	c->headers = NULL;
+	c->headers_len = 0;
+	if (lua_istable(L, 2)) {
+		lua_Integer i, len = luaL_len(L, 2);
+
+		luaL_buffinit(L, &b);
+		for (i = 1; i <= len; i++) {
+			const char *s;
+
+			lua_rawgeti(L, 2, i);
+			s = lua_tolstring(L, -1, &n);
+			if (s) {
+				luaL_addlstring(&b, s, n);
+				if (i % 2)
+					luaL_addchar(&b, ':');
+				luaL_addchar(&b, '\0');
+			}
+			lua_pop(L, 1);
+		}
+		luaL_pushresult(&b);
+		{
+			const char *s = lua_tolstring(L, -1, &n);
+
+			c->headers = malloc(n ? n : 1);
+			if (c->headers) {
+				memcpy(c->headers, s, n);
+				c->headers_len = n;
+			}
+		}
+		lua_pop(L, 1);
+	}
+	wsb_client_start(c);
+	return 0;
+}
+
+/* ------------------------------------------------------------ methods */
+
+static int m_send(lua_State *L)
+{
+	static const char *const kinds[] = { "text", "binary", NULL };
+	struct wsb_client *c = check(L, 1);
+	size_t len;
+	const char *data = luaL_checklstring(L, 2, &len);
+	int binary = luaL_checkoption(L, 3, "text", kinds);
+	int r;
+
+	if (!binary) {
+		/* strict UTF-8: the C side mirrors utf8.len's rules */
+		lua_getglobal(L, "utf8");
+		if (lua_getfield(L, -1, "len") == LUA_TFUNCTION) {
+			lua_pushvalue(L, 2);
+			lua_call(L, 1, 1);
+			if (lua_isnil(L, -1)) {
+				luaL_pushfail(L);
+				lua_pushliteral(L, "invalid UTF-8");
+				return 2;
+			}
+		}
+		lua_settop(L, 3);
+	}
+	r = wsb_client_send(c, data, len, binary);
+	if (r == 0) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	luaL_pushfail(L);
+	lua_pushstring(L, r == -1 ? "send buffer full" :
+			  r == -2 ? "closed" : "out of memory");
+	return 2;
+}
+
+static int m_ping(lua_State *L)
+{
+	struct wsb_client *c = check(L, 1);
+	size_t len = 0;
+	const char *p = luaL_optlstring(L, 2, "", &len);
+
+	luaL_argcheck(L, len <= 125, 2, "ping payload longer than 125 bytes");
+	if (c->st >= WSB_CLOSING) {
+		luaL_pushfail(L);
+		lua_pushliteral(L, "closed");
+		return 2;
+	}
+	if (wsb_client_ping(c, p, len)) {
+		luaL_pushfail(L);
+		lua_pushliteral(L, "not open");
+		return 2;
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int valid_close_code(lua_Integer code)
+{
+	return code == 1000 || (code >= 3000 && code <= 4999);
+}
+
+static int m_close(lua_State *L)
+{
+	struct wsb_client *c = check(L, 1);
+	lua_Integer code = luaL_optinteger(L, 2, 1000);
+	size_t len = 0;
+	const char *reason = luaL_optlstring(L, 3, "", &len);
+
+	luaL_argcheck(L, valid_close_code(code), 2,
+		      "close code must be 1000 or 3000-4999");
+	luaL_argcheck(L, len <= 123, 3, "close reason longer than 123 bytes");
+	wsb_client_close(c, (int)code, reason, len);
+	return 0;
+}
+
+/* __close: the same graceful close, whatever error is passed */
+static int m_closemm(lua_State *L)
+{
+	struct ud *u = luaL_checkudata(L, 1, WSB_CLIENT_MT);
+
+	if (u->c)
+		wsb_client_close(u->c, 1000, "", 0);
+	return 0;
+}
+
+static int m_state(lua_State *L)
+{
+	struct wsb_client *c = check(L, 1);
+
+	lua_pushstring(L, wsb_state_names[c->pub_state]);
+	return 1;
+}
+
+static int m_url(lua_State *L)
+{
+	luaL_checkudata(L, 1, WSB_CLIENT_MT);
+	lua_getiuservalue(L, 1, 1);
+	return 1;
+}
+
+static int m_protocol(lua_State *L)
+{
+	struct wsb_client *c = check(L, 1);
+
+	if (c->protocol[0] && c->st == WSB_OPEN)
+		lua_pushstring(L, c->protocol);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
+static void set_int(lua_State *L, const char *k, uint64_t v)
+{
+	lua_pushinteger(L, (lua_Integer)v);
+	lua_setfield(L, -2, k);
+}
+
+static int m_stats(lua_State *L)
+{
+	struct wsb_client *c = check(L, 1);
+
+	lua_createtable(L, 0, 10);
+	if (c->rtt >= 0) {
+		lua_pushnumber(L, c->rtt);
+		lua_setfield(L, -2, "rtt");
+	}
+	set_int(L, "messages_sent", c->msgs_sent);
+	set_int(L, "messages_received", c->msgs_recv);
+	set_int(L, "bytes_sent", c->bytes_sent);
+	set_int(L, "bytes_received", c->bytes_recv);
+	set_int(L, "reconnects", c->reconnects);
+	set_int(L, "buffered", c->tx_bytes);
+	set_int(L, "queued", c->rq_count);
+	if (c->connected_at > 0) {
+		lua_pushnumber(L, c->connected_at);
+		lua_setfield(L, -2, "connected_at");
+	}
+	return 1;
+}
+
+static int m_tostring(lua_State *L)
+{
+	struct ud *u = luaL_checkudata(L, 1, WSB_CLIENT_MT);
+
+	lua_getiuservalue(L, 1, 1);
+	lua_pushfstring(L, "wsbeat.client: %s (%s)", lua_tostring(L, -1),
+			u->c ? wsb_state_names[u->c->pub_state] : "closed");
+	return 1;
+}
+
+static int m_gc(lua_State *L)
+{
+	struct ud *u = luaL_checkudata(L, 1, WSB_CLIENT_MT);
+
+	if (u->c) {
+		wsb_client_free(u->c);
+		u->c = NULL;
+	}
+	return 0;
+}
+
+/* ws:_pop() -> data, kind | nil   (the receive queue) */
+static int m_pop(lua_State *L)
+{
+	struct wsb_client *c = check(L, 1);
+	struct wsb_msg *m = c->rq_head;
+
+	if (!m)
+		return 0;
+	c->rq_head = m->next;
+	if (!c->rq_head)
+		c->rq_tail = NULL;
+	c->rq_count--;
+	lua_pushlstring(L, (const char *)m->buf, m->len);
+	lua_pushstring(L, m->binary ? "binary" : "text");
+	free(m);
+	wsb_client_rx_taken(c);
+	return 2;
+}
+
+static int m_opened(lua_State *L)
+{
+	wsb_client_opened(check(L, 1));
+	return 0;
+}
+
+/* ws:_info() -> the Lua layer's per-client table */
+static int m_info(lua_State *L)
+{
+	luaL_checkudata(L, 1, WSB_CLIENT_MT);
+	lua_getiuservalue(L, 1, 2);
+	return 1;
+}
+
+static int m_live(lua_State *L)
+{
+	struct ud *u = luaL_checkudata(L, 1, WSB_CLIENT_MT);
+
+	lua_pushboolean(L, u->c && u->c->st != WSB_CLOSED);
+	return 1;
+}
+
+int luaopen_wsbeat_core(lua_State *L)
+{
+	static const luaL_Reg methods[] = {
+		{ "send", m_send },
+		{ "ping", m_ping },
+		{ "close", m_close },
+		{ "state", m_state },
+		{ "url", m_url },
+		{ "protocol", m_protocol },
+		{ "stats", m_stats },
+		{ "_pop", m_pop },
+		{ "_opened", m_opened },
+		{ "_info", m_info },
+		{ "_live", m_live },
+		{ NULL, NULL }
+	};
+	static const luaL_Reg funcs[] = {
+		{ "new", l_new },
+		{ "attempt", l_attempt },
+		{ NULL, NULL }
+	};
+
+	luaL_newlib(L, funcs);
+	wsb_open_engine(L);
+	if (luaL_newmetatable(L, WSB_CLIENT_MT)) {
+		luaL_newlib(L, methods);
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, m_tostring);
+		lua_setfield(L, -2, "__tostring");
+		lua_pushcfunction(L, m_gc);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, m_closemm);
+		lua_setfield(L, -2, "__close");
+	}
+	lua_getfield(L, -1, "__index");
+	lua_setfield(L, -3, "methods");
+	lua_pop(L, 1);
+	return 1;
+}

@@ -1,0 +1,236 @@
+/*
+ * wsbeat: shared declarations of the C core (module wsbeat.core).
+ *
+ * The core never calls into Lua from inside libuv or libwebsockets
+ * callbacks.  Those callbacks only change C state and append events to the
+ * engine's FIFO; the Lua layer drains the FIFO from step(), outside every
+ * library frame, so a Lua error can never unwind through libwebsockets.
+ */
+#ifndef WSBEAT_H
+#define WSBEAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+#include <libwebsockets.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#define WSB_CLIENT_MT "wsbeat.client"
+#define WSB_ENGINE_MT "wsbeat.engine"
+
+/* ------------------------------------------------------------------ url.c */
+
+#define WSB_HOST_MAX 256
+#define WSB_PATH_MAX 4096
+
+struct wsb_url {
+	int tls;                 /* wss:// */
+	int port;
+	int ipv6;                /* host is a bracketed IPv6 literal */
+	char host[WSB_HOST_MAX]; /* without brackets */
+	char path[WSB_PATH_MAX]; /* path and query, at least "/" */
+};
+
+/* 0 on success; otherwise -1 and a message in err. */
+int wsb_url_parse(const char *s, size_t len, struct wsb_url *u, char *err,
+		  size_t errlen);
+/* 1 when s is an IPv4 or IPv6 address literal (no brackets). */
+int wsb_is_ip_literal(const char *s);
+
+/* ----------------------------------------------------------------- states */
+
+enum wsb_state {
+	WSB_CONNECTING,
+	WSB_OPEN,
+	WSB_RECONNECTING,
+	WSB_CLOSING,
+	WSB_CLOSED
+};
+
+extern const char *const wsb_state_names[];
+
+/* A message held by the core: outgoing (send queue) or incoming. */
+struct wsb_msg {
+	struct wsb_msg *next;
+	size_t len;
+	size_t off;      /* outgoing: bytes already handed to lws */
+	int binary;
+	unsigned char *data; /* outgoing: points LWS_PRE into buf */
+	unsigned char buf[]; /* LWS_PRE + len (outgoing) or len (incoming) */
+};
+
+/* Everything needed to describe one state transition to Lua. */
+struct wsb_info {
+	const char *cause;   /* static token */
+	char *reason;        /* malloc'd */
+	int code;            /* close code, 0 = none */
+	int status;          /* HTTP status, 0 = none */
+	int attempt;
+	double delay;        /* < 0: none */
+	int unsent;          /* -1: not reported */
+};
+
+enum wsb_ev_kind { WSB_EV_MESSAGE, WSB_EV_STATE, WSB_EV_ATTEMPT };
+
+struct wsb_event {
+	struct wsb_event *next;
+	enum wsb_ev_kind kind;
+	struct wsb_client *c;
+	struct wsb_msg *msg;      /* MESSAGE */
+	enum wsb_state state;     /* STATE */
+	enum wsb_state previous;  /* STATE */
+	struct wsb_info info;     /* STATE */
+};
+
+struct wsb_tlsconf;
+
+struct wsb_engine {
+	uv_loop_t loop;
+	struct lws_context *ctx;
+	struct wsb_tlsconf *vhosts;  /* one lws vhost per TLS/extension setup */
+	struct wsb_event *ev_head, *ev_tail;
+	struct wsb_client *clients;  /* every client not yet freed */
+	struct wsb_client *deferred; /* clients with work for after uv_run */
+	int in_service;              /* inside uv_run: lws frames on the stack */
+	int in_dispatch;             /* Lua layer is calling user callbacks */
+	int destroyed;
+	uint64_t started_ns;
+};
+
+/* Options the Lua layer has validated and hands to the core. */
+struct wsb_opts {
+	double connect_timeout, close_timeout;
+	size_t max_message_size, max_queue, send_buffer;
+	int compression;
+	int verify;
+	char *ca_file, *ca_path, *cert_file, *key_file, *server_name;
+	char *protocols;   /* comma separated, or NULL */
+	char *origin;
+	/* reconnect */
+	int reconnect;
+	double rc_delay, rc_max_delay, rc_factor, rc_jitter, rc_min_uptime;
+	double rc_max_attempts;
+	/* heartbeat */
+	int heartbeat;
+	double hb_interval, hb_timeout;
+	int hb_message_mode;
+	char *hb_message;
+	size_t hb_message_len;
+};
+
+/* deferred work bits (done after uv_run returns, outside lws callbacks) */
+#define WSB_DEF_CLOSE     0x01 /* start the close handshake on the wsi */
+#define WSB_DEF_RXPAUSE   0x02 /* switch off reading (max_queue reached) */
+#define WSB_DEF_HARDCLOSE 0x04 /* drop the wsi without a close handshake */
+
+struct wsb_client {
+	struct wsb_engine *e;
+	struct wsb_client *next, *prev;   /* engine->clients */
+	struct wsb_client *def_next;      /* engine->deferred */
+	unsigned deferred;                /* WSB_DEF_* */
+	void **udp;                       /* the Lua userdata's pointer slot */
+
+	struct wsb_url url;
+	struct wsb_opts o;
+	char *headers;       /* "Name: value\r\n..." for the current attempt */
+	size_t headers_len;
+	char host_hdr[WSB_HOST_MAX + 16];
+
+	enum wsb_state st;        /* real state */
+	enum wsb_state pub_state; /* last state the Lua side was told */
+	struct lws *wsi;
+	struct wsb_dns *dns;      /* pending resolution, or NULL */
+	uv_timer_t timer;         /* one timer, for the nearest deadline */
+	double t_connect, t_close, t_retry, t_probe, t_dead; /* 0 = unset */
+	int attempt;              /* consecutive failures */
+
+	/* the attempt under way */
+	int open_gate;            /* open event not yet delivered */
+	int peer_close_code;
+	char peer_close_reason[124];
+	int close_code;           /* what we send on close */
+	char close_reason[124];
+	size_t close_reason_len;
+	int fail_status;
+	int retry_after;          /* seconds, -1 = none */
+	char tls_err[256];
+	int rx_paused;
+	int hard_closing;         /* local drop, no close handshake */
+	const char *pending_cause;/* why we are tearing the attempt down */
+	char *pending_reason;
+	int pending_code;
+
+	/* send queue */
+	struct wsb_msg *tx_head, *tx_tail, *tx_prio; /* tx_prio: last open-cb msg */
+	size_t tx_bytes, tx_count;
+	int tx_started;           /* tx_head partly written */
+	size_t tx_dropped;        /* messages lost with a torn attempt */
+	int closing_after_flush;  /* close() waits for the send queue */
+	int connecting_sync;      /* inside lws_client_connect_via_info */
+	int attempt_done;         /* this attempt already ended */
+	int ping_is_probe;
+	int hb_rearm;             /* a receive moved the heartbeat deadlines */
+	int opened_once;
+	int ping_pending;
+	unsigned char ping_payload[125];
+	size_t ping_len;
+
+	/* receive */
+	unsigned char *rx_buf;
+	size_t rx_len, rx_cap;
+	int rx_binary;
+	int rx_too_big;
+	int rx_in_msg;
+	struct wsb_msg *rq_head, *rq_tail;   /* queued for receive() */
+	size_t rq_count;
+	int has_on_message;
+
+	char protocol[64];
+
+	/* stats */
+	double rtt;              /* < 0: none yet */
+	uint64_t msgs_sent, msgs_recv, bytes_sent, bytes_recv, reconnects;
+	double connected_at;     /* monotonic seconds, 0 = not connected */
+	double opened_mono;
+};
+
+/* ----------------------------------------------------------------- engine */
+struct wsb_engine *wsb_engine_get(lua_State *L);
+double wsb_now(struct wsb_engine *e);      /* monotonic seconds */
+void wsb_push_event(struct wsb_engine *e, struct wsb_event *ev);
+void wsb_defer(struct wsb_client *c, unsigned what);
+struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
+				char *err, size_t errlen);
+int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+		     void *user, void *in, size_t len);
+void wsb_engine_run_deferred(struct wsb_engine *e);
+
+void wsb_anchor(lua_State *L, struct wsb_client *c, int idx);
+int wsb_open_engine(lua_State *L);
+int luaopen_wsbeat_core(lua_State *L);
+
+/* ----------------------------------------------------------------- client */
+void wsb_client_start(struct wsb_client *c);
+void wsb_client_close(struct wsb_client *c, int code, const char *reason,
+		      size_t len);
+int wsb_client_send(struct wsb_client *c, const char *data, size_t len,
+		    int binary);
+void wsb_client_send_front(struct wsb_client *c, const char *data,
+			   size_t len, int binary);
+int wsb_client_ping(struct wsb_client *c, const char *data, size_t len);
+void wsb_client_opened(struct wsb_client *c);
+void wsb_client_rx_taken(struct wsb_client *c);
+void wsb_client_free(struct wsb_client *c);
+void wsb_client_do_deferred(struct wsb_client *c, unsigned what);
+void wsb_client_timer_arm(struct wsb_client *c);
+void wsb_msg_free_list(struct wsb_msg *m);
+
+/* ------------------------------------------------------------------- tls */
+int wsb_tls_verify(struct lws *wsi, void *x509_ctx, int preverify_ok);
+void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen);
+void wsb_tls_free_ctx(void *ctx);
+
+#endif
