@@ -840,9 +840,6 @@ static void on_established(struct wsb_client *c, struct lws *wsi)
 	double now = wsb_now(c->e);
 
 	c->t_connect = 0;
-	if (lws_hdr_copy(wsi, c->protocol, sizeof(c->protocol),
-			 WSI_TOKEN_PROTOCOL) < 0)
-		c->protocol[0] = '\0';
 	c->connected_at = (double)time(NULL);
 	c->opened_mono = now;
 	if (c->opened_once)
@@ -937,6 +934,12 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		}
 		return 0;
 	}
+	case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
+		/* the response headers are gone by ESTABLISHED */
+		if (lws_hdr_copy(wsi, c->protocol, sizeof(c->protocol),
+				 WSI_TOKEN_PROTOCOL) < 0)
+			c->protocol[0] = '\0';
+		return 0;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		if (c->st != WSB_CONNECTING)
 			return -1;

@@ -1,0 +1,42 @@
+rockspec_format = "3.0"
+package = "wsbeat"
+version = "scm-1"
+source = {
+	url = "git+https://example.invalid/wsbeat.git",
+}
+description = {
+	summary = "A WebSocket client that stays connected: heartbeat, dead-peer detection, reconnect",
+	detailed = [[
+wsbeat is a Lua 5.4 WebSocket client written in C on libwebsockets and
+OpenSSL.  It watches the link with a heartbeat, drops dead peers even when
+TCP has not noticed, and reconnects with backoff and jitter, behind
+on_message/on_state callbacks and one pollable file descriptor that fits any
+event loop.
+]],
+	license = "MIT",
+	labels = { "websocket", "network" },
+}
+dependencies = {
+	"lua >= 5.4, < 5.5",
+}
+external_dependencies = {
+	LIBWEBSOCKETS = { header = "libwebsockets.h", library = "websockets" },
+	LIBUV = { header = "uv.h", library = "uv" },
+	OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
+}
+build = {
+	type = "builtin",
+	modules = {
+		["wsbeat"] = "lua/wsbeat/init.lua",
+		["wsbeat.core"] = {
+			sources = { "src/url.c", "src/tls.c", "src/engine.c", "src/client.c", "src/lclient.c" },
+			defines = { "_GNU_SOURCE" },
+			libraries = { "websockets", "uv", "ssl", "crypto" },
+			incdirs = { "$(LIBWEBSOCKETS_INCDIR)", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)" },
+			libdirs = { "$(LIBWEBSOCKETS_LIBDIR)", "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+		},
+	},
+}
+test = {
+	type = "busted",
+}

@@ -1,0 +1,100 @@
+local H = require "helper"
+
+describe("wss", function()
+	local srv, certs
+	setup(function()
+		certs = H.certs()
+		srv = H.server { tls = true }
+	end)
+	teardown(function() srv:stop() end)
+
+	it("verifies the chain and host name with ca_file and echoes", function()
+		local ws, rec = H.client(srv:url(), {
+			tls = { ca_file = certs .. "/ca.pem" },
+			on_state = function(ws, st) if st == "open" then ws:send("over tls") end end,
+		})
+		H.run_until(function() return #rec.messages == 1 end, 5, "echo")
+		assert.equal("over tls", rec.messages[1].data)
+		ws:close()
+		H.wait_state(ws, "closed")
+		assert.equal(1000, srv:wait_event("close").code)
+	end)
+
+	it("verifies with ca_path (a hashed directory)", function()
+		local dir = H.tmpdir() .. "/capath"
+		assert(os.execute(string.format("mkdir -p %s && cp %s/ca.pem %s/ && openssl rehash %s 2>/dev/null || c_rehash %s >/dev/null",
+			dir, certs, dir, dir, dir)))
+		local ws = H.client(srv:url(), { tls = { ca_path = dir } })
+		H.wait_state(ws, "open")
+		ws:close()
+		H.wait_state(ws, "closed")
+	end)
+
+	it("uses the URL's host name for the certificate check: localhost", function()
+		local ws = H.client(("wss://localhost:%d/echo"):format(srv.port), { tls = { ca_file = certs .. "/ca.pem" } })
+		H.wait_state(ws, "open")
+		ws:close()
+		H.wait_state(ws, "closed")
+	end)
+
+	it("fails with cause tls and OpenSSL's reason for an unknown CA, without retrying", function()
+		local ws, rec = H.client(srv:url(), {})
+		H.wait_state(ws, "closed")
+		assert.same({ "closed" }, rec.states)
+		assert.equal("tls", rec.infos[1].cause)
+		assert.matches("unable to get local issuer certificate", rec.infos[1].reason, 1, true)
+	end)
+
+	it("fails with cause tls when the name does not match (server_name)", function()
+		local ws, rec = H.client(srv:url(), { tls = { ca_file = certs .. "/ca.pem", server_name = "other.example" } })
+		H.wait_state(ws, "closed")
+		assert.equal("tls", rec.infos[1].cause)
+		assert.matches("does not match host name 'other.example'", rec.infos[1].reason, 1, true)
+	end)
+
+	it("connects to an unverifiable server only with verify = false", function()
+		local ws = H.client(srv:url(), { tls = { verify = false } })
+		H.wait_state(ws, "open")
+		ws:close()
+		H.wait_state(ws, "closed")
+	end)
+
+	it("reports an unreadable ca_file as cause tls", function()
+		local ws, rec = H.client(srv:url(), { tls = { ca_file = "/nonexistent/ca.pem" } })
+		H.wait_state(ws, "closed")
+		assert.equal("tls", rec.infos[1].cause)
+		assert.matches("cannot load ca_file '/nonexistent/ca.pem'", rec.infos[1].reason, 1, true)
+	end)
+
+	it("works over IPv6 loopback with the address in the certificate", function()
+		local srv6 = H.server { tls = true, host = "::1" }
+		local ws, rec = H.client(srv6:url(), {
+			tls = { ca_file = certs .. "/ca.pem" },
+			on_state = function(ws, st) if st == "open" then ws:send("v6") end end,
+		})
+		H.run_until(function() return #rec.messages == 1 end, 5, "echo over v6")
+		assert.equal("v6", rec.messages[1].data)
+		ws:close()
+		H.wait_state(ws, "closed")
+		assert.equal(1000, srv6:wait_event("close").code)
+		srv6:stop()
+	end)
+end)
+
+describe("wss against node ws", function()
+	it("echoes and closes cleanly", function()
+		local certs = H.certs()
+		local srv = H.server { tls = true, kind = "node" }
+		local ws, rec = H.client(srv:url(), {
+			tls = { ca_file = certs .. "/ca.pem" },
+			on_state = function(ws, st) if st == "open" then ws:send("node tls") end end,
+		})
+		H.run_until(function() return #rec.messages == 1 end, 5, "echo")
+		ws:close(4005, "done")
+		H.wait_state(ws, "closed")
+		local ev = srv:wait_event("close")
+		assert.equal(4005, ev.code)
+		assert.equal("done", ev.reason)
+		srv:stop()
+	end)
+end)

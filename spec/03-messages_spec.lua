@@ -1,0 +1,202 @@
+local H = require "helper"
+local wsbeat = require "wsbeat"
+local core = require "wsbeat.core"
+local json = require "dkjson"
+
+describe("sending and receiving", function()
+	local srv
+	setup(function() srv = H.server {} end)
+	teardown(function() srv:stop() end)
+
+	it("buffers sends while connecting; sends from on_state(open) go first", function()
+		local path = "/echo?order"
+		local ws, rec = H.client(srv:url(path), {
+			on_state = function(ws, st)
+				if st == "open" then
+					assert.is_true(ws:send("login"))
+					assert.is_true(ws:send("subscribe"))
+				end
+			end,
+		})
+		assert.is_true(ws:send("b1"))
+		assert.is_true(ws:send("b2"))
+		assert.equal(4, #"b1b2")
+		assert.equal(4, ws:stats().buffered)
+		H.run_until(function() return #rec.messages == 4 end, 5, "4 echoes")
+		local got = {}
+		for i, m in ipairs(rec.messages) do got[i] = m.data end
+		assert.same({ "login", "subscribe", "b1", "b2" }, got)
+		local st = ws:stats()
+		assert.equal(4, st.messages_sent)
+		assert.equal(4, st.messages_received)
+		assert.equal(0, st.buffered)
+		assert.is_number(st.connected_at)
+		ws:close()
+		H.wait_state(ws, "closed")
+	end)
+
+	it("validates text as UTF-8 and refuses sends after close", function()
+		local ws = H.client(srv:url())
+		local ok, err = ws:send("\xff\xfe")
+		assert.is_nil(ok)
+		assert.equal("invalid UTF-8", err)
+		ok, err = ws:send("\xed\xa0\x80") -- a surrogate
+		assert.is_nil(ok)
+		assert.equal("invalid UTF-8", err)
+		assert.is_true(ws:send("\xff\xfe", "binary"))
+		assert.has_error(function() ws:send("x", "blob") end)
+		H.wait_state(ws, "open")
+		ws:close()
+		ok, err = ws:send("late")
+		assert.is_nil(ok)
+		assert.equal("closed", err)
+		H.wait_state(ws, "closed")
+		ok, err = ws:send("later")
+		assert.is_nil(ok)
+		assert.equal("closed", err)
+	end)
+
+	it("bounds the send buffer while connecting and reports unsent messages", function()
+		local ws, rec = H.client(srv:url("/hang"), { send_buffer = 10, reconnect = false })
+		assert.is_true(ws:send("12345"))
+		assert.is_true(ws:send("67890"))
+		local ok, err = ws:send("x")
+		assert.is_nil(ok)
+		assert.equal("send buffer full", err)
+		ws:close()
+		H.wait_state(ws, "closed")
+		assert.equal(2, rec.infos[#rec.infos].unsent)
+		assert.equal("closed_by_user", rec.infos[#rec.infos].cause)
+	end)
+
+	it("receive() on the main thread: messages, timeout, then closed", function()
+		local ws = wsbeat.connect(srv:url("/send/3/10"))
+		for k = 0, 2 do
+			local data, kind = ws:receive(5)
+			assert.equal("binary", kind)
+			assert.equal(H.pattern(k, 10), data)
+		end
+		local t0 = core.now()
+		local data, err = ws:receive(0.2)
+		local dt = core.now() - t0
+		assert.is_nil(data)
+		assert.equal("timeout", err)
+		assert.is_true(dt >= 0.19 and dt < 1.5, "timeout took " .. dt)
+		ws:send("tail")
+		ws:close()
+		-- what arrived before the close is still delivered, then "closed"
+		local got = {}
+		for d in ws:messages() do got[#got + 1] = d end
+		assert.is_true(#got <= 1)
+		assert.same({ nil, "closed" }, { ws:receive() })
+	end)
+
+	it("receive() inside wsbeat.spawn coroutines does not block other clients", function()
+		local results = {}
+		local function worker(name, path, n)
+			local ws = wsbeat.connect(srv:url(path))
+			for _ = 1, n do
+				local data = assert(ws:receive(5))
+				results[#results + 1] = name .. ":" .. #data
+			end
+			ws:close()
+			local _, why = ws:receive() -- yields: index results only afterwards
+			results[#results + 1] = name .. ":" .. why
+		end
+		wsbeat.spawn(worker, "a", "/send/2/5", 2)
+		wsbeat.spawn(worker, "b", "/send/3/7", 3)
+		assert.is_true(wsbeat.run(10))
+		table.sort(results)
+		assert.same({ "a:5", "a:5", "a:closed", "b:7", "b:7", "b:7", "b:closed" }, results)
+	end)
+
+	it("receive() raises on a client with on_message", function()
+		local ws = H.client(srv:url())
+		assert.has_error(function() ws:receive(0) end,
+			"receive: this client has an on_message callback (no receive queue)")
+		ws:close()
+	end)
+
+	it("sends an extra ping with ws:ping()", function()
+		local ws = H.client(srv:url("/echo?ping"))
+		local ok, err = ws:ping("x")
+		assert.is_nil(ok)
+		assert.equal("not open", err)
+		H.wait_state(ws, "open")
+		assert.is_true(ws:ping("hello"))
+		local ev = srv:wait_event("ping", function(e) return e.len == 5 end)
+		assert.equal(5, ev.len)
+		assert.has_error(function() ws:ping(("x"):rep(126)) end)
+		ws:close()
+		H.wait_state(ws, "closed")
+	end)
+
+	it("negotiates a subprotocol", function()
+		local ws = H.client(srv:url("/echo?proto"), { protocols = { "v2.example", "superchat", "chat" } })
+		H.wait_state(ws, "open")
+		assert.equal("superchat", ws:protocol())
+		assert.equal("superchat", srv:wait_event("connect", function(e) return e.path == "/echo?proto" end).subprotocol)
+		ws:close()
+		H.wait_state(ws, "closed")
+		assert.is_nil(ws:protocol())
+		local ws2 = H.client(srv:url("/echo?noproto"), { protocols = { "v2.example" } })
+		H.wait_state(ws2, "open")
+		assert.is_nil(ws2:protocol())
+		ws2:close()
+	end)
+
+	it("sends headers (table or function called per attempt) and origin", function()
+		local calls = 0
+		local ws, rec = H.client(srv:url("/headers"), {
+			origin = "https://game.example",
+			headers = function(ws)
+				calls = calls + 1
+				return { Authorization = "Bearer t" .. calls, ["X-Num"] = 42 }
+			end,
+		})
+		H.run_until(function() return #rec.messages == 1 end, 5, "headers echo")
+		local h = json.decode(rec.messages[1].data)
+		assert.equal("Bearer t1", h.authorization)
+		assert.equal("42", h["x-num"])
+		assert.equal("https://game.example", h.origin)
+		assert.equal(1, calls)
+		ws:close()
+		local ws2, rec2 = H.client(srv:url("/headers"), { headers = { ["X-Static"] = "yes" } })
+		H.run_until(function() return #rec2.messages == 1 end, 5, "headers echo")
+		assert.equal("yes", json.decode(rec2.messages[1].data)["x-static"])
+		ws2:close()
+		H.wait_state(ws2, "closed")
+	end)
+
+	it("connects over IPv6 loopback", function()
+		local srv6 = H.server { host = "::1" }
+		local ws, rec = H.client(srv6:url(), {
+			on_state = function(ws, st) if st == "open" then ws:send("six") end end,
+		})
+		H.run_until(function() return #rec.messages == 1 end, 5, "echo")
+		assert.equal("six", rec.messages[1].data)
+		assert.equal("[::1]:" .. srv6.port, srv6:events("connect")[1].headers.host)
+		ws:close()
+		H.wait_state(ws, "closed")
+		srv6:stop()
+	end)
+
+	it("resolves host names without blocking and keeps Host as the name", function()
+		local ws = H.client(("ws://localhost:%d/echo?named"):format(srv.port))
+		H.wait_state(ws, "open")
+		local ev = srv:wait_event("connect", function(e) return e.path == "/echo?named" end)
+		assert.equal("localhost:" .. srv.port, ev.headers.host)
+		ws:close()
+		H.wait_state(ws, "closed")
+	end)
+
+	it("reports tostring, url and state", function()
+		local ws = H.client(srv:url("/echo?ts"))
+		assert.equal("wsbeat.client: " .. srv:url("/echo?ts") .. " (connecting)", tostring(ws))
+		assert.equal(srv:url("/echo?ts"), ws:url())
+		H.wait_state(ws, "open")
+		assert.equal("wsbeat.client: " .. srv:url("/echo?ts") .. " (open)", tostring(ws))
+		ws:close()
+		H.wait_state(ws, "closed")
+	end)
+end)
