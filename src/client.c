@@ -9,7 +9,9 @@
  * engine's FIFO.
  */
 #include <math.h>
+#include <errno.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -855,7 +857,13 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 			  const char *msg)
 {
 	int status = lws_http_client_http_response(wsi);
+	int fd = lws_get_socket_fd(wsi), soerr = 0;
+	socklen_t sl = sizeof(soerr);
 	char ra[32];
+
+	/* lws does not say why a TCP connect failed; the socket does */
+	if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl))
+		soerr = 0;
 
 	c->wsi = NULL;
 	lws_set_wsi_user(wsi, NULL);
@@ -872,8 +880,10 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 	} else if (!strncmp(msg, "connect SSL", 11) ||
 		   !strncmp(msg, "tls", 3) || strstr(msg, "cert")) {
 		lost(c, "tls", 0, 0, "TLS handshake failed: %s", msg);
-	} else if (!strcmp(msg, "Unable to connect")) {
+	} else if (soerr == ECONNREFUSED || !strcmp(msg, "Unable to connect")) {
 		lost(c, "refused", 0, 0, "connection refused");
+	} else if (soerr) {
+		lost(c, "network", 0, 0, "connection failed: %s", strerror(soerr));
 	} else if (!strncmp(msg, "HS: ", 4)) {
 		lost(c, "handshake", 0, 0, "handshake failed: %s", msg + 4);
 	} else {

@@ -1,0 +1,97 @@
+local H = require "helper"
+local wsbeat = require "wsbeat"
+
+local MiB = 1024 * 1024
+
+describe("big and fragmented messages", function()
+	local srv, certs
+	setup(function()
+		certs = H.certs()
+		srv = H.server { tls = true }
+	end)
+	teardown(function() srv:stop() end)
+
+	it("echoes a 5 MiB binary message over wss (on_message)", function()
+		local big = H.big_pattern(3, 5 * MiB)
+		local ws, rec = H.client(srv:url(), {
+			tls = { ca_file = certs .. "/ca.pem" },
+			on_state = function(ws, st) if st == "open" then assert.is_true(ws:send(big, "binary")) end end,
+		})
+		H.run_until(function() return #rec.messages == 1 end, 20, "5 MiB echo")
+		assert.equal(5 * MiB, #rec.messages[1].data)
+		assert.is_true(rec.messages[1].data == big)
+		assert.equal("binary", rec.messages[1].kind)
+		local ev = srv:wait_event("message", function(e) return e.len == 5 * MiB end)
+		assert.equal("binary", ev.kind)
+		ws:close()
+		H.wait_state(ws, "closed")
+	end)
+
+	it("receives 4 x 5 MiB over wss with max_queue = 1 (flow control, receive())", function()
+		local ws = wsbeat.connect(srv:url("/send/4/" .. 5 * MiB), {
+			tls = { ca_file = certs .. "/ca.pem" }, max_queue = 1,
+			heartbeat = { interval = 0.5, timeout = 1 },
+		})
+		for k = 0, 3 do
+			local data, kind = ws:receive(20)
+			assert.equal("binary", kind)
+			assert.equal(5 * MiB, #data)
+			assert.is_true(data == H.big_pattern(k, 5 * MiB), "message " .. k .. " differs")
+			H.sleep(0.3) -- let the socket fill while the queue is full
+		end
+		assert.equal("open", ws:state())
+		ws:close()
+		assert.same({ nil, "closed" }, { ws:receive(5) })
+	end)
+
+	it("closes with 1009 when a message exceeds max_message_size", function()
+		local ws, rec = H.client(srv:url("/big/" .. 2 * MiB), {
+			tls = { ca_file = certs .. "/ca.pem" }, max_message_size = MiB,
+		})
+		H.wait_state(ws, "closed", 10)
+		local last = rec.infos[#rec.infos]
+		assert.equal("too_big", last.cause)
+		assert.equal(1009, last.code)
+		assert.same({}, rec.messages)
+		assert.equal(1009, srv:wait_event("close", function(e) return e.code ~= 1000 end).code)
+	end)
+
+	it("reassembles a fragmented text message", function()
+		local plain = H.server {}
+		-- "Hel" (FIN=0, text) + "lo" (FIN=1, continuation)
+		local ws, rec = H.client(plain:url("/raw/010348656c80026c6f"))
+		H.run_until(function() return #rec.messages == 1 end, 5, "fragmented message")
+		assert.same({ data = "Hello", kind = "text" }, rec.messages[1])
+		ws:close()
+		H.wait_state(ws, "closed")
+		plain:stop()
+	end)
+end)
+
+describe("compression", function()
+	it("negotiates permessage-deflate and echoes 100 KB of text", function()
+		local srv = H.server { deflate = true }
+		local text = ("wsbeat compresses well. "):rep(4200)
+		local ws, rec = H.client(srv:url(), {
+			compression = true,
+			on_state = function(ws, st) if st == "open" then ws:send(text) end end,
+		})
+		H.run_until(function() return #rec.messages == 1 end, 10, "compressed echo")
+		assert.is_true(rec.messages[1].data == text)
+		assert.matches("permessage%-deflate", srv:events("connect")[1].extensions)
+		ws:close()
+		H.wait_state(ws, "closed")
+		assert.equal(1000, srv:wait_event("close").code)
+		srv:stop()
+	end)
+
+	it("is off by default", function()
+		local srv = H.server { deflate = true }
+		local ws = H.client(srv:url())
+		H.wait_state(ws, "open")
+		assert.equal("", srv:events("connect")[1].extensions)
+		ws:close()
+		H.wait_state(ws, "closed")
+		srv:stop()
+	end)
+end)

@@ -1,0 +1,90 @@
+local H = require "helper"
+local core = require "wsbeat.core"
+
+local function free_port()
+	-- bind port 0, read the port, close: nothing listens there afterwards
+	local out = H.sh([[/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])']])
+	return tonumber(out)
+end
+
+describe("connection failures", function()
+	local srv
+	setup(function() srv = H.server {} end)
+	teardown(function() srv:stop() end)
+
+	it("reports a refused port as cause refused", function()
+		local ws, rec = H.client(("ws://127.0.0.1:%d/"):format(free_port()), { reconnect = false })
+		H.wait_state(ws, "closed")
+		assert.same({ "closed" }, rec.states)
+		assert.equal("refused", rec.infos[1].cause)
+		assert.matches("connection refused", rec.infos[1].reason)
+		assert.equal("connecting", rec.infos[1].previous)
+		assert.equal(0, rec.infos[1].unsent)
+	end)
+
+	it("gives up after max_attempts with cause gave_up", function()
+		local t0 = core.now()
+		local ws, rec = H.client(("ws://127.0.0.1:%d/"):format(free_port()),
+			{ reconnect = { delay = 0.05, factor = 2, jitter = 0, max_attempts = 3 } })
+		H.wait_state(ws, "closed")
+		assert.same({ "reconnecting", "connecting", "reconnecting", "connecting", "closed" }, rec.states)
+		assert.equal(1, rec.infos[1].attempt)
+		assert.equal(0.05, rec.infos[1].delay)
+		assert.equal(2, rec.infos[3].attempt)
+		assert.equal(0.1, rec.infos[3].delay)
+		assert.equal("gave_up", rec.infos[5].cause)
+		assert.equal(3, rec.infos[5].attempt)
+		assert.is_true(core.now() - t0 >= 0.15)
+	end)
+
+	it("ends a hanging upgrade at connect_timeout", function()
+		local t0 = core.now()
+		local ws, rec = H.client(srv:url("/hang"), { connect_timeout = 0.3, reconnect = false })
+		H.wait_state(ws, "closed")
+		local dt = core.now() - t0
+		assert.equal("connect_timeout", rec.infos[1].cause)
+		assert.is_true(dt >= 0.29 and dt < 2, "took " .. dt)
+	end)
+
+	it("retries HTTP 503 and honours Retry-After", function()
+		local ws, rec = H.client(srv:url("/status/503?retry_after=2"),
+			{ reconnect = { delay = 0.01, jitter = 0 } })
+		H.run_until(function() return #rec.states >= 1 end, 5, "first failure")
+		assert.equal("reconnecting", rec.states[1])
+		assert.equal("http_status", rec.infos[1].cause)
+		assert.equal(503, rec.infos[1].status)
+		assert.equal(2, rec.infos[1].delay)
+		ws:close()
+		H.wait_state(ws, "closed")
+		assert.equal("closed_by_user", rec.infos[2].cause)
+		assert.equal("reconnecting", rec.infos[2].previous)
+	end)
+
+	it("reports an unresolvable name as cause dns", function()
+		local ws, rec = H.client("ws://no-such-host.invalid/", { reconnect = false })
+		H.wait_state(ws, "closed", 15)
+		assert.equal("dns", rec.infos[1].cause)
+		assert.matches("cannot resolve 'no%-such%-host.invalid'", rec.infos[1].reason)
+	end)
+
+	it("closes at once while connecting and counts unsent messages", function()
+		local ws, rec = H.client(srv:url("/hang"))
+		ws:send("a")
+		ws:send("b")
+		ws:close()
+		assert.equal("connecting", ws:state()) -- told only from step()
+		H.wait_state(ws, "closed")
+		assert.same({ "closed" }, rec.states)
+		assert.equal(2, rec.infos[1].unsent)
+	end)
+
+	it("reconnects after an abort and delivers buffered messages once", function()
+		local ws, rec = H.client(srv:url("/abort"), { reconnect = { delay = 0.05, jitter = 0, max_attempts = 2 } })
+		H.wait_state(ws, "closed", 5)
+		assert.same({ "open", "reconnecting", "connecting", "open", "closed" }, rec.states)
+		assert.equal("connection_lost", rec.infos[2].cause)
+		assert.equal(1006, rec.infos[2].code)
+		assert.equal("gave_up", rec.infos[5].cause)
+		assert.equal(1, ws:stats().reconnects)
+	end)
+end)
