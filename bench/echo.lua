@@ -11,7 +11,10 @@
     Prints one line:
       RESULT client=<c> rtt_p50_us=.. rtt_p99_us=.. rtt_mean_us=.. msg_s=.. pipe_s=..
 
-  lua5.4 bench/echo.lua summary <results-file> [rounds-label]
+  lua5.4 bench/echo.lua versions
+    Prints the wsbeat / lua-http / cqueues versions in use.
+
+  lua5.4 bench/echo.lua summary <results-file>
     Reads the RESULT lines (several rounds per client), prints a table of
     medians and the wsbeat/lua-http ratios.
 
@@ -22,8 +25,8 @@ outstanding), stop the clock when the K-th echo arrives; msg/s = K / time.
 Every echo is checked (same length, and for the latency test same content).
 ]]
 
-local ROOT = (arg and arg[0] or "bench/echo.lua"):match("^(.*)/bench/[^/]*$") or "."
-if ROOT == "" then ROOT = "." end
+-- project root = the directory above this script's directory
+local ROOT = ((arg and arg[0] or "./echo.lua"):match("^(.*)/[^/]*$") or ".") .. "/.."
 
 local MSG = ("0123456789abcdefghijklmnopqrstuv") -- 32 bytes
 assert(#MSG == 32)
@@ -316,6 +319,16 @@ if mode == "summary" then
 	os.exit(summary(assert(arg[2], "summary needs a results file")) and 0 or 1)
 end
 
+if mode == "versions" then
+	-- not a benchmark: one line of library versions
+	local wsbeat = load_wsbeat()
+	local cqueues = load_lua_http()
+	local ok, hv = pcall(require, "http.version")
+	print(string.format("%s (%s); lua-http %s; cqueues %s",
+		wsbeat._VERSION, _VERSION, ok and hv.version or "?", tostring(cqueues.VERSION)))
+	os.exit(0)
+end
+
 local url = arg[2]
 local N = tonumber(arg[3] or "") or 5000
 local K = tonumber(arg[4] or "") or 20000
@@ -332,8 +345,6 @@ elseif mode == "wsbeat-recv" then
 	bench_wsbeat_recv(url, N, K, W)
 elseif mode == "lua-http" then
 	bench_lua_http(url, N, K, W)
-elseif mode == "versions" then
-	-- not a benchmark: print library versions (url argument ignored)
 else
 	io.stderr:write("unknown client '" .. tostring(mode) .. "'\n")
 	os.exit(2)

@@ -1,0 +1,100 @@
+local H = require "helper"
+local wsbeat = require "wsbeat"
+local core = require "wsbeat.core"
+
+describe("name resolution", function()
+	it("never blocks step(): a 1 s DNS answer while the loop keeps turning", function()
+		local srv = H.server {}
+		local dir = H.tmpdir()
+		local f = assert(io.open(dir .. "/resolv.conf", "w"))
+		f:write("nameserver 127.0.0.2\noptions timeout:5 attempts:1\n")
+		f:close()
+		local dns_pid = H.sh(("sh -c 'exec %s %s/spec/fixtures/slowdns.py --addr 127.0.0.2 --port 53 --delay 1.0 >%s/dns.log 2>&1' </dev/null & echo $!")
+			:format(H.PYTHON, H.ROOT, dir)):gsub("%s+$", "")
+		finally(function() os.execute("kill " .. dns_pid .. " 2>/dev/null") srv:stop() end)
+		H.run_until(function() return (io.open(dir .. "/dns.log"):read("a") or ""):find("READY") end, 5, "dns server")
+		local out = H.sh(("unshare -m sh -c 'mount --bind %s/resolv.conf /etc/resolv.conf && cd %s && " ..
+			"LUA_PATH=\"./lua/?.lua;./lua/?/init.lua;;\" LUA_CPATH=\"./build/?.so;;\" lua5.4 spec/fixtures/dns_probe.lua ws://slow.wsbeat.test:%d/echo' 2>&1")
+			:format(dir, H.ROOT, srv.port))
+		local elapsed, maxstep, steps, state = out:match("elapsed=([%d.]+) maxstep=([%d.]+) steps=(%d+) state=(%a+)")
+		assert.is_truthy(elapsed, "probe output: " .. out)
+		assert.equal("open", state)
+		assert.is_true(tonumber(elapsed) >= 0.9, "the answer came too soon: " .. out)
+		assert.is_true(tonumber(maxstep) < 0.2, "a step blocked: " .. out)
+		assert.is_true(tonumber(steps) > 20, "the loop did not turn: " .. out)
+		local ev = srv:wait_event("connect")
+		assert.equal("slow.wsbeat.test:" .. srv.port, ev.headers.host)
+	end)
+end)
+
+describe("the pollable contract", function()
+	it("a loop that only wakes through fd() and timeout() does not stall (plain poll via cqueues)", function()
+		local cqueues = require "cqueues"
+		local certs = H.certs()
+		local srv = H.server { tls = true }
+		local got, N = 0, 300
+		local ws = wsbeat.connect(srv:url(), {
+			tls = { ca_file = certs .. "/ca.pem" },
+			on_state = function(ws, st)
+				if st == "open" then for i = 1, N do ws:send(("m%03d"):format(i) .. ("x"):rep(3000)) end end
+			end,
+			on_message = function() got = got + 1 end,
+		})
+		local fdobj = { pollfd = wsbeat.fd(), events = "r" }
+		local cq = cqueues.new()
+		local t0 = core.now()
+		cq:wrap(function()
+			while got < N and core.now() - t0 < 20 do
+				cqueues.poll(fdobj, wsbeat.timeout())
+				wsbeat.step()
+			end
+			ws:close()
+			while ws:state() ~= "closed" and core.now() - t0 < 25 do
+				cqueues.poll(fdobj, wsbeat.timeout())
+				wsbeat.step()
+			end
+		end)
+		assert(cq:loop())
+		assert.equal(N, got)
+		assert.equal("closed", ws:state())
+		srv:stop()
+	end)
+
+	it("receive() inside cqueues coroutines, several clients, ws as a pollable", function()
+		local cqueues = require "cqueues"
+		local srv = H.server {}
+		local cq = cqueues.new()
+		local results = {}
+		for _, spec in ipairs { { "a", "/send/3/4" }, { "b", "/send/2/9" } } do
+			cq:wrap(function()
+				local ws = wsbeat.connect(srv:url(spec[2]))
+				local n = tonumber(spec[2]:match("/send/(%d+)"))
+				for _ = 1, n do
+					local data = assert(ws:receive(5))
+					results[#results + 1] = spec[1] .. #data
+				end
+				assert(cqueues.poll(ws, 0.01)) -- ws is a pollable object itself
+				ws:close()
+				local _, why = ws:receive(5)
+				results[#results + 1] = spec[1] .. why
+			end)
+		end
+		assert(cq:loop(10))
+		table.sort(results)
+		assert.same({ "a4", "a4", "a4", "aclosed", "b9", "b9", "bclosed" }, results)
+		srv:stop()
+	end)
+
+	it("fd() is stable; timeout() does not ask for busy polling when idle", function()
+		assert.equal(wsbeat.fd(), wsbeat.fd())
+		assert.is_true(math.type(wsbeat.fd()) == "integer" and wsbeat.fd() >= 0)
+		local ws = wsbeat.connect("ws://127.0.0.1:1/", { reconnect = false })
+		assert.equal(0, wsbeat.timeout()) -- work to do now
+		H.wait_state(ws, "closed")
+		wsbeat.step()
+		wsbeat.step()
+		local t = wsbeat.timeout()
+		-- libwebsockets keeps a 30 s housekeeping timer, so idle is "late", not nil
+		assert.is_true(t == nil or (t > 1 and t <= 30), "idle timeout " .. tostring(t))
+	end)
+end)
