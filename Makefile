@@ -39,6 +39,9 @@ test: all
 lint:
 	luacheck --std lua54 lua spec bench examples scripts
 
+check-memory: all
+	sh scripts/check-memory.sh $(BUSTED_ARGS)
+
 install: all
 	install -d $(DESTDIR)$(LIBDIR)/wsbeat $(DESTDIR)$(LUADIR)/wsbeat
 	install -m 0755 $(CORE) $(DESTDIR)$(LIBDIR)/wsbeat/core.so

@@ -5,8 +5,8 @@
       client: wsbeat       on_message callback, host loop = core.wait() + wsbeat.step()
               wsbeat-recv  no callback, ws:receive() on the main thread
               lua-http     http.websocket inside one cqueues controller
-      N: round trips for the latency test (default 5000)
-      K: messages for the pipelined test (default 20000)
+      N: round trips for the latency test (default 10000)
+      K: messages for the pipelined test (default 50000)
       W: at most W messages in flight during the pipelined test (default 512)
     Prints one line:
       RESULT client=<c> rtt_p50_us=.. rtt_p99_us=.. rtt_mean_us=.. msg_s=.. pipe_s=..
@@ -135,7 +135,7 @@ local function bench_wsbeat_recv(url, N, K, W)
 	local wsbeat, core = load_wsbeat()
 	local now, wait, step = core.now, core.wait, wsbeat.step
 
-	local ws = wsbeat.connect(url, { heartbeat = false, reconnect = false, max_queue = 4096 })
+	local ws = wsbeat.connect(url, { heartbeat = false, reconnect = false })
 	local deadline = now() + 10
 	while ws:state() ~= "open" do
 		if ws:state() == "closed" then error("wsbeat-recv: connection failed") end
@@ -330,8 +330,8 @@ if mode == "versions" then
 end
 
 local url = arg[2]
-local N = tonumber(arg[3] or "") or 5000
-local K = tonumber(arg[4] or "") or 20000
+local N = tonumber(arg[3] or "") or 10000
+local K = tonumber(arg[4] or "") or 50000
 local W = tonumber(arg[5] or "") or 512
 if not url then
 	io.stderr:write("usage: lua5.4 echo.lua wsbeat|wsbeat-recv|lua-http ws://127.0.0.1:PORT/echo [N] [K] [W]\n" ..

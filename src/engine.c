@@ -200,12 +200,15 @@ static int engine_gc(lua_State *L)
 	}
 	e->ev_tail = NULL;
 
-	if (e->ctx)
-		lws_context_destroy(e->ctx);
-	e->ctx = NULL;
 	/* Let lws and our timers finish closing their handles (and any
-	 * resolver still running on the thread pool) before closing the loop. */
-	uv_run(&e->loop, UV_RUN_DEFAULT);
+	 * resolver still running on the thread pool) before closing the loop.
+	 * On a foreign libuv loop lws 4.1 stops after its first stage and
+	 * needs a second lws_context_destroy() once the loop has run; it
+	 * clears e->ctx (info.pcontext) when the context is really gone. */
+	for (int i = 0; e->ctx && i < 3; i++) {
+		lws_context_destroy(e->ctx);
+		uv_run(&e->loop, UV_RUN_DEFAULT);
+	}
 	uv_loop_close(&e->loop);
 
 	while ((t = e->vhosts)) {
@@ -252,6 +255,7 @@ struct wsb_engine *wsb_engine_get(lua_State *L)
 	info.gid = (gid_t)-1;
 	info.uid = (uid_t)-1;
 	info.foreign_loops = foreign;
+	info.pcontext = &e->ctx;
 	info.options = LWS_SERVER_OPTION_LIBUV |
 		       LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
 		       LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
