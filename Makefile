@@ -51,4 +51,4 @@ clean:
 	rm -rf build
 
 demo: all
-	$(LUA) scripts/demo.lua
+	LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./build/?.so;;" $(LUA) scripts/demo.lua .

@@ -443,13 +443,15 @@ static void hb_restart(struct wsb_client *c, double now)
 	c->t_dead = 0;
 }
 
-/* Anything received proves the peer alive. */
+/*
+ * Anything received proves the peer alive.  Only the deadlines move: the
+ * armed timer fires at the old one and re-arms for the new (at most one
+ * extra wake-up per interval instead of a timer update per message).
+ */
 static void heard(struct wsb_client *c)
 {
-	if (c->o.heartbeat && (c->t_dead || c->t_probe)) {
+	if (c->o.heartbeat && (c->t_dead || c->t_probe))
 		hb_restart(c, wsb_now(c->e));
-		c->hb_rearm = 1;
-	}
 }
 
 static void send_probe(struct wsb_client *c, double now)
@@ -829,10 +831,6 @@ void wsb_client_do_deferred(struct wsb_client *c, unsigned what)
 	}
 	if (what & WSB_DEF_CLOSE)
 		start_close(c);
-	if (c->hb_rearm) {
-		c->hb_rearm = 0;
-		wsb_client_timer_arm(c);
-	}
 }
 
 /* --------------------------------------------------- lws -> state machine */
@@ -848,9 +846,9 @@ static void on_established(struct wsb_client *c, struct lws *wsi)
 		c->reconnects++;
 	c->opened_once = 1;
 	c->open_gate = 1;
+	set_state(c, WSB_OPEN, "connected", strdup("connected"), 0, 0, -1, -1);
 	hb_restart(c, now);
 	wsb_client_timer_arm(c);
-	set_state(c, WSB_OPEN, "connected", strdup("connected"), 0, 0, -1, -1);
 }
 
 static void on_conn_error(struct wsb_client *c, struct lws *wsi,

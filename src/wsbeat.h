@@ -172,7 +172,6 @@ struct wsb_client {
 	int connecting_sync;      /* inside lws_client_connect_via_info */
 	int attempt_done;         /* this attempt already ended */
 	int ping_is_probe;
-	int hb_rearm;             /* a receive moved the heartbeat deadlines */
 	int opened_once;
 	int ping_pending;
 	unsigned char ping_payload[125];
