@@ -37,7 +37,8 @@ test: all
 	$(LUA) $(BUSTED) $(BUSTED_ARGS)
 
 lint:
-	luacheck --std lua54 lua spec bench examples scripts
+	luacheck --std lua54 lua bench scripts spec/helper.lua spec/fixtures
+	luacheck --std lua54+busted --no-unused-args --no-max-line-length spec
 
 check-memory: all
 	sh scripts/check-memory.sh $(BUSTED_ARGS)

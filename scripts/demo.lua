@@ -39,7 +39,7 @@ local ws = wsbeat.connect(url, {
 	heartbeat = { interval = 1, timeout = 1 },
 	reconnect = { delay = 0.5, max_delay = 2, jitter = 0.2 },
 	connect_timeout = 2,
-	on_state = function(ws, state, info)
+	on_state = function(_, state, info)
 		local extra = ""
 		if info.delay then extra = (" next attempt %d in %.2fs"):format(info.attempt, info.delay) end
 		say("state %-12s cause=%s (%s)%s", state, info.cause, info.reason, extra)

@@ -1,5 +1,4 @@
 local H = require "helper"
-local wsbeat = require "wsbeat"
 
 for _, kind in ipairs { "python", "node" } do
 	describe("echo against " .. kind .. " peer", function()

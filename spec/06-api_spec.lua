@@ -164,7 +164,7 @@ describe("lifetime", function()
 		local ws = next(seen)
 		ws:close()
 		H.wait_state(ws, "closed")
-		ws = nil
+		ws = nil -- luacheck: ignore 311 (drop the last reference)
 		collectgarbage() collectgarbage()
 		assert.is_nil(next(seen), "closed client was not collected")
 	end)

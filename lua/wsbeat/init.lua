@@ -4,9 +4,9 @@
 -- wsbeat.spawn.  See ../../docs/DESIGN.md for the architecture.
 local core = require "wsbeat.core"
 
-local type, pairs, ipairs, select, error, tostring = type, pairs, ipairs, select, error, tostring
-local xpcall, pcall, next, setmetatable = xpcall, pcall, next, setmetatable
-local math_huge, math_type, math_min = math.huge, math.type, math.min
+local type, pairs, ipairs, error, tostring = type, pairs, ipairs, error, tostring
+local xpcall, next, setmetatable = xpcall, next, setmetatable
+local math_huge, math_type = math.huge, math.type
 local co_running, co_yield, co_create, co_resume, co_status =
 	coroutine.running, coroutine.yield, coroutine.create, coroutine.resume, coroutine.status
 local traceback, table_concat = debug.traceback, table.concat

@@ -1,0 +1,2 @@
+max_line_length = 150
+exclude_files = { "spec/fixtures/node_modules/**" }
