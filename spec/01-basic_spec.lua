@@ -29,7 +29,7 @@ for _, kind in ipairs { "python", "node" } do
 			local ev = srv:wait_event("close")
 			assert.equal(4001, ev.code)
 			assert.equal("bye", ev.reason)
-			local conn = srv:events("connect")[1]
+			local conn = srv:wait_event("connect")
 			assert.equal("/echo?a=1&b=2", conn.path)
 			assert.equal("127.0.0.1:" .. srv.port, conn.headers.host)
 		end)
