@@ -33,6 +33,7 @@ struct wsb_dns {
 
 static void lost(struct wsb_client *c, const char *cause, int code,
 		 int status, const char *fmt, ...);
+static void request_writable(struct wsb_client *c);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -203,6 +204,7 @@ static void end_attempt(struct wsb_client *c)
 	c->t_connect = c->t_close = c->t_probe = c->t_dead = 0;
 	c->open_gate = 0;
 	c->closing_after_flush = 0;
+	c->write_requested = 0;
 	c->ping_pending = 0;
 	c->rx_paused = 0;
 	c->connected_at = 0;
@@ -472,7 +474,7 @@ static void send_probe(struct wsb_client *c, double now)
 		c->ping_pending = 1;
 		c->ping_is_probe = 1;
 	}
-	lws_callback_on_writable(c->wsi);
+	request_writable(c);
 }
 
 /* Is input waiting that the loop has not read yet? (stall immunity) */
@@ -550,10 +552,19 @@ static struct wsb_msg *new_out(const char *data, size_t len, int binary)
 	return m;
 }
 
+/* Ask lws for WRITEABLE once: every request costs an epoll_ctl under libuv. */
+static void request_writable(struct wsb_client *c)
+{
+	if (c->wsi && !c->write_requested) {
+		c->write_requested = 1;
+		lws_callback_on_writable(c->wsi);
+	}
+}
+
 static void want_write(struct wsb_client *c)
 {
-	if (c->wsi && c->st >= WSB_OPEN && !c->open_gate)
-		lws_callback_on_writable(c->wsi);
+	if (c->st >= WSB_OPEN && !c->open_gate)
+		request_writable(c);
 }
 
 /* Queue ahead of everything not yet started (heartbeat messages). */
@@ -620,7 +631,7 @@ int wsb_client_ping(struct wsb_client *c, const char *data, size_t len)
 	c->ping_len = len;
 	c->ping_pending = 1;
 	c->ping_is_probe = 0;
-	lws_callback_on_writable(c->wsi);
+	request_writable(c);
 	return 0;
 }
 
@@ -674,7 +685,7 @@ void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 	c->open_gate = 0;
 	if (c->tx_head) {
 		c->closing_after_flush = 1;
-		lws_callback_on_writable(c->wsi);
+		request_writable(c);
 	} else if (c->e->in_service) {
 		wsb_defer(c, WSB_DEF_CLOSE);
 	} else {
@@ -684,6 +695,9 @@ void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 
 static int on_writeable(struct wsb_client *c, struct lws *wsi)
 {
+	size_t budget = 4 * TX_CHUNK; /* fairness between connections */
+
+	c->write_requested = 0;
 	if (c->ping_pending) {
 		unsigned char buf[LWS_PRE + 125];
 
@@ -692,7 +706,11 @@ static int on_writeable(struct wsb_client *c, struct lws *wsi)
 		if (lws_write(wsi, buf + LWS_PRE, c->ping_len, LWS_WRITE_PING) < 0)
 			return -1;
 	}
-	while (c->tx_head && !c->open_gate && !lws_send_pipe_choked(wsi)) {
+	/* lws_send_pipe_choked() polls the socket: ask once, then rely on
+	 * lws_partial_buffered(), which turns on when the kernel took less */
+	if (c->tx_head && lws_send_pipe_choked(wsi))
+		budget = 0;
+	while (c->tx_head && !c->open_gate && budget && !lws_partial_buffered(wsi)) {
 		struct wsb_msg *m = c->tx_head;
 		size_t n = m->len - m->off;
 		int first = m->off == 0, final = 1;
@@ -709,6 +727,7 @@ static int on_writeable(struct wsb_client *c, struct lws *wsi)
 			      (enum lws_write_protocol)flags) < (int)n)
 			return -1;
 		m->off += n;
+		budget = budget > n + 64 ? budget - n - 64 : 0;
 		c->tx_started = !final;
 		if (!final)
 			continue;
@@ -722,7 +741,7 @@ static int on_writeable(struct wsb_client *c, struct lws *wsi)
 		free(m);
 	}
 	if (c->tx_head || c->ping_pending)
-		lws_callback_on_writable(wsi);
+		request_writable(c);
 	else if (c->closing_after_flush) {
 		c->closing_after_flush = 0;
 		wsb_defer(c, WSB_DEF_CLOSE);

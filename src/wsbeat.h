@@ -172,6 +172,7 @@ struct wsb_client {
 	int connecting_sync;      /* inside lws_client_connect_via_info */
 	int attempt_done;         /* this attempt already ended */
 	int ping_is_probe;
+	int write_requested;      /* WRITEABLE asked for, not yet delivered */
 	int opened_once;
 	int ping_pending;
 	unsigned char ping_payload[125];
