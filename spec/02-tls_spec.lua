@@ -98,3 +98,48 @@ describe("wss against node ws", function()
 		srv:stop()
 	end)
 end)
+
+describe("mutual TLS", function()
+	local srv, certs
+	setup(function()
+		certs = H.certs()
+		srv = H.server { tls = true, client_ca = H.certs() .. "/ca.pem" }
+	end)
+	teardown(function() srv:stop() end)
+
+	it("presents cert_file/key_file when the server requires a client certificate", function()
+		local ws, rec = H.client(srv:url(), {
+			tls = { ca_file = certs .. "/ca.pem", cert_file = certs .. "/client.pem", key_file = certs .. "/client.key" },
+			on_state = function(ws, st) if st == "open" then ws:send("mtls") end end,
+		})
+		H.run_until(function() return #rec.messages == 1 end, 5, "echo over mutual TLS")
+		assert.equal("mtls", rec.messages[1].data)
+		ws:close()
+		H.wait_state(ws, "closed")
+	end)
+
+	it("does not open without a client certificate", function()
+		-- With TLS 1.3 the server rejects the missing certificate after the
+		-- handshake; its alert is usually destroyed by the TCP reset that
+		-- follows, so the client sees either the alert or a broken link.
+		local ws, rec = H.client(srv:url(), { tls = { ca_file = certs .. "/ca.pem" }, reconnect = false })
+		H.wait_state(ws, "closed")
+		assert.same({ "closed" }, rec.states)
+		local info = rec.infos[1]
+		if info.cause == "tls" then
+			assert.matches("certificate required", info.reason, 1, true)
+		else
+			assert.equal("network", info.cause)
+			assert.matches("connection failed: %a", info.reason)
+		end
+	end)
+
+	it("reports a key that does not match the certificate", function()
+		local ws, rec = H.client(srv:url(), {
+			tls = { ca_file = certs .. "/ca.pem", cert_file = certs .. "/client.pem", key_file = certs .. "/server.key" },
+		})
+		H.wait_state(ws, "closed")
+		assert.equal("tls", rec.infos[1].cause)
+		assert.matches("cannot load key_file '" .. certs .. "/server.key': key values mismatch", rec.infos[1].reason, 1, true)
+	end)
+end)

@@ -875,6 +875,7 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 {
 	int status = lws_http_client_http_response(wsi);
 	int fd = lws_get_socket_fd(wsi), soerr = 0;
+	const char *alert;
 	socklen_t sl = sizeof(soerr);
 	char ra[32];
 
@@ -894,6 +895,8 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 		     "handshake failed: HTTP %d", status);
 	} else if (c->tls_err[0]) {
 		lost(c, "tls", 0, 0, "TLS handshake failed: %s", c->tls_err);
+	} else if (c->url.tls && (alert = wsb_tls_alert(lws_get_ssl(wsi)))) {
+		lost(c, "tls", 0, 0, "TLS alert from the server: %s", alert);
 	} else if (!strncmp(msg, "connect SSL", 11) ||
 		   !strncmp(msg, "tls", 3) || strstr(msg, "cert")) {
 		lost(c, "tls", 0, 0, "TLS handshake failed: %s", msg);

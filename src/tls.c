@@ -10,6 +10,7 @@
  * and wsb_tls_verify() checks the leaf against the name or address the user
  * meant.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,9 +42,53 @@ static void ssl_errors(char *buf, size_t len)
 	}
 }
 
+/*
+ * Remember the last fatal alert the server sent on each SSL.  With TLS 1.3
+ * a server that rejects our (missing) client certificate says so only after
+ * the handshake, and lws then reports a plain read failure: the alert is
+ * the only place that says why.
+ */
+static int alert_index = -1;
+
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+	/* SSL_CB_READ_ALERT is two bits: test both, or sent alerts match too */
+	if ((where & SSL_CB_READ_ALERT) == SSL_CB_READ_ALERT &&
+	    (ret >> 8) == SSL3_AL_FATAL)
+		SSL_set_ex_data((SSL *)ssl, alert_index,
+				(void *)(intptr_t)((ret & 0xff) + 1));
+}
+
+/*
+ * The fatal alert the peer sent on this connection, or NULL.  The records
+ * still buffered are processed first: a server that closes right after its
+ * alert is often seen as a hang-up before lws reads the alert.
+ */
+const char *wsb_tls_alert(void *p)
+{
+	SSL *ssl = p;
+	char byte;
+	intptr_t a;
+
+	if (!ssl || alert_index < 0)
+		return NULL;
+	ERR_clear_error();
+	(void)SSL_peek(ssl, &byte, 1);
+	ERR_clear_error();
+	a = (intptr_t)SSL_get_ex_data(ssl, alert_index);
+	if (!a)
+		return NULL;
+	if (a - 1 == 116) /* OpenSSL 3.0 has no name for it */
+		return "certificate required";
+	return SSL_alert_desc_string_long((int)a - 1);
+}
+
 void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
+
+	if (alert_index < 0)
+		alert_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 
 	ERR_clear_error();
 	ctx = SSL_CTX_new(TLS_client_method());
@@ -53,6 +98,7 @@ void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_info_callback(ctx, info_cb);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 			      SSL_MODE_RELEASE_BUFFERS);
 

@@ -232,5 +232,6 @@ void wsb_msg_free_list(struct wsb_msg *m);
 int wsb_tls_verify(struct lws *wsi, void *x509_ctx, int preverify_ok);
 void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen);
 void wsb_tls_free_ctx(void *ctx);
+const char *wsb_tls_alert(void *ssl); /* fatal alert the peer sent, or NULL */
 
 #endif
