@@ -88,3 +88,24 @@ describe("connection failures", function()
 		assert.equal(1, ws:stats().reconnects)
 	end)
 end)
+
+describe("reconnect attempts", function()
+	it("call the headers function before every attempt", function()
+		local srv = H.server {}
+		local calls = 0
+		local ws, rec = H.client(srv:url("/abort"), {
+			reconnect = { delay = 0.02, jitter = 0, max_attempts = 3 },
+			headers = function()
+				calls = calls + 1
+				return { Authorization = "token-" .. calls }
+			end,
+		})
+		H.wait_state(ws, "closed")
+		assert.equal(3, calls)
+		local seen = {}
+		for _, ev in ipairs(srv:events("connect")) do seen[#seen + 1] = ev.headers.authorization end
+		assert.same({ "token-1", "token-2", "token-3" }, seen)
+		assert.equal("gave_up", rec.infos[#rec.infos].cause)
+		srv:stop()
+	end)
+end)
