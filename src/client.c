@@ -1014,9 +1014,13 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
 		if (c->wsi == wsi) {
-			/* destroyed without CLOSED or CONNECTION_ERROR */
+			/* destroyed without CLOSED or CONNECTION_ERROR: lws
+			 * does that when the link breaks while it waits for
+			 * the upgrade response */
 			c->wsi = NULL;
-			lost(c, "network", 0, 0, "connection failed");
+			lost(c, "network", 0, 0, c->st == WSB_CONNECTING ?
+			     "connection failed: closed during the opening handshake" :
+			     "connection lost");
 		}
 		return 0;
 	default:
