@@ -109,3 +109,49 @@ describe("reconnect attempts", function()
 		srv:stop()
 	end)
 end)
+
+describe("reconnect.retry", function()
+	local srv
+	setup(function() srv = H.server {} end)
+	teardown(function() srv:stop() end)
+
+	it("overrides the policy: retry a 403 it would stop on", function()
+		local asked = {}
+		local ws, rec = H.client(srv:url("/status/403"), {
+			reconnect = { delay = 0.01, jitter = 0, max_attempts = 3,
+				retry = function(ws, info)
+					asked[#asked + 1] = info
+					return true
+				end },
+		})
+		H.wait_state(ws, "closed")
+		assert.equal(3, #asked) -- asked every time; the third hits max_attempts
+		assert.equal("http_status", asked[1].cause)
+		assert.equal(403, asked[1].status)
+		assert.is_false(asked[1].retry) -- the default verdict
+		assert.equal(1, asked[1].attempt)
+		assert.same({ "reconnecting", "connecting", "reconnecting", "connecting", "closed" }, rec.states)
+		assert.equal("gave_up", rec.infos[5].cause)
+	end)
+
+	it("overrides the policy: stop on a 503 it would retry", function()
+		local ws, rec = H.client(srv:url("/status/503"), {
+			reconnect = { delay = 0.01, retry = function() return false end },
+		})
+		H.wait_state(ws, "closed")
+		assert.same({ "closed" }, rec.states)
+		assert.equal(503, rec.infos[1].status)
+		assert.equal("http_status", rec.infos[1].cause)
+	end)
+
+	it("falls back to the default when retry raises, and reports the error", function()
+		local errs = {}
+		local ws, rec = H.client(srv:url("/status/403"), {
+			reconnect = { retry = function() error("retry boom") end },
+			on_error = function(_, e) errs[#errs + 1] = e end,
+		})
+		H.wait_state(ws, "closed")
+		assert.same({ "closed" }, rec.states)
+		assert.matches("retry boom", errs[1])
+	end)
+end)

@@ -411,7 +411,55 @@ static void lost(struct wsb_client *c, const char *cause, int code,
 	c->attempt++;
 	end_attempt(c);
 
-	if (!c->o.reconnect || !default_retry(cause, code, status)) {
+	c->pend_cause = cause;
+	c->pend_code = code;
+	c->pend_status = status;
+	c->pend_reason = reason;
+	if (!c->o.reconnect || !c->o.rc_has_retry) {
+		wsb_client_decide(c, default_retry(cause, code, status));
+		return;
+	}
+	/* reconnect.retry(ws, info) decides, in Lua: ask through the FIFO */
+	c->deciding = 1;
+	{
+		struct wsb_event *ev = calloc(1, sizeof(*ev));
+
+		if (!ev) {
+			wsb_client_decide(c, default_retry(cause, code, status));
+			return;
+		}
+		ev->kind = WSB_EV_DECIDE;
+		ev->c = c;
+		ev->previous = c->st;
+		ev->info.cause = cause;
+		ev->info.reason = strdup(reason);
+		ev->info.code = code;
+		ev->info.status = status;
+		ev->info.attempt = c->attempt;
+		ev->info.delay = -1;
+		ev->info.unsent = -1;
+		ev->info.retry = default_retry(cause, code, status);
+		wsb_push_event(c->e, ev);
+	}
+}
+
+/*
+ * Conclude a loss: reconnect (when `retry` and attempts remain) or close.
+ * Called at once with the default policy, or from Lua with the answer of
+ * reconnect.retry.
+ */
+void wsb_client_decide(struct wsb_client *c, int retry)
+{
+	const char *cause = c->pend_cause;
+	char *reason = c->pend_reason;
+	int code = c->pend_code, status = c->pend_status;
+
+	if (!cause)
+		return; /* nothing pending (closed meanwhile) */
+	c->pend_cause = NULL;
+	c->pend_reason = NULL;
+	c->deciding = 0;
+	if (!c->o.reconnect || !retry) {
 		finish_closed_info(c, cause, code, status, reason);
 		return;
 	}
@@ -428,7 +476,7 @@ static void lost(struct wsb_client *c, const char *cause, int code,
 	{
 		double delay = backoff(c);
 
-		c->t_retry = now + delay;
+		c->t_retry = wsb_now(c->e) + delay;
 		wsb_client_timer_arm(c);
 		set_state(c, WSB_RECONNECTING, cause, reason, code, status,
 			  delay, -1);
@@ -670,6 +718,12 @@ void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 	memcpy(c->close_reason, reason, len);
 	c->close_reason[len] = '\0';
 	c->close_reason_len = len;
+	if (c->pend_cause) {
+		free(c->pend_reason);
+		c->pend_reason = NULL;
+		c->pend_cause = NULL;
+		c->deciding = 0;
+	}
 	if (c->st != WSB_OPEN || !c->wsi) {
 		/* nothing to hand-shake with */
 		c->attempt_done = 1;
@@ -1058,6 +1112,7 @@ void wsb_client_free(struct wsb_client *c)
 	wsb_msg_free_list(c->tx_head);
 	wsb_msg_free_list(c->rq_head);
 	free(c->headers);
+	free(c->pend_reason);
 	free(c->o.ca_file);
 	free(c->o.ca_path);
 	free(c->o.cert_file);

@@ -418,6 +418,7 @@ static void push_info(lua_State *L, struct wsb_event *ev)
  * core.next_event() -> ws, "message", data, kind
  *                    | ws, "state", state, info
  *                    | ws, "attempt"
+ *                    | ws, "decide", info
  *                    | nil
  */
 static int l_next_event(lua_State *L)
@@ -444,6 +445,14 @@ static int l_next_event(lua_State *L)
 			lua_pushliteral(L, "attempt");
 			free_event(ev);
 			return 2;
+		case WSB_EV_DECIDE:
+			push_anchored(L, c, 0);
+			lua_pushliteral(L, "decide");
+			push_info(L, ev);
+			lua_pushboolean(L, ev->info.retry);
+			lua_setfield(L, -2, "retry");
+			free_event(ev);
+			return 3;
 		case WSB_EV_STATE:
 			c->pub_state = ev->state;
 			push_anchored(L, c, ev->state == WSB_CLOSED);

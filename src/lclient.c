@@ -105,6 +105,9 @@ static void read_opts(lua_State *L, int t, struct wsb_opts *o)
 		o->rc_jitter = num_field(L, s, "jitter", 0.5);
 		o->rc_min_uptime = num_field(L, s, "min_uptime", 5);
 		o->rc_max_attempts = num_field(L, s, "max_attempts", HUGE_VAL);
+		lua_getfield(L, s, "retry");
+		o->rc_has_retry = lua_isfunction(L, -1);
+		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
 	if (!o->reconnect)
@@ -430,6 +433,13 @@ static int m_pop(lua_State *L)
 	return 2;
 }
 
+/* ws:_decide(retry): the answer of reconnect.retry */
+static int m_decide(lua_State *L)
+{
+	wsb_client_decide(check(L, 1), lua_toboolean(L, 2));
+	return 0;
+}
+
 static int m_opened(lua_State *L)
 {
 	wsb_client_opened(check(L, 1));
@@ -464,6 +474,7 @@ int luaopen_wsbeat_core(lua_State *L)
 		{ "stats", m_stats },
 		{ "_pop", m_pop },
 		{ "_opened", m_opened },
+		{ "_decide", m_decide },
 		{ "_info", m_info },
 		{ "_live", m_live },
 		{ NULL, NULL }

@@ -71,9 +71,11 @@ struct wsb_info {
 	int attempt;
 	double delay;        /* < 0: none */
 	int unsent;          /* -1: not reported */
+	int retry;           /* DECIDE: the default policy's verdict */
 };
 
-enum wsb_ev_kind { WSB_EV_MESSAGE, WSB_EV_STATE, WSB_EV_ATTEMPT };
+enum wsb_ev_kind { WSB_EV_MESSAGE, WSB_EV_STATE, WSB_EV_ATTEMPT,
+		   WSB_EV_DECIDE };
 
 struct wsb_event {
 	struct wsb_event *next;
@@ -113,6 +115,7 @@ struct wsb_opts {
 	int reconnect;
 	double rc_delay, rc_max_delay, rc_factor, rc_jitter, rc_min_uptime;
 	double rc_max_attempts;
+	int rc_has_retry;  /* reconnect.retry is a Lua function */
 	/* heartbeat */
 	int heartbeat;
 	double hb_interval, hb_timeout;
@@ -173,6 +176,10 @@ struct wsb_client {
 	int attempt_done;         /* this attempt already ended */
 	int ping_is_probe;
 	int write_requested;      /* WRITEABLE asked for, not yet delivered */
+	int deciding;             /* waiting for reconnect.retry's answer */
+	const char *pend_cause;   /* the loss being decided */
+	char *pend_reason;
+	int pend_code, pend_status;
 	int opened_once;
 	int ping_pending;
 	unsigned char ping_payload[125];
@@ -222,6 +229,7 @@ void wsb_client_send_front(struct wsb_client *c, const char *data,
 			   size_t len, int binary);
 int wsb_client_ping(struct wsb_client *c, const char *data, size_t len);
 void wsb_client_opened(struct wsb_client *c);
+void wsb_client_decide(struct wsb_client *c, int retry);
 void wsb_client_rx_taken(struct wsb_client *c);
 void wsb_client_free(struct wsb_client *c);
 void wsb_client_do_deferred(struct wsb_client *c, unsigned what);

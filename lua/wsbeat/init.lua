@@ -282,6 +282,20 @@ local function deliver(ws, kind, a, b)
 		if info.on_state then err = call(info, ws, info.on_state, ws, a, b) end
 		if a == "open" then ws:_opened() end
 		return err
+	elseif kind == "decide" then
+		-- reconnect.retry(ws, info) -> boolean; an error keeps the default
+		local ok, res = xpcall(info.reconnect.retry, handler, ws, a)
+		if ok then
+			ws:_decide(res and true or false)
+			return nil
+		end
+		ws:_decide(a.retry)
+		if info.on_error then
+			local ok2, err2 = xpcall(info.on_error, handler, ws, res)
+			if not ok2 then return err2 end
+			return nil
+		end
+		return res
 	elseif kind == "attempt" then
 		local list, err = resolve_headers(ws, info)
 		core.attempt(ws, list or {})
