@@ -532,8 +532,6 @@ static int input_waiting(struct wsb_client *c)
 
 	if (!c->wsi)
 		return 0;
-	if (c->rx_paused)
-		return 1; /* held back by flow control: counts as received */
 	pfd.fd = lws_get_socket_fd(c->wsi);
 	pfd.events = POLLIN;
 	return pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 &&
@@ -561,6 +559,13 @@ static void on_timer(uv_timer_t *t)
 		c->t_retry = 0;
 		/* the Lua side refreshes headers, then calls attempt() */
 		push_simple(c, WSB_EV_ATTEMPT, NULL);
+	}
+	if (c->rx_paused && (c->t_dead || c->t_probe) &&
+	    ((c->t_dead && now >= c->t_dead) ||
+	     (c->t_probe && now >= c->t_probe))) {
+		/* input held back by flow control counts as received: a full
+		 * max_queue never makes a peer look dead */
+		hb_restart(c, now);
 	}
 	if (c->t_dead && now >= c->t_dead && c->st == WSB_OPEN) {
 		if (input_waiting(c)) {
