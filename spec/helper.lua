@@ -74,6 +74,7 @@ function H.server(opts)
 	else
 		prog = H.PYTHON .. " " .. ROOT .. "/spec/fixtures/server.py"
 	end
+	if opts.netns then prog = "ip netns exec " .. opts.netns .. " " .. prog end
 	local pid = sh(string.format("sh -c 'exec %s %s >%s 2>%s.err' </dev/null & echo $!",
 		prog, table.concat(args, " "), log, log)):gsub("%s+$", "")
 	local s = setmetatable({ pid = pid, log = log, opts = opts, kind = opts.kind or "python" }, Server)
@@ -201,10 +202,62 @@ function H.big_pattern(k, n)
 	return (block:rep(n // 256 + 1)):sub(1, n)
 end
 
+--- A private network namespace with loopback up; deleted by :delete().
+function H.netns()
+	local name = ("wsbeat%d%04d"):format(os.time() % 100000, math.random(0, 9999))
+	assert(os.execute("ip netns add " .. name), "ip netns add failed (root and iproute2 needed)")
+	local ns = { name = name }
+	function ns:exec(cmd) return H.sh(("ip netns exec %s %s"):format(name, cmd)) end
+	function ns:delete() os.execute("ip netns del " .. name .. " 2>/dev/null") end
+	assert(os.execute(("ip netns exec %s ip link set lo up"):format(name)))
+	return ns
+end
+
 function H.open_fds()
 	local n = 0
 	for _ in sh("ls /proc/$PPID/fd 2>/dev/null"):gmatch("[^\n]+") do n = n + 1 end
 	return n
+end
+
+--- Start the fault-injection TCP proxy (spec/fixtures/proxy.py) in front of
+-- 127.0.0.1:target_port. Returns an object with :url(path), :mode(cmd)
+-- ("forward", "blackhole", "freeze", "delay <ms>", "reset", "refuse"; returns
+-- once the proxy answered ok), :events(kind), :wait_event(...), :stop().
+function H.proxy(target_port)
+	nserver = nserver + 1
+	local log = string.format("%s/proxy-%d.log", H.tmpdir(), nserver)
+	local pid = sh(string.format(
+		"sh -c 'exec %s %s/spec/fixtures/proxy.py --target 127.0.0.1:%d >%s 2>%s.err' </dev/null & echo $!",
+		H.PYTHON, ROOT, target_port, log, log)):gsub("%s+$", "")
+	local p = { pid = pid, log = log, events = Server.events, wait_event = Server.wait_event,
+		signal = Server.signal, stop = Server.stop }
+	local deadline = core.now() + 10
+	while true do
+		local text = read_file(log) or ""
+		local port, control = text:match("^PORT (%d+)\nCONTROL (%d+)\n")
+		if port then
+			p.port, p.control = tonumber(port), tonumber(control)
+			break
+		end
+		if core.now() > deadline then
+			p:stop()
+			error("proxy did not start: " .. (read_file(log .. ".err") or ""))
+		end
+		H.sleep(0.02)
+	end
+	function p:url(path)
+		return string.format("ws://127.0.0.1:%d%s", self.port, path or "/echo")
+	end
+	-- bash's /dev/tcp: one short blocking exchange, no interpreter start-up
+	function p:mode(cmd)
+		assert(not cmd:find("[^%w ]"), "bad proxy command: " .. cmd)
+		local out = sh(string.format(
+			"timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d && echo \"%s\" >&3 && read -r a <&3 && echo \"$a\"' 2>&1",
+			self.control, cmd))
+		out = out:gsub("%s+$", "")
+		assert(out == "ok", "proxy " .. cmd .. ": " .. out)
+	end
+	return p
 end
 
 return H
