@@ -207,8 +207,8 @@ function H.netns()
 	local name = ("wsbeat%d%04d"):format(os.time() % 100000, math.random(0, 9999))
 	assert(os.execute("ip netns add " .. name), "ip netns add failed (root and iproute2 needed)")
 	local ns = { name = name }
-	function ns:exec(cmd) return H.sh(("ip netns exec %s %s"):format(name, cmd)) end
-	function ns:delete() os.execute("ip netns del " .. name .. " 2>/dev/null") end
+	function ns.exec(_, cmd) return H.sh(("ip netns exec %s %s"):format(name, cmd)) end
+	function ns.delete() os.execute("ip netns del " .. name .. " 2>/dev/null") end
 	assert(os.execute(("ip netns exec %s ip link set lo up"):format(name)))
 	return ns
 end
