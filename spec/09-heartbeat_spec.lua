@@ -205,3 +205,27 @@ describe("faults", function()
 		assert.equal("gave_up", rec.infos[#rec.infos].cause)
 	end)
 end)
+
+describe("probes", function()
+	it("never wait behind a big message being sent (PING between its fragments)", function()
+		local srv = H.server {}
+		finally(function() srv:stop() end)
+		local size = 16 * 1024 * 1024
+		local ws = H.client(srv:url("/echo?bigsend"), {
+			heartbeat = { interval = 0.02, timeout = 5 },
+			on_state = function(ws, st) if st == "open" then ws:send(("\0"):rep(size), "binary") end end,
+		})
+		local big = srv:wait_event("message", function(e) return e.len == size end, 20)
+		local lines = {}
+		for _, e in ipairs(srv:events()) do lines[#lines + 1] = e end
+		local first_ping, msg_at
+		for i, e in ipairs(lines) do
+			if e.event == "ping" and not first_ping then first_ping = i end
+			if e == big or (e.event == "message" and e.len == size) then msg_at = msg_at or i end
+		end
+		assert.is_truthy(first_ping, "no probe at all")
+		assert.is_true(first_ping < msg_at, "the probe waited for the whole message")
+		ws:close()
+		H.wait_state(ws, "closed", 10)
+	end)
+end)

@@ -230,7 +230,25 @@ function H.proxy(target_port)
 		"sh -c 'exec %s %s/spec/fixtures/proxy.py --target 127.0.0.1:%d >%s 2>%s.err' </dev/null & echo $!",
 		H.PYTHON, ROOT, target_port, log, log)):gsub("%s+$", "")
 	local p = { pid = pid, log = log, events = Server.events, wait_event = Server.wait_event,
-		signal = Server.signal, stop = Server.stop }
+		signal = Server.signal }
+	-- gone, or a zombie its (adoptive) parent has not reaped yet
+	local function exited()
+		local stat = read_file("/proc/" .. pid .. "/stat")
+		return not stat or stat:match("^%d+ %b() (%a)") == "Z"
+	end
+	function p:stop()
+		if self.stopped then return end
+		self.stopped = true
+		self:signal("TERM")
+		local deadline = core.now() + 2
+		while not exited() do
+			if core.now() > deadline then
+				self:signal("KILL")
+				return
+			end
+			H.sleep(0.01)
+		end
+	end
 	local deadline = core.now() + 10
 	while true do
 		local text = read_file(log) or ""
