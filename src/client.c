@@ -265,7 +265,6 @@ static void connect_lws(struct wsb_client *c, const char *address)
 					     LCCSCF_ALLOW_EXPIRED |
 					     LCCSCF_ALLOW_INSECURE;
 	}
-	c->connecting_sync = 1;
 	if (!lws_client_connect_via_info(&ci) && c->st == WSB_CONNECTING &&
 	    !c->attempt_done) {
 		/* lws fails some attempts synchronously without a
@@ -274,7 +273,6 @@ static void connect_lws(struct wsb_client *c, const char *address)
 		lost(c, "refused", 0, 0, "connection refused (%s port %d)",
 		     address, c->url.port);
 	}
-	c->connecting_sync = 0;
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
@@ -319,7 +317,6 @@ void wsb_client_start(struct wsb_client *c)
 	c->peer_close_code = 0;
 	c->peer_close_reason[0] = '\0';
 	c->tls_err[0] = '\0';
-	c->fail_status = 0;
 	c->retry_after = -1;
 	c->pending_cause = NULL;
 	c->t_connect = wsb_now(c->e) + c->o.connect_timeout;
@@ -420,7 +417,6 @@ static void lost(struct wsb_client *c, const char *cause, int code,
 		return;
 	}
 	/* reconnect.retry(ws, info) decides, in Lua: ask through the FIFO */
-	c->deciding = 1;
 	{
 		struct wsb_event *ev = calloc(1, sizeof(*ev));
 
@@ -458,7 +454,6 @@ void wsb_client_decide(struct wsb_client *c, int retry)
 		return; /* nothing pending (closed meanwhile) */
 	c->pend_cause = NULL;
 	c->pend_reason = NULL;
-	c->deciding = 0;
 	if (!c->o.reconnect || !retry) {
 		finish_closed_info(c, cause, code, status, reason);
 		return;
@@ -727,8 +722,7 @@ void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 		free(c->pend_reason);
 		c->pend_reason = NULL;
 		c->pend_cause = NULL;
-		c->deciding = 0;
-	}
+		}
 	if (c->st != WSB_OPEN || !c->wsi) {
 		/* nothing to hand-shake with */
 		c->attempt_done = 1;

@@ -157,14 +157,11 @@ struct wsb_client {
 	int close_code;           /* what we send on close */
 	char close_reason[124];
 	size_t close_reason_len;
-	int fail_status;
 	int retry_after;          /* seconds, -1 = none */
 	char tls_err[256];
 	int rx_paused;
 	int hard_closing;         /* local drop, no close handshake */
 	const char *pending_cause;/* why we are tearing the attempt down */
-	char *pending_reason;
-	int pending_code;
 
 	/* send queue */
 	struct wsb_msg *tx_head, *tx_tail, *tx_prio; /* tx_prio: last open-cb msg */
@@ -172,12 +169,10 @@ struct wsb_client {
 	int tx_started;           /* tx_head partly written */
 	size_t tx_dropped;        /* messages lost with a torn attempt */
 	int closing_after_flush;  /* close() waits for the send queue */
-	int connecting_sync;      /* inside lws_client_connect_via_info */
 	int attempt_done;         /* this attempt already ended */
 	int ping_is_probe;
 	int write_requested;      /* WRITEABLE asked for, not yet delivered */
-	int deciding;             /* waiting for reconnect.retry's answer */
-	const char *pend_cause;   /* the loss being decided */
+	const char *pend_cause;   /* a loss waiting for reconnect.retry */
 	char *pend_reason;
 	int pend_code, pend_status;
 	int opened_once;
