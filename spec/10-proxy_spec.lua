@@ -123,6 +123,34 @@ describe("proxy faults", function()
 		assert.is_true(since_pong >= iv + to - 0.02, "detected early after the last pong: " .. since_pong)
 	end)
 
+	-- Regression: when timeout > interval, a pong must re-arm the timer for
+	-- the earlier probe time (it once stayed armed at the old dead-line, and
+	-- detection took up to 2 * timeout after the last pong).
+	it("blackhole: detected interval + timeout after the last pong even when timeout > interval", function()
+		local iv, to = 0.05, 0.5
+		local px = H.proxy(srv.port)
+		local ws, rec
+		finally(function() cleanup(px, ws) end)
+		local t_closed
+		ws, rec = H.client(px:url(), {
+			heartbeat = { interval = iv, timeout = to },
+			reconnect = false,
+			on_state = function(_, st) if st == "closed" then t_closed = core.now() end end,
+		})
+		H.wait_state(ws, "open")
+		local pong = pong_watch(ws)
+		run_for(0.6, pong.check)
+		px:mode("blackhole")
+		H.run_until(function()
+			pong.check()
+			return ws:state() == "closed"
+		end, 5, "closed")
+		assert.equal("heartbeat_timeout", rec.infos[#rec.infos].cause)
+		local since_pong = t_closed - pong.at
+		assert.is_true(since_pong >= iv + to - 0.02, "early: " .. since_pong)
+		assert.is_true(since_pong <= iv + to + 0.25, "late: " .. since_pong)
+	end)
+
 	it("freeze: detected as heartbeat_timeout within interval + timeout", function()
 		local iv, to = 0.1, 0.2
 		local px = H.proxy(srv.port)

@@ -131,6 +131,7 @@ void wsb_client_timer_arm(struct wsb_client *c)
 	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++)
 		if (d[i] > 0 && (next == 0 || d[i] < next))
 			next = d[i];
+	c->armed_at = next;
 	if (next == 0) {
 		uv_timer_stop(&c->timer);
 		return;
@@ -489,14 +490,19 @@ static void hb_restart(struct wsb_client *c, double now)
 }
 
 /*
- * Anything received proves the peer alive.  Only the deadlines move: the
- * armed timer fires at the old one and re-arms for the new (at most one
- * extra wake-up per interval instead of a timer update per message).
+ * Anything received proves the peer alive.  The deadlines move; the timer is
+ * re-armed only when the new probe time comes before the armed deadline
+ * (timeout > interval).  Otherwise the armed timer fires at the old one and
+ * re-arms itself: one extra wake-up per interval instead of a timer update
+ * per message.
  */
 static void heard(struct wsb_client *c)
 {
-	if (c->o.heartbeat && (c->t_dead || c->t_probe))
+	if (c->o.heartbeat && (c->t_dead || c->t_probe)) {
 		hb_restart(c, wsb_now(c->e));
+		if (!c->armed_at || c->t_probe < c->armed_at)
+			wsb_client_timer_arm(c);
+	}
 }
 
 static void send_probe(struct wsb_client *c, double now)

@@ -148,6 +148,7 @@ struct wsb_client {
 	struct wsb_dns *dns;      /* pending resolution, or NULL */
 	uv_timer_t timer;         /* one timer, for the nearest deadline */
 	double t_connect, t_close, t_retry, t_probe, t_dead; /* 0 = unset */
+	double armed_at;          /* deadline the timer is armed for, 0 = none */
 	int attempt;              /* consecutive failures */
 
 	/* the attempt under way */
