@@ -85,6 +85,33 @@ describe("the pollable contract", function()
 		srv:stop()
 	end)
 
+	it("the fd turns readable after a send made outside step() (no stale sleep)", function()
+		local cqueues = require "cqueues"
+		local srv = H.server {}
+		local ws, rec = H.client(srv:url("/echo?kick"))
+		H.wait_state(ws, "open")
+		local fdobj = { pollfd = wsbeat.fd(), events = "r" }
+		for i = 1, 5 do
+			-- settle: nothing due now
+			H.run_until(function() return wsbeat.timeout() > 0.5 end, 2, "idle engine")
+			ws:send("k" .. i) -- outside any step()
+			assert.equal(0, wsbeat.timeout())
+			local cq = cqueues.new()
+			local woke
+			cq:wrap(function()
+				local t0 = core.now()
+				cqueues.poll(fdobj, 2)
+				woke = core.now() - t0
+			end)
+			assert(cq:loop())
+			assert.is_true(woke < 0.5, "the fd stayed quiet for " .. woke .. " s")
+			H.run_until(function() return #rec.messages == i end, 5, "echo " .. i)
+		end
+		ws:close()
+		H.wait_state(ws, "closed")
+		srv:stop()
+	end)
+
 	it("fd() is stable; timeout() does not ask for busy polling when idle", function()
 		assert.equal(wsbeat.fd(), wsbeat.fd())
 		assert.is_true(math.type(wsbeat.fd()) == "integer" and wsbeat.fd() >= 0)

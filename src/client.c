@@ -132,6 +132,7 @@ void wsb_client_timer_arm(struct wsb_client *c)
 		if (d[i] > 0 && (next == 0 || d[i] < next))
 			next = d[i];
 	c->armed_at = next;
+	wsb_engine_kick(c->e);
 	if (next == 0) {
 		uv_timer_stop(&c->timer);
 		return;
@@ -156,6 +157,7 @@ static void detach_wsi(struct wsb_client *c)
 	/* ASYNC: safe even from inside this wsi's own callback; every reason
 	 * but keep-alive marks the socket unusable, so no close frame. */
 	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	wsb_engine_kick(c->e);
 }
 
 static void cancel_dns(struct wsb_client *c)
@@ -266,6 +268,7 @@ static void connect_lws(struct wsb_client *c, const char *address)
 					     LCCSCF_ALLOW_EXPIRED |
 					     LCCSCF_ALLOW_INSECURE;
 	}
+	wsb_engine_kick(c->e);
 	if (!lws_client_connect_via_info(&ci) && c->st == WSB_CONNECTING &&
 	    !c->attempt_done) {
 		/* lws fails some attempts synchronously without a
@@ -612,6 +615,7 @@ static void request_writable(struct wsb_client *c)
 	if (c->wsi && !c->write_requested) {
 		c->write_requested = 1;
 		lws_callback_on_writable(c->wsi);
+		wsb_engine_kick(c->e);
 	}
 }
 
@@ -711,6 +715,7 @@ static void start_close(struct wsb_client *c)
 	lws_close_reason(wsi, (enum lws_close_status)c->close_code,
 			 (unsigned char *)c->close_reason, c->close_reason_len);
 	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+	wsb_engine_kick(c->e);
 }
 
 void wsb_client_close(struct wsb_client *c, int code, const char *reason,
@@ -894,6 +899,7 @@ void wsb_client_rx_taken(struct wsb_client *c)
 	if (c->rx_paused && c->rq_count < c->o.max_queue && c->wsi) {
 		c->rx_paused = 0;
 		lws_rx_flow_control(c->wsi, 1);
+		wsb_engine_kick(c->e);
 		/* what was held back was "received": restart the cycle */
 		hb_restart(c, wsb_now(c->e));
 		wsb_client_timer_arm(c);

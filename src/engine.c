@@ -54,6 +54,26 @@ void wsb_push_event(struct wsb_engine *e, struct wsb_event *ev)
 	e->ev_tail = ev;
 }
 
+/*
+ * Called after anything that changed lws or timer state from outside
+ * uv_run (a send, a close, a new connection...).  libuv applies epoll
+ * changes only inside uv_run, so without this the engine fd would not turn
+ * readable and a host that waits on it would sleep through the work.  An
+ * async handle's eventfd is already in the epoll set: one write wakes it.
+ */
+void wsb_engine_kick(struct wsb_engine *e)
+{
+	if (!e->in_service && !e->kicked && !e->destroyed) {
+		e->kicked = 1;
+		uv_async_send(&e->kick);
+	}
+}
+
+static void on_kick(uv_async_t *a)
+{
+	(void)a; /* the wake-up was the point */
+}
+
 void wsb_defer(struct wsb_client *c, unsigned what)
 {
 	if (!c->deferred) {
@@ -205,6 +225,7 @@ static int engine_gc(lua_State *L)
 	 * On a foreign libuv loop lws 4.1 stops after its first stage and
 	 * needs a second lws_context_destroy() once the loop has run; it
 	 * clears e->ctx (info.pcontext) when the context is really gone. */
+	uv_close((uv_handle_t *)&e->kick, NULL);
 	for (int i = 0; e->ctx && i < 3; i++) {
 		lws_context_destroy(e->ctx);
 		uv_run(&e->loop, UV_RUN_DEFAULT);
@@ -244,6 +265,7 @@ struct wsb_engine *wsb_engine_get(lua_State *L)
 	if (r)
 		luaL_error(L, "wsbeat: cannot create an event loop: %s",
 			   uv_strerror(r));
+	uv_async_init(&e->loop, &e->kick, on_kick);
 
 	/* lws's own log lines go nowhere unless asked for */
 	dbg = getenv("WSBEAT_LWS_LOG");
@@ -265,6 +287,7 @@ struct wsb_engine *wsb_engine_get(lua_State *L)
 	info.timeout_secs = 3600;
 	e->ctx = lws_create_context(&info);
 	if (!e->ctx) {
+		uv_close((uv_handle_t *)&e->kick, NULL);
 		uv_run(&e->loop, UV_RUN_NOWAIT);
 		uv_loop_close(&e->loop);
 		luaL_error(L, "wsbeat: cannot create the libwebsockets context");
@@ -313,7 +336,7 @@ static double engine_timeout(struct wsb_engine *e)
 {
 	int ms;
 
-	if (e->ev_head || e->deferred)
+	if (e->ev_head || e->deferred || e->kicked)
 		return 0;
 	if (!uv_loop_alive(&e->loop))
 		return -1;
@@ -337,6 +360,7 @@ static void service(lua_State *L, struct wsb_engine *e)
 	if (e->in_service)
 		luaL_error(L, "wsbeat: step() called from inside the engine");
 	e->in_service = 1;
+	e->kicked = 0;
 	uv_run(&e->loop, UV_RUN_NOWAIT);
 	e->in_service = 0;
 	wsb_engine_run_deferred(e);

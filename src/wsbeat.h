@@ -97,6 +97,8 @@ struct wsb_engine {
 	struct wsb_client *clients;  /* every client not yet freed */
 	struct wsb_client *deferred; /* clients with work for after uv_run */
 	int in_service;              /* inside uv_run: lws frames on the stack */
+	uv_async_t kick;             /* makes the fd readable after API calls */
+	int kicked;
 	int in_dispatch;             /* Lua layer is calling user callbacks */
 	int destroyed;
 	uint64_t started_ns;
@@ -205,6 +207,7 @@ struct wsb_engine *wsb_engine_get(lua_State *L);
 double wsb_now(struct wsb_engine *e);      /* monotonic seconds */
 void wsb_push_event(struct wsb_engine *e, struct wsb_event *ev);
 void wsb_defer(struct wsb_client *c, unsigned what);
+void wsb_engine_kick(struct wsb_engine *e);
 struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
 				char *err, size_t errlen);
 int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,

@@ -492,6 +492,11 @@ function methods.pollfd() return core.fd() end
 function methods.events() return "r" end
 function methods.timeout() return M.timeout() end
 
+-- LuaSocket's select protocol: socket.select({ws, ...}) waits on the engine
+-- fd; dirty() says "ready now" when step() has work without the fd.
+function methods.getfd() return core.fd() end
+function methods.dirty() return M.timeout() == 0 end
+
 --- Create a client and start connecting (non-blocking).
 function M.connect(url, options)
 	if type(url) ~= "string" then
