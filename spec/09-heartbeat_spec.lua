@@ -215,7 +215,7 @@ describe("probes", function()
 			heartbeat = { interval = 0.02, timeout = 5 },
 			on_state = function(ws, st) if st == "open" then ws:send(("\0"):rep(size), "binary") end end,
 		})
-		local big = srv:wait_event("message", function(e) return e.len == size end, 20)
+		local big = srv:wait_event("message", function(e) return e.len == size end, 60) -- slow under valgrind
 		local lines = {}
 		for _, e in ipairs(srv:events()) do lines[#lines + 1] = e end
 		local first_ping, msg_at
