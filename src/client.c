@@ -67,6 +67,12 @@ static void set_state(struct wsb_client *c, enum wsb_state st,
 	ev->info.attempt = c->attempt;
 	ev->info.delay = delay;
 	ev->info.unsent = unsent;
+	wsb_log(c->e, st == WSB_RECONNECTING || (st == WSB_CLOSED &&
+		    strcmp(cause, "closed_by_user")) ? WSB_LOG_WARN : WSB_LOG_INFO,
+		"%s://%s:%d%s: %s -> %s (%s: %s)%s", c->url.tls ? "wss" : "ws",
+		c->url.host, c->url.port, c->url.path, wsb_state_names[c->st],
+		wsb_state_names[st], cause, reason ? reason : "",
+		delay >= 0 ? " retry scheduled" : "");
 	c->st = st;
 	wsb_push_event(c->e, ev);
 }
@@ -526,6 +532,8 @@ static void send_probe(struct wsb_client *c, double now)
 		c->ping_pending = 1;
 		c->ping_is_probe = 1;
 	}
+	wsb_log(c->e, WSB_LOG_DEBUG, "%s: heartbeat probe sent (%s)",
+		c->url.host, c->o.hb_message_mode ? "message" : "ping");
 	request_writable(c);
 }
 
@@ -1053,8 +1061,11 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			uint64_t t;
 
 			memcpy(&t, (unsigned char *)in + 1, 8);
-			if (t <= uv_hrtime())
+			if (t <= uv_hrtime()) {
 				c->rtt = (double)(uv_hrtime() - t) / 1e9;
+				wsb_log(c->e, WSB_LOG_DEBUG, "%s: pong, rtt %.3f ms",
+					c->url.host, c->rtt * 1000);
+			}
 		}
 		return 0;
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
@@ -1104,6 +1115,12 @@ void wsb_client_free(struct wsb_client *c)
 {
 	struct wsb_engine *e = c->e;
 	struct wsb_client **pp;
+
+	e->gone_msgs_sent += c->msgs_sent;
+	e->gone_msgs_recv += c->msgs_recv;
+	e->gone_bytes_sent += c->bytes_sent;
+	e->gone_bytes_recv += c->bytes_recv;
+	e->gone_reconnects += c->reconnects;
 
 	for (pp = &e->deferred; *pp; pp = &(*pp)->def_next)
 		if (*pp == c) {

@@ -188,12 +188,6 @@ struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
 
 /* ------------------------------------------------------- create, destroy */
 
-static void log_emit(int level, const char *line)
-{
-	(void)level;
-	fputs(line, stderr);
-}
-
 static int engine_gc(lua_State *L)
 {
 	struct wsb_engine *e = luaL_checkudata(L, 1, WSB_ENGINE_MT);
@@ -232,6 +226,7 @@ static int engine_gc(lua_State *L)
 	}
 	uv_loop_close(&e->loop);
 
+	wsb_log_release(e);
 	while ((t = e->vhosts)) {
 		e->vhosts = t->next;
 		if (t->ssl_ctx)
@@ -267,9 +262,19 @@ struct wsb_engine *wsb_engine_get(lua_State *L)
 			   uv_strerror(r));
 	uv_async_init(&e->loop, &e->kick, on_kick);
 
-	/* lws's own log lines go nowhere unless asked for */
-	dbg = getenv("WSBEAT_LWS_LOG");
-	lws_set_log_level(dbg ? atoi(dbg) : 0, log_emit);
+	/* lws's own log lines go nowhere unless asked for (wsbeat.log) */
+	e->log_level = -1;
+	dbg = getenv("WSBEAT_LOG"); /* debugging aid: "error".."debug" */
+	if (dbg) {
+		static const char *const names[] = { "error", "warn", "info",
+						     "debug" };
+
+		for (int i = 0; i < 4; i++)
+			if (!strcmp(dbg, names[i]))
+				wsb_log_configure(e, i, 1);
+	}
+	if (e->log_level < 0)
+		lws_set_log_level(0, NULL);
 
 	foreign[0] = &e->loop;
 	memset(&info, 0, sizeof(info));
@@ -498,19 +503,41 @@ static int l_pending(lua_State *L)
 	return 1;
 }
 
+/* wsbeat.stats(): clients by state and totals over the engine's life */
 static int l_engine_stats(lua_State *L)
 {
 	struct wsb_engine *e = wsb_engine_get(L);
 	int n[WSB_CLOSED + 1] = { 0 };
+	uint64_t ms = e->gone_msgs_sent, mr = e->gone_msgs_recv,
+		 bs = e->gone_bytes_sent, br = e->gone_bytes_recv,
+		 rc = e->gone_reconnects;
 	struct wsb_client *c;
 
-	for (c = e->clients; c; c = c->next)
+	for (c = e->clients; c; c = c->next) {
 		n[c->st]++;
-	lua_createtable(L, 0, 5);
+		ms += c->msgs_sent;
+		mr += c->msgs_recv;
+		bs += c->bytes_sent;
+		br += c->bytes_recv;
+		rc += c->reconnects;
+	}
+	lua_createtable(L, 0, 12);
 	for (int i = 0; i <= WSB_CLOSED; i++) {
 		lua_pushinteger(L, n[i]);
 		lua_setfield(L, -2, wsb_state_names[i]);
 	}
+	lua_pushinteger(L, (lua_Integer)ms);
+	lua_setfield(L, -2, "messages_sent");
+	lua_pushinteger(L, (lua_Integer)mr);
+	lua_setfield(L, -2, "messages_received");
+	lua_pushinteger(L, (lua_Integer)bs);
+	lua_setfield(L, -2, "bytes_sent");
+	lua_pushinteger(L, (lua_Integer)br);
+	lua_setfield(L, -2, "bytes_received");
+	lua_pushinteger(L, (lua_Integer)rc);
+	lua_setfield(L, -2, "reconnects");
+	lua_pushinteger(L, (lua_Integer)e->log_dropped);
+	lua_setfield(L, -2, "log_dropped");
 	return 1;
 }
 
@@ -525,6 +552,8 @@ int wsb_open_engine(lua_State *L)
 		{ "next_event", l_next_event },
 		{ "pending", l_pending },
 		{ "engine_stats", l_engine_stats },
+		{ "next_log", wsb_l_next_log },
+		{ "set_log", wsb_l_set_log },
 		{ NULL, NULL }
 	};
 

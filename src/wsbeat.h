@@ -102,7 +102,24 @@ struct wsb_engine {
 	int in_dispatch;             /* Lua layer is calling user callbacks */
 	int destroyed;
 	uint64_t started_ns;
+	/* logging (log.c) */
+	int log_level;               /* -1 = off, else WSB_LOG_* */
+	int log_to_stderr;
+	struct wsb_logline *log_head, *log_tail;
+	size_t log_count, log_dropped;
+	/* totals of clients already freed, for wsbeat.stats() */
+	uint64_t gone_msgs_sent, gone_msgs_recv, gone_bytes_sent,
+		 gone_bytes_recv, gone_reconnects;
 };
+
+/* -------------------------------------------------------------------- log */
+enum { WSB_LOG_ERROR, WSB_LOG_WARN, WSB_LOG_INFO, WSB_LOG_DEBUG };
+void wsb_log(struct wsb_engine *e, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void wsb_log_configure(struct wsb_engine *e, int level, int to_stderr);
+void wsb_log_release(struct wsb_engine *e);
+int wsb_l_next_log(lua_State *L);
+int wsb_l_set_log(lua_State *L);
 
 /* Options the Lua layer has validated and hands to the core. */
 struct wsb_opts {

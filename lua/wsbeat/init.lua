@@ -337,6 +337,9 @@ local function schedule()
 	return nil
 end
 
+local log_fn -- the Lua function wsbeat.log() routes lines to, if any
+local next_log = core.next_log
+
 local function drain()
 	if dispatching then
 		error("wsbeat: step() called from inside a callback", 3)
@@ -349,6 +352,17 @@ local function drain()
 		if err then
 			dispatching = false
 			error(err, 0)
+		end
+	end
+	if log_fn then
+		while true do
+			local level, text = next_log()
+			if not level then break end
+			local ok, err = xpcall(log_fn, handler, level, text)
+			if not ok then
+				dispatching = false
+				error(err, 0)
+			end
 		end
 	end
 	local err = schedule()
@@ -514,8 +528,34 @@ function M.connect(url, options)
 	return ws
 end
 
-setmetatable(M, { __index = function(_, k)
-	if k == "stats" then return core.engine_stats end
-end })
+--- Engine-wide counters: clients by state, messages, bytes, reconnects.
+function M.stats()
+	return core.engine_stats()
+end
+
+local LEVELS = { error = true, warn = true, info = true, debug = true }
+
+--- Route wsbeat's and libwebsockets' log lines: target is a function
+-- (level, text) called from step(), "stderr", or nil to switch logging off;
+-- level is "error", "warn", "info" (default) or "debug".
+function M.log(target, level)
+	if target ~= nil and target ~= "stderr" and type(target) ~= "function" then
+		argerror(1, "log", "expected a function, \"stderr\" or nil", 2)
+	end
+	if level == nil then level = "info" end
+	if not LEVELS[level] then
+		argerror(2, "log", "expected 'error', 'warn', 'info' or 'debug'", 2)
+	end
+	if target == nil then
+		log_fn = nil
+		core.set_log(nil)
+	elseif target == "stderr" then
+		log_fn = nil
+		core.set_log(level, true)
+	else
+		log_fn = target
+		core.set_log(level, false)
+	end
+end
 
 return M
