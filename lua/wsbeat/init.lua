@@ -5,7 +5,7 @@
 local core = require "wsbeat.core"
 
 local type, pairs, ipairs, error, tostring = type, pairs, ipairs, error, tostring
-local xpcall, next, setmetatable = xpcall, next, setmetatable
+local xpcall, next = xpcall, next
 local math_huge, math_type = math.huge, math.type
 local co_running, co_yield, co_create, co_resume, co_status =
 	coroutine.running, coroutine.yield, coroutine.create, coroutine.resume, coroutine.status
