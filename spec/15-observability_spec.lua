@@ -25,7 +25,7 @@ describe("logging", function()
 	it("filters by level and can be switched off", function()
 		local lines = {}
 		wsbeat.log(function(level, text) lines[#lines + 1] = level end, "warn")
-		local ws, rec = H.client(srv:url("/status/503"), { reconnect = { delay = 0.01, max_attempts = 2 } })
+		local ws = H.client(srv:url("/status/503"), { reconnect = { delay = 0.01, max_attempts = 2 } })
 		H.wait_state(ws, "closed")
 		for _, l in ipairs(lines) do assert.is_true(l == "warn" or l == "error", l) end
 		assert.is_true(#lines >= 2) -- reconnecting and gave up
@@ -63,7 +63,7 @@ describe("wsbeat.stats()", function()
 		H.run_until(function() return #rec.messages == 1 end, 5)
 		ws:close()
 		H.wait_state(ws, "closed")
-		ws, rec = nil, nil
+		ws, rec = nil, nil -- luacheck: ignore 311 (drop the references)
 		collectgarbage() collectgarbage()
 		local after = wsbeat.stats()
 		assert.equal(before.messages_sent + 1, after.messages_sent)
