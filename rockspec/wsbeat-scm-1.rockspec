@@ -26,6 +26,7 @@ external_dependencies = {
 }
 build = {
 	type = "builtin",
+	copy_directories = { "docs", "types" },
 	modules = {
 		["wsbeat"] = "lua/wsbeat/init.lua",
 		["wsbeat.core"] = {

@@ -1,0 +1,192 @@
+---@meta wsbeat
+-- LuaLS (lua-language-server) definitions for wsbeat. Add this folder to
+-- "workspace.library" (or install the rock: it ships this file) so editors
+-- complete and check calls. Kept in sync with the code by
+-- scripts/check-api.lua (run by the specs).
+
+---@alias wsbeat.State "connecting"|"open"|"reconnecting"|"closing"|"closed"
+---@alias wsbeat.Kind "text"|"binary"
+---@alias wsbeat.Cause "connected"|"reconnect"|"heartbeat_timeout"|"refused"|"dns"|"connect_timeout"|"tls"|"http_status"|"handshake"|"network"|"protocol_error"|"too_big"|"closed_by_peer"|"connection_lost"|"closed_by_user"|"gave_up"
+---@alias wsbeat.LogLevel "error"|"warn"|"info"|"debug"
+
+---@class wsbeat.Heartbeat
+---@field interval? number seconds of silence before a probe (default 20)
+---@field timeout? number seconds to wait for anything after the probe (default 20)
+---@field mode? "ping"|"message" protocol PING (default) or an application message
+---@field message? string the text sent in "message" mode (default "ping")
+
+---@class wsbeat.Reconnect
+---@field delay? number first delay in seconds (default 1)
+---@field max_delay? number cap in seconds (default 30)
+---@field factor? number growth per consecutive failure (default 2)
+---@field jitter? number 0 = none, 1 = anywhere in [0, d] (default 0.5)
+---@field min_uptime? number seconds open before the failure count resets (default 5)
+---@field max_attempts? number consecutive failures before "gave_up" (default math.huge)
+---@field retry? fun(ws: wsbeat.Client, info: wsbeat.Info): boolean overrides the retry policy; info.retry is the default verdict
+
+---@class wsbeat.TLS
+---@field verify? boolean verify chain and host name (default true)
+---@field ca_file? string PEM file of trusted CAs (replaces the system store)
+---@field ca_path? string hashed directory of trusted CAs (replaces the system store)
+---@field cert_file? string client certificate chain (PEM)
+---@field key_file? string client private key (PEM)
+---@field server_name? string name for SNI, the certificate check and Host
+
+---@class wsbeat.Options
+---@field on_message? fun(ws: wsbeat.Client, data: string, kind: wsbeat.Kind) without it, messages queue for receive()
+---@field on_state? fun(ws: wsbeat.Client, state: wsbeat.State, info: wsbeat.Info)
+---@field on_error? fun(ws: wsbeat.Client, err: string) errors raised in callbacks; without it they are re-raised from step()
+---@field protocols? string[]|string subprotocols offered (Sec-WebSocket-Protocol)
+---@field headers? table<string, string|number>|fun(ws: wsbeat.Client): table<string, string|number> extra request headers; a function is called before every attempt
+---@field origin? string Origin header
+---@field connect_timeout? number seconds for DNS + TCP + TLS + upgrade (default 10)
+---@field close_timeout? number seconds to wait for the peer's close frame (default 3)
+---@field heartbeat? wsbeat.Heartbeat|false
+---@field reconnect? wsbeat.Reconnect|false
+---@field max_message_size? integer bytes; larger incoming messages close with 1009 (default 16 MiB)
+---@field max_queue? integer messages held for receive() before reading pauses (default 256)
+---@field send_buffer? integer bytes buffered while not open or while the socket is slow (default 1 MiB)
+---@field tls? wsbeat.TLS
+---@field compression? boolean permessage-deflate (default false)
+
+---@class wsbeat.Info
+---@field reason string human-readable
+---@field cause wsbeat.Cause stable token for programs
+---@field code? integer close code, when there was one
+---@field status? integer HTTP status of a failed upgrade
+---@field attempt integer consecutive failed attempts
+---@field delay? number seconds before the next attempt ("reconnecting")
+---@field previous wsbeat.State the state left
+---@field unsent? integer messages dropped from the send buffer ("closed")
+---@field retry? boolean the default policy's verdict (reconnect.retry only)
+
+---@class wsbeat.ClientStats
+---@field rtt? number last heartbeat round trip in seconds
+---@field messages_sent integer
+---@field messages_received integer
+---@field bytes_sent integer
+---@field bytes_received integer
+---@field reconnects integer
+---@field buffered integer bytes waiting to be sent
+---@field queued integer messages waiting for receive()
+---@field connected_at? number wall-clock time (seconds) the connection opened
+
+---@class wsbeat.EngineStats
+---@field connecting integer
+---@field open integer
+---@field reconnecting integer
+---@field closing integer
+---@field closed integer
+---@field messages_sent integer
+---@field messages_received integer
+---@field bytes_sent integer
+---@field bytes_received integer
+---@field reconnects integer
+---@field log_dropped integer
+
+---@class wsbeat.Client
+local Client = {}
+
+---Send a message; buffered while (re)connecting.
+---@param data string
+---@param kind? wsbeat.Kind default "text" (must be valid UTF-8)
+---@return true|nil ok
+---@return string? err "invalid UTF-8" | "send buffer full" | "closed"
+function Client:send(data, kind) end
+
+---Send an extra PING now.
+---@param payload? string at most 125 bytes
+---@return true|nil ok
+---@return string? err "not open" | "closed"
+function Client:ping(payload) end
+
+---Graceful close; no reconnect afterwards.
+---@param code? integer 1000 (default) or 3000-4999
+---@param reason? string at most 123 bytes
+function Client:close(code, reason) end
+
+---Next queued message; waits (coroutine-friendly) when none is queued.
+---@param timeout? number seconds
+---@return string|nil data
+---@return wsbeat.Kind|"timeout"|"closed" kind_or_err
+function Client:receive(timeout) end
+
+---Iterate over data, kind until the client is closed.
+---@return fun(): string?, wsbeat.Kind?
+function Client:messages() end
+
+---@return wsbeat.State
+function Client:state() end
+
+---@return string
+function Client:url() end
+
+---@return string? protocol the negotiated subprotocol
+function Client:protocol() end
+
+---@return wsbeat.ClientStats
+function Client:stats() end
+
+---cqueues pollable protocol: the engine fd.
+---@return integer
+function Client:pollfd() end
+
+---cqueues pollable protocol.
+---@return "r"
+function Client:events() end
+
+---cqueues pollable protocol: wsbeat.timeout().
+---@return number?
+function Client:timeout() end
+
+---LuaSocket select protocol: the engine fd.
+---@return integer
+function Client:getfd() end
+
+---LuaSocket select protocol: true when step() has work now.
+---@return boolean
+function Client:dirty() end
+
+---@class wsbeat
+---@field _VERSION string
+---@field defaults wsbeat.Options
+local wsbeat = {}
+
+---Create a client and start connecting (never blocks).
+---@param url string ws:// or wss:// URL
+---@param options? wsbeat.Options
+---@return wsbeat.Client
+function wsbeat.connect(url, options) end
+
+---The engine's pollable file descriptor (readable when step() has work).
+---@return integer
+function wsbeat.fd() end
+
+---Seconds until step() must be called at the latest; 0 = now.
+---@return number?
+function wsbeat.timeout() end
+
+---Service I/O and due timers and call the callbacks. Never blocks.
+function wsbeat.step() end
+
+---Run until every client is closed and every spawned coroutine finished.
+---@param timeout? number seconds
+---@return boolean finished false when the timeout passed first
+function wsbeat.run(timeout) end
+
+---Run fn(...) as a coroutine whose receive() calls yield to wsbeat.
+---@param fn function
+---@param ... any
+---@return thread
+function wsbeat.spawn(fn, ...) end
+
+---Engine-wide counters.
+---@return wsbeat.EngineStats
+function wsbeat.stats() end
+
+---Route log lines to a function(level, text), "stderr", or nil (off).
+---@param target? fun(level: wsbeat.LogLevel, text: string)|"stderr"
+---@param level? wsbeat.LogLevel default "info"
+function wsbeat.log(target, level) end
+
+return wsbeat
