@@ -345,6 +345,9 @@ static double engine_timeout(struct wsb_engine *e)
 		return 0;
 	if (!uv_loop_alive(&e->loop))
 		return -1;
+	/* libuv measures from its cached clock (set by the last uv_run):
+	 * refresh it, or a host asking between steps gets a stale answer */
+	uv_update_time(&e->loop);
 	ms = uv_backend_timeout(&e->loop);
 	return ms < 0 ? -1 : ms / 1000.0;
 }
