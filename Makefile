@@ -6,6 +6,7 @@ DESTDIR ?=
 LUA_INCDIR ?= $(shell pkg-config --variable=includedir lua$(LUA_VERSION) 2>/dev/null)/lua$(LUA_VERSION)
 LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+BINDIR ?= $(PREFIX)/bin
 BUSTED ?= $(shell command -v busted 2>/dev/null || echo busted)
 
 PKGS = libwebsockets libuv openssl
@@ -37,7 +38,7 @@ test: all
 	$(LUA) $(BUSTED) $(BUSTED_ARGS)
 
 lint:
-	luacheck --std lua54 lua bench scripts spec/helper.lua spec/fixtures
+	luacheck --std lua54 lua bench scripts examples bin/wsbeat spec/helper.lua spec/fixtures
 	luacheck --std lua54+busted --no-unused-args --no-max-line-length spec
 
 check-memory: all
@@ -47,6 +48,8 @@ install: all
 	install -d $(DESTDIR)$(LIBDIR)/wsbeat $(DESTDIR)$(LUADIR)/wsbeat
 	install -m 0755 $(CORE) $(DESTDIR)$(LIBDIR)/wsbeat/core.so
 	install -m 0644 lua/wsbeat/*.lua $(DESTDIR)$(LUADIR)/wsbeat/
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 bin/wsbeat $(DESTDIR)$(BINDIR)/wsbeat
 
 clean:
 	rm -rf build

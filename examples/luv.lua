@@ -41,10 +41,10 @@ ws = wsbeat.connect(url, {
 			done = true
 		end
 	end,
-	on_message = function(ws, data)
+	on_message = function(client, data)
 		echoes = echoes + 1
 		assert(data == "luv " .. echoes, "out of order: " .. data)
-		if echoes == n then ws:close(1000, "luv done") end
+		if echoes == n then client:close(1000, "luv done") end
 	end,
 })
 

@@ -27,6 +27,10 @@ external_dependencies = {
 build = {
 	type = "builtin",
 	copy_directories = { "docs", "types" },
+	install = {
+		-- the command-line client; it needs lua-cqueues at run time
+		bin = { wsbeat = "bin/wsbeat" },
+	},
 	modules = {
 		["wsbeat"] = "lua/wsbeat/init.lua",
 		["wsbeat.core"] = {

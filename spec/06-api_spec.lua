@@ -180,3 +180,14 @@ describe("lifetime", function()
 		assert.equal(1000, srv:wait_event("close", function(e) return e.id == srv:wait_event("connect", function(c) return c.path == "/echo?tbc" end).id end).code)
 	end)
 end)
+
+describe("error positions", function()
+	it("point at the caller's line for option errors at any depth", function()
+		for _, opts in ipairs { { bogus = 1 }, { connect_timeout = "x" }, { heartbeat = { interval = -1 } },
+			{ tls = { verify = 1 } }, { protocols = { "a b" } }, 7 } do
+			local ok, err = pcall(function() wsbeat.connect("ws://127.0.0.1:9/", opts) end)
+			assert.is_false(ok)
+			assert.matches("^spec/06%-api_spec.lua:%d+: bad argument #2 to 'connect'", err)
+		end
+	end)
+end)

@@ -987,7 +987,31 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 static void on_closed(struct wsb_client *c, struct lws *wsi)
 {
 	int code = c->peer_close_code;
+	int sent = 0;
 
+	/*
+	 * Neither we nor the peer started the close: lws did, because the
+	 * server broke the protocol, or the link died.  lws keeps the close
+	 * payload it sent in the buffer lws_get_close_payload() reads, but
+	 * masked in place by the send; the 4-byte mask key sits right before
+	 * it (client frames are always masked).  A socket with no FIN or RST
+	 * pending means lws dropped a live peer: a protocol error as well.
+	 */
+	if (!code && c->st != WSB_CLOSING && !c->pending_cause) {
+		if (lws_get_close_length(wsi) >= 2) {
+			const unsigned char *p = lws_get_close_payload(wsi);
+			int v = (p[0] ^ p[-4]) << 8 | (p[1] ^ p[-3]);
+
+			sent = v >= 1000 && v < 5000 ? v : 1002;
+		} else {
+			char b;
+			int fd = lws_get_socket_fd(wsi);
+
+			if (fd >= 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+			    (errno == EAGAIN || errno == EWOULDBLOCK))
+				sent = -1; /* dropped without a close frame */
+		}
+	}
 	c->wsi = NULL;
 	lws_set_wsi_user(wsi, NULL);
 	if (c->st == WSB_CLOSING) {
@@ -999,6 +1023,13 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 		     !strcmp(c->pending_cause, "too_big") ?
 			     "incoming message too big" : "protocol error",
 		     c->close_code, close_code_name(c->close_code));
+	} else if (sent > 0) {
+		lost(c, "protocol_error", sent, 0,
+		     "protocol error by the server (closed with %d %s)", sent,
+		     close_code_name(sent));
+	} else if (sent < 0) {
+		lost(c, "protocol_error", 0, 0,
+		     "protocol error by the server (connection dropped)");
 	} else if (code) {
 		lost(c, "closed_by_peer", code, 0, "server closed (%d %s%s%s)",
 		     code, close_code_name(code),

@@ -498,6 +498,13 @@ static int l_next_event(lua_State *L)
 	return 0;
 }
 
+/* core.kicked() -> true when API calls since the last service left work */
+static int l_kicked(lua_State *L)
+{
+	lua_pushboolean(L, wsb_engine_get(L)->kicked);
+	return 1;
+}
+
 static int l_pending(lua_State *L)
 {
 	struct wsb_engine *e = wsb_engine_get(L);
@@ -554,6 +561,7 @@ int wsb_open_engine(lua_State *L)
 		{ "now", l_now },
 		{ "next_event", l_next_event },
 		{ "pending", l_pending },
+		{ "kicked", l_kicked },
 		{ "engine_stats", l_engine_stats },
 		{ "next_log", wsb_l_next_log },
 		{ "set_log", wsb_l_set_log },

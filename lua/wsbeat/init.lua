@@ -5,7 +5,7 @@
 local core = require "wsbeat.core"
 
 local type, pairs, ipairs, error, tostring = type, pairs, ipairs, error, tostring
-local xpcall, next = xpcall, next
+local xpcall, pcall, next, setmetatable, getmetatable = xpcall, pcall, next, setmetatable, getmetatable
 local math_huge, math_type = math.huge, math.type
 local co_running, co_yield, co_create, co_resume, co_status =
 	coroutine.running, coroutine.yield, coroutine.create, coroutine.resume, coroutine.status
@@ -13,6 +13,7 @@ local traceback, table_concat = debug.traceback, table.concat
 local string_format, string_find = string.format, string.find
 
 local next_event, service, core_wait, now = core.next_event, core.service, core.wait, core.now
+local kicked = core.kicked
 
 local M = { _VERSION = "wsbeat 0.1.0" }
 
@@ -36,8 +37,11 @@ local function argerror(n, fname, msg, level)
 	error(string_format("bad argument #%d to '%s' (%s)", n, fname, msg), level + 1)
 end
 
+-- Option errors travel as a table to connect(), which raises them at the
+-- caller's line whatever the depth of the check that failed.
+local OptionError = {}
 local function opterr(key, msg)
-	argerror(2, "connect", string_format("option '%s': %s", key, msg), 4)
+	error(setmetatable({ msg = string_format("option '%s': %s", key, msg) }, OptionError), 0)
 end
 
 local function expect(key, v, t)
@@ -219,12 +223,12 @@ local function validate(options)
 	o.heartbeat, o.reconnect = nil, nil
 	if options ~= nil then
 		if type(options) ~= "table" then
-			argerror(2, "connect", "expected a table of options, got " .. type(options), 3)
+			error(setmetatable({ msg = "expected a table of options, got " .. type(options) }, OptionError), 0)
 		end
 		for k, v in pairs(options) do
 			local f = OPTION[k]
 			if not f then
-				argerror(2, "connect", string_format("unknown option '%s'", tostring(k)), 3)
+				error(setmetatable({ msg = string_format("unknown option '%s'", tostring(k)) }, OptionError), 0)
 			end
 			o[k] = f(v)
 		end
@@ -370,11 +374,22 @@ local function drain()
 	if err then error(err, 0) end
 end
 
+-- One turn: wait (or not), service, deliver; then, if the callbacks sent or
+-- closed something, service once more so it leaves now instead of on the
+-- host's next turn.
+local function turn(wait)
+	if wait then core_wait(wait) else service() end
+	drain()
+	if kicked() then
+		service()
+		drain()
+	end
+end
+
 --- Service I/O and timers that are due and call the callbacks. Never blocks.
 function M.step()
 	if dispatching then error("wsbeat.step: called from inside a callback", 2) end
-	service()
-	drain()
+	turn(false)
 end
 
 --- The engine's pollable file descriptor (readable when step() has work).
@@ -420,8 +435,7 @@ function M.run(timeout)
 			if left <= 0 then return false end
 			if not t or left < t then t = left end
 		end
-		core_wait(t)
-		drain()
+		turn(t or -1)
 	end
 	return true
 end
@@ -483,8 +497,7 @@ function methods.receive(ws, timeout)
 			if dispatching then
 				error("receive: would block inside a callback", 2)
 			end
-			core_wait(t)
-			drain()
+			turn(t or -1)
 		end
 		data, kind = ws:_pop()
 		if data then return data, kind end
@@ -516,7 +529,11 @@ function M.connect(url, options)
 	if type(url) ~= "string" then
 		argerror(1, "connect", "expected a URL string, got " .. type(url), 2)
 	end
-	local o = validate(options)
+	local ok, o = pcall(validate, options)
+	if not ok then
+		if getmetatable(o) == OptionError then argerror(2, "connect", o.msg, 2) end
+		error(o, 0)
+	end
 	local ws, err = core.new(url, o)
 	if not ws then argerror(1, "connect", err, 2) end
 	local list, herr = resolve_headers(ws, o)
