@@ -1,9 +1,10 @@
--- wsbeat demo: a client that stays connected while its server freezes.
--- Starts a local echo server, connects with a 1 s heartbeat, freezes the
--- server with SIGSTOP (TCP stays up; only the heartbeat can tell), resumes
--- it, and prints every transition with its cause, the echoes and the RTT.
-local wsbeat = require "wsbeat"
-local core = require "wsbeat.core"
+-- wsbeat demo: the `wsbeat` command stays connected while its server
+-- freezes.  Starts a local echo server, runs bin/wsbeat against it with a
+-- 1 s heartbeat, feeds it a line a second, freezes the server with SIGSTOP
+-- (TCP stays up; only the heartbeat can tell), resumes it with SIGCONT, and
+-- lets the client print every transition with its cause, the echoes and
+-- the RTT.
+local core = require "wsbeat.core" -- for its monotonic clock
 
 local root = arg[1] or "."
 local function sh(cmd)
@@ -29,53 +30,33 @@ assert(port, "the demo server did not start")
 
 local t0 = core.now()
 local function say(fmt, ...)
-	io.write(("[%5.2fs] "):format(core.now() - t0), fmt:format(...), "\n")
-	io.flush()
+	io.stderr:write(("[%5.2fs] demo: "):format(core.now() - t0), fmt:format(...), "\n")
 end
 
 local url = ("ws://127.0.0.1:%s/echo"):format(port)
 say("server pid %s listening on %s", pid, url)
-local ws = wsbeat.connect(url, {
-	heartbeat = { interval = 1, timeout = 1 },
-	reconnect = { delay = 0.5, max_delay = 2, jitter = 0.2 },
-	connect_timeout = 2,
-	on_state = function(_, state, info)
-		local extra = ""
-		if info.delay then extra = (" next attempt %d in %.2fs"):format(info.attempt, info.delay) end
-		say("state %-12s cause=%s (%s)%s", state, info.cause, info.reason, extra)
-	end,
-	on_message = function(ws, data)
-		local rtt = ws:stats().rtt
-		say("echo  %-14s rtt=%s", data, rtt and ("%.3f ms"):format(rtt * 1000) or "n/a")
-	end,
-})
+local cmd = ("%s/bin/wsbeat --heartbeat 1,1 --retry-delay 0.5 --connect-timeout 2 %s"):format(root, url)
+say("running: %s", cmd)
+local client = assert(io.popen(cmd, "w"))
+client:setvbuf("line")
 
 local n, frozen, resumed = 0, false, false
-local next_send = core.now() + 0.5
 while core.now() - t0 < 14 do
 	local now = core.now() - t0
 	if not frozen and now > 4 then
 		frozen = true
-		say("demo: SIGSTOP the server (its sockets stay open, it just stops answering)")
+		say("SIGSTOP the server (its sockets stay open, it just stops answering)")
 		os.execute("kill -STOP " .. pid)
 	elseif frozen and not resumed and now > 8 then
 		resumed = true
-		say("demo: SIGCONT the server")
+		say("SIGCONT the server")
 		os.execute("kill -CONT " .. pid)
 	end
-	if core.now() >= next_send then
-		n = n + 1
-		ws:send("hello #" .. n) -- buffered while not open, sent once
-		next_send = core.now() + 1
-	end
-	local t = wsbeat.timeout()
-	if not t or t > 0.1 then t = 0.1 end
-	core.wait(t)
-	wsbeat.step()
+	n = n + 1
+	client:write(("hello #%d\n"):format(n)) -- buffered while not open, sent once
+	os.execute("sleep 1")
 end
-ws:close(1000, "demo over")
-wsbeat.run(3)
-local s = ws:stats()
-say("done: sent %d, received %d, reconnects %d", s.messages_sent, s.messages_received, s.reconnects)
+say("end of input: the client closes and exits")
+client:close()
 os.execute("kill -CONT " .. pid .. " 2>/dev/null; kill " .. pid .. " 2>/dev/null")
 os.remove(log)
