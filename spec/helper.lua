@@ -59,6 +59,21 @@ local nserver = 0
 -- client_ca = path (mutual TLS); port (reuse a port).
 function H.server(opts)
 	opts = opts or {}
+	if opts.raw then
+		-- spec/fixtures/rawhttp.py: a server that answers the upgrade badly
+		nserver = nserver + 1
+		local log = string.format("%s/raw-%d.log", H.tmpdir(), nserver)
+		local pid = sh(string.format("sh -c 'exec %s %s/spec/fixtures/rawhttp.py --mode %s >%s 2>&1' </dev/null & echo $!",
+			H.PYTHON, ROOT, opts.raw, log)):gsub("%s+$", "")
+		local s = setmetatable({ pid = pid, log = log, opts = opts, kind = "raw" }, Server)
+		H.run_until(function()
+			local port = (read_file(log) or ""):match("^PORT (%d+)")
+			s.port = tonumber(port)
+			return port
+		end, 10, "raw server")
+		s.base = ("ws://127.0.0.1:%d"):format(s.port)
+		return s
+	end
 	nserver = nserver + 1
 	local log = string.format("%s/server-%d.log", H.tmpdir(), nserver)
 	local args = { "--host", opts.host or "127.0.0.1", "--port", tostring(opts.port or 0) }
@@ -132,15 +147,25 @@ function Server:signal(sig)
 	os.execute(string.format("kill -%s %s 2>/dev/null", sig, self.pid))
 end
 
+-- gone, or a zombie its (adoptive) parent has not reaped yet
+local function exited(pid)
+	local stat = read_file("/proc/" .. pid .. "/stat")
+	return not stat or stat:match("^%d+ %b() (%a)") == "Z"
+end
+H.exited = exited
+
 function Server:stop()
 	if self.stopped then return end
 	self.stopped = true
 	self:signal("TERM")
-	for _ = 1, 100 do
-		if not os.execute("kill -0 " .. self.pid .. " 2>/dev/null") then return end
-		H.sleep(0.02)
+	local deadline = core.now() + 2
+	while not exited(self.pid) do
+		if core.now() > deadline then
+			self:signal("KILL")
+			return
+		end
+		H.sleep(0.01)
 	end
-	self:signal("KILL")
 end
 
 --- Drive wsbeat until pred() is true; fail with a traceback at the deadline.
@@ -231,24 +256,7 @@ function H.proxy(target_port)
 		H.PYTHON, ROOT, target_port, log, log)):gsub("%s+$", "")
 	local p = { pid = pid, log = log, events = Server.events, wait_event = Server.wait_event,
 		signal = Server.signal }
-	-- gone, or a zombie its (adoptive) parent has not reaped yet
-	local function exited()
-		local stat = read_file("/proc/" .. pid .. "/stat")
-		return not stat or stat:match("^%d+ %b() (%a)") == "Z"
-	end
-	function p:stop()
-		if self.stopped then return end
-		self.stopped = true
-		self:signal("TERM")
-		local deadline = core.now() + 2
-		while not exited() do
-			if core.now() > deadline then
-				self:signal("KILL")
-				return
-			end
-			H.sleep(0.01)
-		end
-	end
+	p.stop = Server.stop
 	local deadline = core.now() + 10
 	while true do
 		local text = read_file(log) or ""

@@ -979,6 +979,9 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 		lost(c, "network", 0, 0, "connection failed: %s", strerror(soerr));
 	} else if (!strncmp(msg, "HS: ", 4)) {
 		lost(c, "handshake", 0, 0, "handshake failed: %s", msg + 4);
+	} else if (!strcmp(msg, "problems parsing header")) {
+		lost(c, "handshake", 0, 0,
+		     "handshake failed: invalid or oversized HTTP response");
 	} else {
 		lost(c, "network", 0, 0, "connection failed: %s", msg);
 	}
