@@ -84,7 +84,11 @@ function H.server(opts)
 	if opts.client_ca then args[#args + 1] = "--client-ca " .. opts.client_ca end
 	if opts.deflate then args[#args + 1] = "--deflate" end
 	local prog
-	if (opts.kind or "python") == "node" then
+	if opts.kind == "quiet" then
+		-- the benchmark's echo server: node ws, no logging, fastest here
+		prog = "node " .. ROOT .. "/bench/echo-server.js"
+		args = { "--port", tostring(opts.port or 0) }
+	elseif (opts.kind or "python") == "node" then
 		prog = "node " .. ROOT .. "/spec/fixtures/node-server.js"
 	else
 		prog = H.PYTHON .. " " .. ROOT .. "/spec/fixtures/server.py"
