@@ -23,7 +23,7 @@ SRCS = src/url.c src/tls.c src/log.c src/engine.c src/client.c src/lclient.c
 OBJS = $(SRCS:src/%.c=build/%.o)
 CORE = build/wsbeat/core.so
 
-.PHONY: all test lint install clean check-memory demo
+.PHONY: all test lint install clean check-memory demo asan fuzz
 all: $(CORE)
 
 build/%.o: src/%.c src/wsbeat.h
@@ -33,6 +33,23 @@ build/%.o: src/%.c src/wsbeat.h
 $(CORE): $(OBJS)
 	@mkdir -p build/wsbeat
 	$(CC) $(LIBFLAG) $(LDFLAGS) -o $@ $(OBJS) $(DEPS_LIBS)
+
+# The core built with AddressSanitizer and UBSan (load with LD_PRELOAD of
+# libasan: the lua5.4 binary itself is not instrumented).
+ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+asan: $(SRCS) src/wsbeat.h
+	@mkdir -p build-asan/wsbeat
+	$(CC) $(WARN) -fPIC -I$(LUA_INCDIR) $(DEPS_CFLAGS) $(ASAN_FLAGS) $(LIBFLAG) \
+		-o build-asan/wsbeat/core.so $(SRCS) $(DEPS_LIBS)
+
+# libFuzzer on the URL parser: make fuzz FUZZ_ARGS="-max_total_time=60"
+FUZZ_ARGS ?= -runs=200000
+fuzz: fuzz/url_fuzz.c src/url.c src/wsbeat.h
+	@mkdir -p build-fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(LUA_INCDIR) $(DEPS_CFLAGS) \
+		-o build-fuzz/url_fuzz fuzz/url_fuzz.c src/url.c
+	mkdir -p build-fuzz/corpus && cp fuzz/corpus/* build-fuzz/corpus/
+	build-fuzz/url_fuzz $(FUZZ_ARGS) build-fuzz/corpus
 
 test: all
 	$(LUA) $(BUSTED) $(BUSTED_ARGS)
@@ -52,7 +69,7 @@ install: all
 	install -m 0755 bin/wsbeat $(DESTDIR)$(BINDIR)/wsbeat
 
 clean:
-	rm -rf build
+	rm -rf build build-asan build-fuzz
 
 demo: all
 	LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./build/?.so;;" $(LUA) scripts/demo.lua .

@@ -860,7 +860,8 @@ static void on_receive(struct wsb_client *c, struct lws *wsi,
 				c->rx_buf = nb;
 				c->rx_cap = cap;
 			}
-			memcpy(c->rx_buf + c->rx_len, in, len);
+			if (len) /* an empty frame has no buffer yet */
+				memcpy(c->rx_buf + c->rx_len, in, len);
 			c->rx_len += len;
 		}
 	}

@@ -185,6 +185,6 @@ int wsb_tls_verify(struct lws *wsi, void *x509_ctx, int preverify_ok)
 	X509_STORE_CTX_set_error(xs, X509_V_ERR_HOSTNAME_MISMATCH);
 	snprintf(c->tls_err, sizeof(c->tls_err),
 		 "certificate verify failed: certificate does not match host "
-		 "name '%s'", name);
+		 "name '%.150s'", name);
 	return 1;
 }

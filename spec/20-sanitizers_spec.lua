@@ -1,0 +1,33 @@
+-- The C core under AddressSanitizer + UBSan (randomized API exerciser) and
+-- libFuzzer on the URL parser.  WSBEAT_EXERCISE_SECONDS runs it longer.
+local H = require "helper"
+
+describe("sanitizers", function()
+	it("the randomized API exerciser runs clean under ASan + UBSan (leaks included)", function()
+		local build = H.sh(("cd %s && make -s asan 2>&1; echo rc=$?"):format(H.ROOT))
+		assert.matches("rc=0", build, 1, true)
+		local srv = H.server {}
+		finally(function() srv:stop() end)
+		local seconds = tonumber(os.getenv("WSBEAT_EXERCISE_SECONDS")) or 15
+		local seed = os.time()
+		local out = H.sh(("cd %s && LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build-asan/?.so;;' " ..
+			"LD_PRELOAD=%s ASAN_OPTIONS=detect_leaks=1 timeout %d lua5.4 scripts/exerciser.lua %s %d %d 2>&1; echo rc=$?")
+			:format(H.ROOT, H.sh("gcc -print-file-name=libasan.so"):gsub("%s+$", ""), seconds + 60, srv.base, seconds, seed))
+		assert.not_matches("AddressSanitizer", out)
+		assert.not_matches("LeakSanitizer", out)
+		assert.not_matches("runtime error", out)
+		assert.matches("EXERCISER DONE\nrc=0", out, 1, true)
+		local iterations = tonumber(out:match("iterations=(%d+)"))
+		assert.is_true(iterations > 1000, out)
+		-- it really went through the interesting paths
+		for _, what in ipairs { "state open", "state reconnecting", "state closed", "message", "spawn", "gc" } do
+			assert.matches(what .. "=%d+", out)
+		end
+	end)
+
+	it("libFuzzer finds nothing in the URL parser (200,000 runs)", function()
+		local out = H.sh(("cd %s && make -s fuzz FUZZ_ARGS=-runs=200000 2>&1; echo rc=$?"):format(H.ROOT))
+		assert.matches("Done 200000 runs", out, 1, true)
+		assert.matches("rc=0", out, 1, true)
+	end)
+end)
