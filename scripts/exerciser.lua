@@ -35,7 +35,7 @@ local function callbacks()
 			if R(10) == 1 then act(true) end
 			if st == "open" and R(3) == 1 then ws:send("hello from open") end
 		end,
-		on_message = R(2) == 1 and function(ws)
+		on_message = R(2) == 1 and function()
 			count("message")
 			if R(20) == 1 then act(true) end
 		end or nil,
