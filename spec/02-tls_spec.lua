@@ -143,3 +143,36 @@ describe("mutual TLS", function()
 		assert.matches("cannot load key_file '" .. certs .. "/server.key': key values mismatch", rec.infos[1].reason, 1, true)
 	end)
 end)
+
+describe("TLS failures say why", function()
+	local certs
+	setup(function() certs = H.certs() end)
+
+	it("an expired certificate", function()
+		local srv = H.server { tls = true, cert = "expired" }
+		finally(function() srv:stop() end)
+		local ws, rec = H.client(("wss://localhost:%d/"):format(srv.port), { tls = { ca_file = certs .. "/ca.pem" } })
+		H.wait_state(ws, "closed")
+		assert.same({ "closed" }, rec.states) -- not retried
+		assert.equal("tls", rec.infos[1].cause)
+		assert.matches("certificate has expired", rec.infos[1].reason, 1, true)
+	end)
+
+	it("a certificate for another host name", function()
+		local srv = H.server { tls = true, cert = "wrong" }
+		finally(function() srv:stop() end)
+		local ws, rec = H.client(("wss://localhost:%d/"):format(srv.port), { tls = { ca_file = certs .. "/ca.pem" } })
+		H.wait_state(ws, "closed")
+		assert.equal("tls", rec.infos[1].cause)
+		assert.matches("does not match host name 'localhost'", rec.infos[1].reason, 1, true)
+	end)
+
+	it("a CA that did not sign the server's certificate", function()
+		local srv = H.server { tls = true }
+		finally(function() srv:stop() end)
+		local ws, rec = H.client(srv:url(), { tls = { ca_file = certs .. "/other-ca.pem" } })
+		H.wait_state(ws, "closed")
+		assert.equal("tls", rec.infos[1].cause)
+		assert.matches("unable to get local issuer certificate", rec.infos[1].reason, 1, true)
+	end)
+end)
