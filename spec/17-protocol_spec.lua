@@ -20,6 +20,7 @@ describe("protocol violations by the server", function()
 		{ "RSV bits set", "c10161" },
 		{ "a reserved opcode", "8301ff" },
 		{ "a fragmented ping", "0900" },
+		{ "a ping longer than 125 bytes", "897e0080" .. ("00"):rep(128) },
 		{ "invalid UTF-8 in a close reason", "88040fa1ff41" },
 	} do
 		it(case[1] .. ": cause protocol_error, no crash, not retried", function()
