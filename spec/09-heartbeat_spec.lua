@@ -4,7 +4,7 @@ local core = require "wsbeat.core"
 
 -- Bounds: a dead peer must be found no later than interval + timeout after
 -- the last byte arrived; SLACK covers a noisy 2-core machine.
-local SLACK = 0.6
+local SLACK = 0.6 * H.SLOW
 
 local function last(rec) return rec.infos[#rec.infos], rec.states[#rec.states] end
 

@@ -8,7 +8,7 @@
 local H = require "helper"
 local core = require "wsbeat.core"
 
-local SLACK = 0.5 -- upper bounds only; lower bounds come from the protocol
+local SLACK = 0.5 * H.SLOW -- upper bounds only; lower bounds come from the protocol
 
 -- WSBEAT_SPEC_TIMES=1 prints the measured figures to stderr.
 local function note(fmt, ...)
@@ -148,7 +148,7 @@ describe("proxy faults", function()
 		assert.equal("heartbeat_timeout", rec.infos[#rec.infos].cause)
 		local since_pong = t_closed - pong.at
 		assert.is_true(since_pong >= iv + to - 0.02, "early: " .. since_pong)
-		assert.is_true(since_pong <= iv + to + 0.25, "late: " .. since_pong)
+		assert.is_true(since_pong <= iv + to + 0.25 * H.SLOW, "late: " .. since_pong)
 	end)
 
 	it("freeze: detected as heartbeat_timeout within interval + timeout", function()

@@ -3,12 +3,7 @@
 local H = require "helper"
 local wsbeat = require "wsbeat"
 
-local function rss_kb()
-	for line in io.lines("/proc/self/status") do
-		local v = line:match("^VmRSS:%s+(%d+)")
-		if v then return tonumber(v) end
-	end
-end
+local rss_kb = H.rss_kb
 
 describe("soak", function()
 	it("2,000 reconnect cycles against a server that drops every connection", function()

@@ -6,6 +6,11 @@ local core = require "wsbeat.core"
 
 local H = {}
 
+-- Upper bounds and waits scale with this: valgrind runs the engine 10-50x
+-- slower (make check-memory sets WSBEAT_UNDER_VALGRIND). Lower bounds,
+-- which come from the protocol, never scale.
+H.SLOW = tonumber(os.getenv("WSBEAT_SLOW")) or (os.getenv("WSBEAT_UNDER_VALGRIND") and 4 or 1)
+
 local ROOT = os.getenv("WSBEAT_ROOT") or "."
 H.ROOT = ROOT
 H.PYTHON = "/usr/bin/python3"
@@ -172,9 +177,10 @@ function Server:stop()
 	end
 end
 
---- Drive wsbeat until pred() is true; fail with a traceback at the deadline.
+--- Drive wsbeat until pred() is true; fail with a traceback at the deadline
+-- (timeout seconds, scaled by H.SLOW).
 function H.run_until(pred, timeout, what)
-	local deadline = core.now() + (timeout or 5)
+	local deadline = core.now() + (timeout or 5) * H.SLOW
 	while true do
 		local v = pred()
 		if v then return v end
@@ -240,6 +246,14 @@ function H.netns()
 	function ns.delete() os.execute("ip netns del " .. name .. " 2>/dev/null") end
 	assert(os.execute(("ip netns exec %s ip link set lo up"):format(name)))
 	return ns
+end
+
+--- Resident memory of this process, in KiB.
+function H.rss_kb()
+	for line in io.lines("/proc/self/status") do
+		local v = line:match("^VmRSS:%s+(%d+)")
+		if v then return tonumber(v) end
+	end
 end
 
 function H.open_fds()
