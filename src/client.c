@@ -159,7 +159,20 @@ static void detach_wsi(struct wsb_client *c)
 	if (!wsi)
 		return;
 	c->wsi = NULL;
-	lws_set_wsi_user(wsi, NULL);
+	if (c->tx_hold) {
+		/* lws may still be deflating from the held message: hand it to
+		 * a tombstone that the wsi frees when lws destroys it */
+		struct wsb_tomb *t = malloc(sizeof(*t));
+
+		if (t) {
+			t->magic = WSB_TOMB_MAGIC;
+			t->hold = c->tx_hold;
+			c->tx_hold = NULL;
+		}
+		lws_set_wsi_user(wsi, t);
+	} else {
+		lws_set_wsi_user(wsi, NULL);
+	}
 	/* ASYNC: safe even from inside this wsi's own callback; every reason
 	 * but keep-alive marks the socket unusable, so no close frame. */
 	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
@@ -201,15 +214,20 @@ static void drop_partial_tx(struct wsb_client *c)
 	c->tx_count--;
 	c->tx_dropped++;
 	c->tx_started = 0;
-	free(m);
+	if (c->o.compression && c->wsi && !c->tx_hold)
+		c->tx_hold = m; /* lws may still be deflating from it */
+	else
+		free(m);
 }
 
 static void end_attempt(struct wsb_client *c)
 {
+	drop_partial_tx(c); /* first: detach_wsi() may need to keep it */
 	detach_wsi(c);
+	free(c->tx_hold);   /* no wsi any more: nobody reads it */
+	c->tx_hold = NULL;
 	cancel_dns(c);
 	reset_rx(c);
-	drop_partial_tx(c);
 	c->t_connect = c->t_close = c->t_probe = c->t_dead = 0;
 	c->open_gate = 0;
 	c->closing_after_flush = 0;
@@ -768,8 +786,20 @@ void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 static int on_writeable(struct wsb_client *c, struct lws *wsi)
 {
 	size_t budget = 4 * TX_CHUNK; /* fairness between connections */
+	/*
+	 * With permessage-deflate, an lws_write() whose deflated output does
+	 * not fit lws's 1 KiB tx buffer returns "all sent" but keeps pointing
+	 * into our buffer and drains it on later POLLOUTs, without calling
+	 * WRITEABLE meanwhile.  So: one write per callback, and a finished
+	 * message is held (tx_hold) until the next WRITEABLE proves the drain
+	 * is over.  Freeing it early corrupted frames and writing again during
+	 * a drain tripped an assertion in lws (found by Autobahn 12.2.x).
+	 */
+	int compressed = c->o.compression;
 
 	c->write_requested = 0;
+	free(c->tx_hold);
+	c->tx_hold = NULL;
 	if (c->ping_pending) {
 		unsigned char buf[LWS_PRE + 125];
 
@@ -800,6 +830,8 @@ static int on_writeable(struct wsb_client *c, struct lws *wsi)
 			return -1;
 		m->off += n;
 		budget = budget > n + 64 ? budget - n - 64 : 0;
+		if (compressed)
+			budget = 0;
 		c->tx_started = !final;
 		if (!final)
 			continue;
@@ -810,7 +842,10 @@ static int on_writeable(struct wsb_client *c, struct lws *wsi)
 		c->tx_count--;
 		c->msgs_sent++;
 		c->bytes_sent += m->len;
-		free(m);
+		if (compressed)
+			c->tx_hold = m;
+		else
+			free(m);
 	}
 	if (c->tx_head || c->ping_pending)
 		request_writable(c);
@@ -1018,6 +1053,8 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 	}
 	c->wsi = NULL;
 	lws_set_wsi_user(wsi, NULL);
+	free(c->tx_hold); /* the wsi is closing: lws drains nothing more */
+	c->tx_hold = NULL;
 	if (c->st == WSB_CLOSING) {
 		c->attempt_done = 1;
 		finish_closed(c, "closed_by_user", c->close_code,
@@ -1054,6 +1091,16 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return wsb_tls_verify(wsi, user, (int)len);
 	if (!c)
 		return 0;
+	if (c->magic == WSB_TOMB_MAGIC) {
+		if (reason == LWS_CALLBACK_WSI_DESTROY) {
+			struct wsb_tomb *t = user;
+
+			lws_set_wsi_user(wsi, NULL);
+			free(t->hold);
+			free(t);
+		}
+		return 0;
+	}
 
 	switch (reason) {
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
@@ -1174,6 +1221,7 @@ void wsb_client_free(struct wsb_client *c)
 	reset_rx(c);
 	wsb_msg_free_list(c->tx_head);
 	wsb_msg_free_list(c->rq_head);
+	free(c->tx_hold);
 	free(c->headers);
 	free(c->pend_reason);
 	free(c->o.ca_file);

@@ -172,6 +172,7 @@ static int l_new(lua_State *L)
 		return luaL_error(L, "wsbeat: %s", uv_strerror(r));
 	}
 	c->timer.data = c;
+	c->magic = WSB_CLIENT_MAGIC;
 	c->e = e;
 	c->udp = (void **)&u->c;
 	u->c = c;

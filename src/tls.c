@@ -158,7 +158,7 @@ int wsb_tls_verify(struct lws *wsi, void *x509_ctx, int preverify_ok)
 	X509 *cert;
 	int err;
 
-	if (!c) /* an abandoned attempt: fail it quietly */
+	if (!c || c->magic != WSB_CLIENT_MAGIC) /* an abandoned attempt */
 		return 1;
 	if (!c->o.verify) {
 		X509_STORE_CTX_set_error(xs, X509_V_OK);

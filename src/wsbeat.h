@@ -148,7 +148,17 @@ struct wsb_opts {
 #define WSB_DEF_RXPAUSE   0x02 /* switch off reading (max_queue reached) */
 #define WSB_DEF_HARDCLOSE 0x04 /* drop the wsi without a close handshake */
 
+#define WSB_CLIENT_MAGIC 0x77736263u /* first field of both wsi user types */
+#define WSB_TOMB_MAGIC 0x746f6d62u
+
+/* What a detached wsi keeps: a message lws may still be deflating from. */
+struct wsb_tomb {
+	uint32_t magic;
+	struct wsb_msg *hold;
+};
+
 struct wsb_client {
+	uint32_t magic;
 	struct wsb_engine *e;
 	struct wsb_client *next, *prev;   /* engine->clients */
 	struct wsb_client *def_next;      /* engine->deferred */
@@ -188,6 +198,7 @@ struct wsb_client {
 	size_t tx_bytes, tx_count;
 	int tx_started;           /* tx_head partly written */
 	size_t tx_dropped;        /* messages lost with a torn attempt */
+	struct wsb_msg *tx_hold;  /* compressed message lws may still read */
 	int closing_after_flush;  /* close() waits for the send queue */
 	int attempt_done;         /* this attempt already ended */
 	int ping_is_probe;
