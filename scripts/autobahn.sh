@@ -39,7 +39,6 @@
 set -eu
 
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 
 : "${AUTOBAHN_DIR:?set AUTOBAHN_DIR to a checkout of autobahn-testsuite (see the header of this script)}"
 SUITE="$AUTOBAHN_DIR/autobahntestsuite"
@@ -71,7 +70,8 @@ SERVER_PID=""
 cleanup() {
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
 
 # The launcher: wstest's fuzzingserver with the two run-time fixes.
 LAUNCHER='
