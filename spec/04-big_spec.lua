@@ -132,3 +132,19 @@ describe("compression with incompressible data", function()
 		end)
 	end
 end)
+
+describe("compression and close", function()
+	it("a close right after a big compressed message waits for it", function()
+		local srv = H.server { deflate = true }
+		finally(function() srv:stop() end)
+		local big = ("0123456789abcdef"):rep(16384) .. string.rep("\255", 70000)
+		local ws = H.client(srv:url(), {
+			compression = true,
+			on_state = function(ws, st) if st == "open" then ws:send(big, "binary") ws:close(4000, "after big") end end,
+		})
+		H.wait_state(ws, "closed", 10)
+		local msg = srv:wait_event("message", function(e) return e.len == #big end)
+		assert.equal("binary", msg.kind)
+		assert.equal(4000, srv:wait_event("close", function(e) return e.code == 4000 end).code)
+	end)
+end)

@@ -847,9 +847,10 @@ static int on_writeable(struct wsb_client *c, struct lws *wsi)
 		else
 			free(m);
 	}
-	if (c->tx_head || c->ping_pending)
+	if (c->tx_head || c->ping_pending || (c->closing_after_flush && c->tx_hold)) {
+		/* (a close waits for a deflate drain too: the next WRITEABLE) */
 		request_writable(c);
-	else if (c->closing_after_flush) {
+	} else if (c->closing_after_flush) {
 		c->closing_after_flush = 0;
 		wsb_defer(c, WSB_DEF_CLOSE);
 	}
