@@ -202,3 +202,27 @@ describe("server close codes and the default retry policy", function()
 		ws:close()
 	end)
 end)
+
+describe("a headers function that fails on a reconnect", function()
+	it("goes to on_error and the attempt goes ahead without extra headers", function()
+		local srv = H.server {}
+		finally(function() srv:stop() end)
+		local calls, errs = 0, {}
+		local ws, rec = H.client(srv:url("/abort"), {
+			reconnect = { delay = 0.02, jitter = 0, max_attempts = 2 },
+			headers = function()
+				calls = calls + 1
+				if calls == 2 then error("token service down") end
+				return { Authorization = "t" .. calls }
+			end,
+			on_error = function(_, e) errs[#errs + 1] = e end,
+		})
+		H.wait_state(ws, "closed")
+		assert.equal(2, calls)
+		assert.matches("token service down", errs[1])
+		local seen = {}
+		for _, ev in ipairs(srv:events("connect")) do seen[#seen + 1] = ev.headers.authorization or "none" end
+		assert.same({ "t1", "none" }, seen)
+		assert.equal("gave_up", rec.infos[#rec.infos].cause)
+	end)
+end)

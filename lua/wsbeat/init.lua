@@ -250,16 +250,20 @@ local function handler(err)
 	return traceback(tostring(err), 2)
 end
 
--- Call a user callback; an error goes to on_error or is returned.
+-- An error from user code goes to on_error, or is returned to be raised
+-- from step() (as is an error inside on_error itself).
+local function report(info, ws, err)
+	if not info.on_error then return err end
+	local ok, err2 = xpcall(info.on_error, handler, ws, err)
+	if not ok then return err2 end
+	return nil
+end
+
+-- Call a user callback; nil, or the error still to raise.
 local function call(info, ws, fn, ...)
 	local ok, err = xpcall(fn, handler, ...)
 	if ok then return nil end
-	if info.on_error then
-		local ok2, err2 = xpcall(info.on_error, handler, ws, err)
-		if not ok2 then return err2 end
-		return nil
-	end
-	return err
+	return report(info, ws, err)
 end
 
 local function resolve_headers(ws, info)
@@ -294,16 +298,13 @@ local function deliver(ws, kind, a, b)
 			return nil
 		end
 		ws:_decide(a.retry)
-		if info.on_error then
-			local ok2, err2 = xpcall(info.on_error, handler, ws, res)
-			if not ok2 then return err2 end
-			return nil
-		end
-		return res
+		return report(info, ws, res)
 	elseif kind == "attempt" then
+		-- a failing headers function: attempt without extra headers
 		local list, err = resolve_headers(ws, info)
 		core.attempt(ws, list or {})
-		return err
+		if err then return report(info, ws, err) end
+		return nil
 	end
 end
 
