@@ -18,13 +18,7 @@ local function argstr(args)
 	return table.concat(t, " ")
 end
 
-local function read_file(path)
-	local f = io.open(path, "rb")
-	if not f then return nil end
-	local s = f:read("a")
-	f:close()
-	return s
-end
+local read_file = H.read_file
 
 local function write_file(path, data)
 	local f = assert(io.open(path, "wb"))

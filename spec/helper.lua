@@ -122,6 +122,8 @@ function H.server(opts)
 	return s
 end
 
+H.read_file = read_file
+
 function Server:url(path)
 	return self.base .. (path or "/echo")
 end

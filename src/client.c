@@ -45,6 +45,14 @@ static char *vfmt(const char *fmt, va_list ap)
 	return strdup(buf);
 }
 
+/* The one place the real state changes: keeps the engine's live count. */
+static void wsb_set_st(struct wsb_client *c, enum wsb_state st)
+{
+	if (c->st != WSB_CLOSED && st == WSB_CLOSED)
+		c->e->live--;
+	c->st = st;
+}
+
 static void set_state(struct wsb_client *c, enum wsb_state st,
 		      const char *cause, char *reason, int code, int status,
 		      double delay, int unsent)
@@ -53,7 +61,7 @@ static void set_state(struct wsb_client *c, enum wsb_state st,
 
 	if (!ev) {
 		free(reason);
-		c->st = st;
+		wsb_set_st(c, st);
 		return;
 	}
 	ev->kind = WSB_EV_STATE;
@@ -73,7 +81,7 @@ static void set_state(struct wsb_client *c, enum wsb_state st,
 		c->url.host, c->url.port, c->url.path, wsb_state_names[c->st],
 		wsb_state_names[st], cause, reason ? reason : "",
 		delay >= 0 ? " retry scheduled" : "");
-	c->st = st;
+	wsb_set_st(c, st);
 	wsb_push_event(c->e, ev);
 }
 
@@ -1204,6 +1212,8 @@ void wsb_client_free(struct wsb_client *c)
 	e->gone_bytes_sent += c->bytes_sent;
 	e->gone_bytes_recv += c->bytes_recv;
 	e->gone_reconnects += c->reconnects;
+	if (c->st != WSB_CLOSED)
+		e->live--;
 
 	for (pp = &e->deferred; *pp; pp = &(*pp)->def_next)
 		if (*pp == c) {

@@ -505,6 +505,15 @@ static int l_kicked(lua_State *L)
 	return 1;
 }
 
+/* core.busy() -> true while a client is not closed or events wait */
+static int l_busy(lua_State *L)
+{
+	struct wsb_engine *e = wsb_engine_get(L);
+
+	lua_pushboolean(L, e->live > 0 || e->ev_head != NULL);
+	return 1;
+}
+
 static int l_pending(lua_State *L)
 {
 	struct wsb_engine *e = wsb_engine_get(L);
@@ -562,6 +571,7 @@ int wsb_open_engine(lua_State *L)
 		{ "next_event", l_next_event },
 		{ "pending", l_pending },
 		{ "kicked", l_kicked },
+		{ "busy", l_busy },
 		{ "engine_stats", l_engine_stats },
 		{ "next_log", wsb_l_next_log },
 		{ "set_log", wsb_l_set_log },

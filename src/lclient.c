@@ -183,6 +183,7 @@ static int l_new(lua_State *L)
 	c->rtt = -1;
 	c->retry_after = -1;
 	c->st = c->pub_state = WSB_CONNECTING;
+	e->live++;
 
 	read_opts(L, 2, &c->o);
 	c->has_on_message = bool_field(L, 2, "has_on_message", 0);

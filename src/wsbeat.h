@@ -95,6 +95,7 @@ struct wsb_engine {
 	struct wsb_tlsconf *vhosts;  /* one lws vhost per TLS/extension setup */
 	struct wsb_event *ev_head, *ev_tail;
 	struct wsb_client *clients;  /* every client not yet freed */
+	size_t live;                 /* clients not in state "closed" */
 	struct wsb_client *deferred; /* clients with work for after uv_run */
 	int in_service;              /* inside uv_run: lws frames on the stack */
 	uv_async_t kick;             /* makes the fd readable after API calls */

@@ -415,9 +415,7 @@ function M.timeout()
 end
 
 local function busy()
-	if nspawned > 0 or core.pending() then return true end
-	local s = core.engine_stats()
-	return s.connecting + s.open + s.reconnecting + s.closing > 0
+	return nspawned > 0 or core.busy()
 end
 
 --- Run the loop until every client is closed and every spawned coroutine
