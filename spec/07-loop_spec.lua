@@ -113,7 +113,7 @@ describe("the pollable contract", function()
 	end)
 
 	it("timeout() counts down between steps (no stale clock)", function()
-		local ws = wsbeat.connect("ws://127.0.0.1:1/", { reconnect = { delay = 1, jitter = 0, max_attempts = 2 } })
+		local ws = wsbeat.connect("ws://127.0.0.1:1/", { reconnect = { delay = 5, jitter = 0, max_attempts = 2 } })
 		H.run_until(function() return ws:state() == "reconnecting" end, 5)
 		-- libwebsockets' housekeeping timer may be due first; let it pass so
 		-- that the countdown read below cannot bottom out at 0
