@@ -353,6 +353,7 @@ void wsb_client_start(struct wsb_client *c)
 	c->peer_close_code = 0;
 	c->peer_close_reason[0] = '\0';
 	c->tls_err[0] = '\0';
+	c->cert_unanswered = 0;
 	c->retry_after = -1;
 	c->pending_cause = NULL;
 	c->t_connect = wsb_now(c->e) + c->o.connect_timeout;
@@ -988,6 +989,18 @@ static void on_established(struct wsb_client *c, struct lws *wsi)
 	wsb_client_timer_arm(c);
 }
 
+/*
+ * With TLS 1.3 a server that requires a client certificate finishes the
+ * handshake, then sends "certificate required" and resets the link; the
+ * reset usually destroys the alert.  That the server asked and we had no
+ * certificate is known from the handshake, so say that.
+ */
+static void lost_no_cert(struct wsb_client *c)
+{
+	lost(c, "tls", 0, 0, "the server requires a client certificate and "
+	     "none is configured (tls.cert_file); it closed the connection");
+}
+
 static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 			  const char *msg)
 {
@@ -1015,6 +1028,9 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 		lost(c, "tls", 0, 0, "TLS handshake failed: %s", c->tls_err);
 	} else if (c->url.tls && (alert = wsb_tls_alert(lws_get_ssl(wsi)))) {
 		lost(c, "tls", 0, 0, "TLS alert from the server: %s", alert);
+	} else if (c->url.tls && (c->cert_unanswered ||
+				  wsb_tls_cert_unanswered(lws_get_ssl(wsi)))) {
+		lost_no_cert(c);
 	} else if (!strncmp(msg, "connect SSL", 11) ||
 		   !strncmp(msg, "tls", 3) || strstr(msg, "cert")) {
 		lost(c, "tls", 0, 0, "TLS handshake failed: %s", msg);
@@ -1116,6 +1132,12 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		unsigned char **p = (unsigned char **)in, *end = *p + len;
 		const char *h = c->headers;
 
+		/* the TLS handshake is over here and the SSL may be gone by the
+		 * time a rejected link is noticed: take note now */
+		if (c->url.tls)
+			c->cert_unanswered =
+				wsb_tls_cert_unanswered(lws_get_ssl(wsi));
+
 		while (h && h < c->headers + c->headers_len) {
 			const char *v = h + strlen(h) + 1;
 
@@ -1185,9 +1207,13 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			 * does that when the link breaks while it waits for
 			 * the upgrade response */
 			c->wsi = NULL;
-			lost(c, "network", 0, 0, c->st == WSB_CONNECTING ?
-			     "connection failed: closed during the opening handshake" :
-			     "connection lost");
+			if (c->st == WSB_CONNECTING && c->cert_unanswered)
+				lost_no_cert(c);
+			else
+				lost(c, "network", 0, 0,
+				     c->st == WSB_CONNECTING ?
+				     "connection failed: closed during the opening handshake" :
+				     "connection lost");
 		}
 		return 0;
 	default:

@@ -50,6 +50,27 @@ static void ssl_errors(char *buf, size_t len)
  */
 static int alert_index = -1;
 
+/*
+ * Set when the server asked for a client certificate and we had none to
+ * give.  OpenSSL calls the client-cert callback only in that case, so it is
+ * the one sure sign, even when the server's alert is lost in the reset.
+ */
+static int certreq_index = -1;
+
+static int no_client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
+{
+	(void)x509;
+	(void)pkey;
+	SSL_set_ex_data(ssl, certreq_index, (void *)(intptr_t)1);
+	return 0; /* send no certificate and let the server decide */
+}
+
+int wsb_tls_cert_unanswered(void *ssl)
+{
+	return ssl && certreq_index >= 0 &&
+	       SSL_get_ex_data(ssl, certreq_index) != NULL;
+}
+
 static void info_cb(const SSL *ssl, int where, int ret)
 {
 	/* SSL_CB_READ_ALERT is two bits: test both, or sent alerts match too */
@@ -89,6 +110,8 @@ void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen)
 
 	if (alert_index < 0)
 		alert_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (certreq_index < 0)
+		certreq_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 
 	ERR_clear_error();
 	ctx = SSL_CTX_new(TLS_client_method());
@@ -132,6 +155,8 @@ void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen)
 				 "key_file does not match cert_file");
 			goto fail;
 		}
+	} else {
+		SSL_CTX_set_client_cert_cb(ctx, no_client_cert_cb);
 	}
 	return ctx;
 

@@ -190,6 +190,7 @@ struct wsb_client {
 	size_t close_reason_len;
 	int retry_after;          /* seconds, -1 = none */
 	char tls_err[256];
+	int cert_unanswered; /* this attempt: server asked for a client cert */
 	int rx_paused;
 	int hard_closing;         /* local drop, no close handshake */
 	const char *pending_cause;/* why we are tearing the attempt down */
@@ -269,5 +270,6 @@ int wsb_tls_verify(struct lws *wsi, void *x509_ctx, int preverify_ok);
 void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen);
 void wsb_tls_free_ctx(void *ctx);
 const char *wsb_tls_alert(void *ssl); /* fatal alert the peer sent, or NULL */
+int wsb_tls_cert_unanswered(void *ssl); /* server asked for a cert we lack */
 
 #endif
