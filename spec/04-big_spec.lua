@@ -27,6 +27,38 @@ describe("big and fragmented messages", function()
 		H.wait_state(ws, "closed")
 	end)
 
+	for _, scheme in ipairs { "ws", "wss" } do
+		it("keeps the order of small messages (written at once) and big ones (queued) over " .. scheme, function()
+			-- small messages on an idle link leave straight from send();
+			-- one behind a queued big message must wait its turn, and so
+			-- must one sent while lws still holds unsent bytes
+			local s = scheme == "wss" and srv or H.server {}
+			local plan = {}
+			for i = 1, 60 do
+				local n = (i % 7 == 0) and (200000 + i) or (i % 5 == 0) and (17000 + i) or (10 + i)
+				plan[i] = ("%04d"):format(i) .. ("y"):rep(n - 4)
+			end
+			local ws, rec = H.client(s:url(), {
+				tls = scheme == "wss" and { ca_file = certs .. "/ca.pem" } or nil,
+				send_buffer = 8 * MiB,
+			})
+			H.wait_state(ws, "open")
+			for i = 1, 30 do assert.is_true(ws:send(plan[i])) end -- outside step()
+			for i = 31, 60 do
+				assert.is_true(ws:send(plan[i]))
+				if i % 3 == 0 then wsbeat.step() end
+			end
+			H.run_until(function() return #rec.messages == 60 end, 20, "60 echoes")
+			for i = 1, 60 do
+				assert.equal(#plan[i], #rec.messages[i].data, "length of echo " .. i)
+				assert.equal(plan[i]:sub(1, 4), rec.messages[i].data:sub(1, 4), "echo " .. i .. " out of order")
+			end
+			ws:close()
+			H.wait_state(ws, "closed")
+			if s ~= srv then s:stop() end
+		end)
+	end
+
 	it("receives 4 x 5 MiB over wss with max_queue = 1 (flow control, receive())", function()
 		local ws = wsbeat.connect(srv:url("/send/4/" .. 5 * MiB), {
 			tls = { ca_file = certs .. "/ca.pem" }, max_queue = 1,

@@ -91,11 +91,17 @@ describe("the pollable contract", function()
 		local ws, rec = H.client(srv:url("/echo?kick"))
 		H.wait_state(ws, "open")
 		local fdobj = { pollfd = wsbeat.fd(), events = "r" }
-		for i = 1, 5 do
+		for i = 1, 6 do
 			-- settle: nothing due now
 			H.run_until(function() return wsbeat.timeout() > 0.5 end, 2, "idle engine")
-			ws:send("k" .. i) -- outside any step()
-			assert.equal(0, wsbeat.timeout())
+			if i % 2 == 1 then
+				-- small: written at once from send(); the echo wakes the fd
+				ws:send("k" .. i) -- outside any step()
+			else
+				-- big: queued for lws's WRITEABLE, which needs a loop turn
+				ws:send("k" .. i .. ("x"):rep(100000))
+				assert.equal(0, wsbeat.timeout())
+			end
 			local cq = cqueues.new()
 			local woke
 			cq:wrap(function()

@@ -28,7 +28,7 @@ struct wsb_tlsconf {
 };
 
 static const struct lws_protocols protocols[] = {
-	{ "wsbeat", wsb_lws_callback, 0, 0, 0, NULL, 0 },
+	{ "wsbeat", wsb_lws_callback, 0, 0, 0, NULL, WSB_TX_CHUNK + 16 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -72,6 +72,11 @@ void wsb_engine_kick(struct wsb_engine *e)
 static void on_kick(uv_async_t *a)
 {
 	(void)a; /* the wake-up was the point */
+}
+
+static void on_wait_timer(uv_timer_t *t)
+{
+	(void)t; /* ending core.wait()'s uv_run was the point */
 }
 
 void wsb_defer(struct wsb_client *c, unsigned what)
@@ -220,6 +225,7 @@ static int engine_gc(lua_State *L)
 	 * needs a second lws_context_destroy() once the loop has run; it
 	 * clears e->ctx (info.pcontext) when the context is really gone. */
 	uv_close((uv_handle_t *)&e->kick, NULL);
+	uv_close((uv_handle_t *)&e->wait_timer, NULL);
 	for (int i = 0; e->ctx && i < 3; i++) {
 		lws_context_destroy(e->ctx);
 		uv_run(&e->loop, UV_RUN_DEFAULT);
@@ -261,6 +267,7 @@ struct wsb_engine *wsb_engine_get(lua_State *L)
 		luaL_error(L, "wsbeat: cannot create an event loop: %s",
 			   uv_strerror(r));
 	uv_async_init(&e->loop, &e->kick, on_kick);
+	uv_timer_init(&e->loop, &e->wait_timer);
 
 	/* lws's own log lines go nowhere unless asked for (wsbeat.log) */
 	e->log_level = -1;
@@ -293,6 +300,7 @@ struct wsb_engine *wsb_engine_get(lua_State *L)
 	e->ctx = lws_create_context(&info);
 	if (!e->ctx) {
 		uv_close((uv_handle_t *)&e->kick, NULL);
+		uv_close((uv_handle_t *)&e->wait_timer, NULL);
 		uv_run(&e->loop, UV_RUN_NOWAIT);
 		uv_loop_close(&e->loop);
 		luaL_error(L, "wsbeat: cannot create the libwebsockets context");
@@ -382,30 +390,31 @@ static int l_service(lua_State *L)
 }
 
 /*
- * core.wait(timeout): block in poll() on the engine fd for at most timeout
- * seconds (nil = until the engine's own next deadline), then service.
+ * core.wait(timeout): wait for I/O or the engine's next deadline, at most
+ * timeout seconds (nil = no limit), and service what came.  libuv blocks
+ * in epoll_wait() itself (UV_RUN_ONCE, a timer for the limit), which saves
+ * the poll() on the epoll fd that a host loop needs.
  */
 static int l_wait(lua_State *L)
 {
 	struct wsb_engine *e = wsb_engine_get(L);
 	double limit = luaL_optnumber(L, 1, -1);
-	double t = engine_timeout(e);
-	struct pollfd pfd;
-	int ms;
 
-	if (t < 0 || (limit >= 0 && limit < t))
-		t = limit;
-	if (t < 0)
-		ms = -1;
-	else
-		ms = (int)ceil(t * 1000.0);
-	if (ms != 0) {
-		pfd.fd = uv_backend_fd(&e->loop);
-		pfd.events = POLLIN;
-		while (poll(&pfd, 1, ms) < 0 && errno == EINTR)
-			;
+	if (e->in_service)
+		luaL_error(L, "wsbeat: step() called from inside the engine");
+	if (limit == 0 || engine_timeout(e) == 0) {
+		service(L, e);
+		return 0;
 	}
-	service(L, e);
+	if (limit > 0)
+		uv_timer_start(&e->wait_timer, on_wait_timer,
+			       (uint64_t)ceil(limit * 1000.0), 0);
+	e->in_service = 1;
+	e->kicked = 0;
+	uv_run(&e->loop, UV_RUN_ONCE);
+	e->in_service = 0;
+	uv_timer_stop(&e->wait_timer);
+	wsb_engine_run_deferred(e);
 	return 0;
 }
 

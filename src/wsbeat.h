@@ -99,6 +99,7 @@ struct wsb_engine {
 	struct wsb_client *deferred; /* clients with work for after uv_run */
 	int in_service;              /* inside uv_run: lws frames on the stack */
 	uv_async_t kick;             /* makes the fd readable after API calls */
+	uv_timer_t wait_timer;       /* bounds core.wait()'s blocking uv_run */
 	int kicked;
 	int in_dispatch;             /* Lua layer is calling user callbacks */
 	int destroyed;
@@ -238,6 +239,13 @@ double wsb_now(struct wsb_engine *e);      /* monotonic seconds */
 void wsb_push_event(struct wsb_engine *e, struct wsb_event *ev);
 void wsb_defer(struct wsb_client *c, unsigned what);
 void wsb_engine_kick(struct wsb_engine *e);
+
+/*
+ * Largest fragment wsbeat writes; also the protocol's tx_packet_size, so
+ * lws hands a whole fragment to one send() instead of slicing it into
+ * 4 KiB pieces (its default) that each wait for the next POLLOUT.
+ */
+#define WSB_TX_CHUNK 65536
 struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
 				char *err, size_t errlen);
 int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
