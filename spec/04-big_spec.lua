@@ -140,9 +140,28 @@ describe("compression with incompressible data", function()
 		return table.concat(t)
 	end
 
+	-- The same, fast enough for MiBs: xorshift64, 8 bytes a step
+	local function big_noise(n, seed)
+		local t, x = {}, seed
+		for i = 1, (n + 7) // 8 do
+			x = x ~ (x << 13)
+			x = x ~ (x >> 7)
+			x = x ~ (x << 17)
+			t[i] = string.pack("<i8", x)
+		end
+		return table.concat(t):sub(1, n)
+	end
+
+	-- Each server "message" event of one connection, as "kind len [data]".
+	local function received(srv)
+		local list = {}
+		for _, e in ipairs(srv:events("message")) do
+			list[#list + 1] = e.kind .. " " .. e.len .. (e.data and " " .. e.data or "")
+		end
+		return list
+	end
+
 	for _, tls in ipairs { false, true } do
-		-- (1 MiB of incompressible data still stalls with libwebsockets 4.1.6's
-		-- 1 KiB deflate buffers: open work, see docs/CONFORMANCE.md)
 		it("echoes 128 KiB and 256 KiB of random bytes intact over " .. (tls and "wss" or "ws"), function()
 			local srv = H.server { deflate = true, tls = tls }
 			finally(function() srv:stop() end)
@@ -159,6 +178,69 @@ describe("compression with incompressible data", function()
 			assert.is_true(rec.messages[2].data == b, "256 KiB echo differs")
 			assert.equal("tail", rec.messages[3].data)
 			assert.matches("permessage%-deflate", srv:wait_event("connect").extensions)
+			ws:close()
+			H.wait_state(ws, "closed")
+		end)
+
+		-- Once mistaken for lws no longer calling WRITEABLE after a big
+		-- compressed message: it was the small send after it being refused
+		-- by send_buffer (see docs/DESIGN.md, Sending). These pin both.
+		it("sends 1 MiB and 4 MiB of random bytes, each followed by small messages, in order over " .. (tls and "wss" or "ws"), function()
+			local srv = H.server { deflate = true, tls = tls }
+			finally(function() srv:stop() end)
+			local a, b = big_noise(MiB, 0x2545F4914F6CDD1D), big_noise(4 * MiB, 0x9E3779B97F4A7C15)
+			local ws, rec = H.client(srv:url(), {
+				compression = true, send_buffer = 8 * MiB,
+				tls = tls and { ca_file = H.certs() .. "/ca.pem" } or nil,
+				on_state = function(ws, st)
+					if st == "open" then
+						for _, m in ipairs { { a, "binary" }, { "after 1 MiB" }, { b, "binary" },
+								     { "after 4 MiB" }, { "last" } } do
+							assert.is_true(ws:send(m[1], m[2]))
+						end
+					end
+				end,
+			})
+			H.run_until(function() return #rec.messages == 5 end, 30, "5 compressed echoes")
+			assert.is_true(rec.messages[1].data == a, "1 MiB echo differs")
+			assert.equal("after 1 MiB", rec.messages[2].data)
+			assert.is_true(rec.messages[3].data == b, "4 MiB echo differs")
+			assert.equal("after 4 MiB", rec.messages[4].data)
+			assert.equal("last", rec.messages[5].data)
+			assert.same({ "binary " .. MiB, "text 11 after 1 MiB", "binary " .. 4 * MiB,
+				      "text 11 after 4 MiB", "text 4 last" }, received(srv))
+			assert.matches("permessage%-deflate", srv:wait_event("connect").extensions)
+			-- and the link still writes afterwards
+			assert.is_true(ws:send("later"))
+			H.run_until(function() return #rec.messages == 6 end, 10, "echo after the big ones")
+			assert.equal("later", rec.messages[6].data)
+			ws:close()
+			H.wait_state(ws, "closed")
+			assert.equal(1000, srv:wait_event("close").code)
+		end)
+
+		it("refuses a send behind a 1 MiB compressed message with the default send_buffer until it went out, over " .. (tls and "wss" or "ws"), function()
+			local srv = H.server { deflate = true, tls = tls }
+			finally(function() srv:stop() end)
+			local a = big_noise(MiB, 0x2545F4914F6CDD1D)
+			local refused
+			local ws, rec = H.client(srv:url(), {
+				compression = true,
+				tls = tls and { ca_file = H.certs() .. "/ca.pem" } or nil,
+				on_state = function(ws, st)
+					if st == "open" then
+						assert.is_true(ws:send(a, "binary")) -- alone, it may exceed send_buffer
+						refused = { ws:send("tail") }
+					end
+				end,
+			})
+			H.run_until(function() return refused end, 10, "open")
+			assert.same({ nil, "send buffer full" }, refused)
+			H.run_until(function() return ws:send("tail") end, 20, "room in the send buffer")
+			H.run_until(function() return #rec.messages == 2 end, 20, "2 compressed echoes")
+			assert.is_true(rec.messages[1].data == a, "1 MiB echo differs")
+			assert.equal("tail", rec.messages[2].data)
+			assert.same({ "binary " .. MiB, "text 4 tail" }, received(srv))
 			ws:close()
 			H.wait_state(ws, "closed")
 		end)
