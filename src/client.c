@@ -229,8 +229,11 @@ static void drop_partial_tx(struct wsb_client *c)
 		free(m);
 }
 
+static void attempt_over(struct wsb_client *c);
+
 static void end_attempt(struct wsb_client *c)
 {
+	attempt_over(c);
 	drop_partial_tx(c); /* first: detach_wsi() may need to keep it */
 	detach_wsi(c);
 	free(c->tx_hold);   /* no wsi any more: nobody reads it */
@@ -268,11 +271,94 @@ static void finish_closed(struct wsb_client *c, const char *cause, int code,
 	finish_closed_info(c, cause, code, 0, reason);
 }
 
+/*
+ * No lws "validity" timer: wsbeat runs its own heartbeat.  lws's default
+ * policy (ping after 300 s) re-inserts a timer into one sorted list of all
+ * connections on every frame received, a walk over every connection: at
+ * 10,000 heartbeating connections that alone took half a core.
+ */
+static const lws_retry_bo_t no_validity = { 0 };
+
+static void connect_lws(struct wsb_client *c, const char *address);
+
+/* Give the slot of c's attempt back, or take c out of the queue. */
+static void release_attempt(struct wsb_client *c)
+{
+	struct wsb_engine *e = c->e;
+
+	if (c->admit_state == 2) {
+		e->attempts--;
+	} else if (c->admit_state == 1) {
+		struct wsb_client **pp = &e->admit_head, *prev = NULL;
+
+		while (*pp && *pp != c) {
+			prev = *pp;
+			pp = &(*pp)->admit_next;
+		}
+		if (*pp) {
+			*pp = c->admit_next;
+			if (e->admit_tail == c)
+				e->admit_tail = prev;
+		}
+		c->admit_next = NULL;
+	}
+	c->admit_state = 0;
+}
+
+/* Start queued attempts while slots are free (not re-entered: a connect
+ * that fails at once releases its slot inside this loop). */
+static void admit_waiting(struct wsb_engine *e)
+{
+	if (e->admitting || e->destroyed)
+		return;
+	e->admitting = 1;
+	while (e->admit_head && e->attempts < WSB_MAX_ATTEMPTS) {
+		struct wsb_client *c = e->admit_head;
+
+		e->admit_head = c->admit_next;
+		if (!e->admit_head)
+			e->admit_tail = NULL;
+		c->admit_next = NULL;
+		c->admit_state = 0;
+		/* the wait did not count: connect_timeout starts now */
+		c->t_connect = wsb_now(e) + c->o.connect_timeout;
+		wsb_client_timer_arm(c);
+		connect_lws(c, c->admit_addr);
+	}
+	e->admitting = 0;
+}
+
+static void attempt_over(struct wsb_client *c)
+{
+	int held = c->admit_state == 2;
+
+	release_attempt(c);
+	if (held)
+		admit_waiting(c->e);
+}
+
 static void connect_lws(struct wsb_client *c, const char *address)
 {
 	struct lws_client_connect_info ci;
 	struct lws_vhost *vh;
 	char err[256];
+
+	/* (admit_waiting() itself has made sure a slot is free) */
+	if (!c->e->admitting &&
+	    (c->e->attempts >= WSB_MAX_ATTEMPTS || c->e->admit_head)) {
+		snprintf(c->admit_addr, sizeof(c->admit_addr), "%s", address);
+		c->admit_state = 1;
+		c->t_connect = 0;
+		if (c->e->admit_tail)
+			c->e->admit_tail->admit_next = c;
+		else
+			c->e->admit_head = c;
+		c->e->admit_tail = c;
+		wsb_client_timer_arm(c);
+		return;
+	}
+	c->admit_state = 2;
+	c->e->attempts++;
 
 	vh = wsb_vhost_for(c->e, c, err, sizeof(err));
 	if (!vh) {
@@ -293,6 +379,7 @@ static void connect_lws(struct wsb_client *c, const char *address)
 	ci.pwsi = &c->wsi;
 	ci.local_protocol_name = "wsbeat";
 	ci.alpn = "http/1.1";
+	ci.retry_and_idle_policy = &no_validity;
 	if (c->url.tls) {
 		ci.ssl_connection = LCCSCF_USE_SSL |
 				    LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
@@ -520,9 +607,22 @@ void wsb_client_decide(struct wsb_client *c, int retry)
 
 static void hb_restart(struct wsb_client *c, double now)
 {
+	double slack;
+
 	if (!c->o.heartbeat || c->st != WSB_OPEN)
 		return;
+	/*
+	 * Probe times snap to a grid shared by all clients (1/200 of the
+	 * interval, at most 25 ms late), so many connections probe in the
+	 * same loop turn and their pongs come back together: fewer wake-ups
+	 * per probe when thousands of connections heartbeat.
+	 */
+	slack = c->o.hb_interval / 200;
+	if (slack > 0.025)
+		slack = 0.025;
 	c->t_probe = now + c->o.hb_interval;
+	if (slack >= 0.001)
+		c->t_probe = ceil(c->t_probe / slack) * slack;
 	c->t_dead = 0;
 }
 
@@ -542,6 +642,30 @@ static void heard(struct wsb_client *c)
 	}
 }
 
+/*
+ * Write a PING at once rather than through WRITEABLE, whose request and end
+ * re-register the socket with epoll (four syscalls per probe: at 10,000
+ * connections and a 5 s interval that was most of the heartbeat's cost).
+ * A control frame may go between the fragments of a message, so only
+ * bytes lws still holds (they must go first) and a deflate drain (which
+ * must not be interrupted) send it the slow way.  1 when written.
+ */
+static int ping_now(struct wsb_client *c, const unsigned char *payload,
+		    size_t len)
+{
+	unsigned char buf[LWS_PRE + 125];
+
+	if (c->st != WSB_OPEN || !c->wsi || c->o.compression ||
+	    lws_partial_buffered(c->wsi))
+		return 0;
+	memcpy(buf + LWS_PRE, payload, len);
+	if (lws_write(c->wsi, buf + LWS_PRE, len, LWS_WRITE_PING) < (int)len)
+		return 0; /* the link is going: the pending ping dies with it */
+	if (lws_partial_buffered(c->wsi))
+		wsb_engine_kick(c->e);
+	return 1;
+}
+
 static void send_probe(struct wsb_client *c, double now)
 {
 	c->t_probe = 0;
@@ -557,12 +681,13 @@ static void send_probe(struct wsb_client *c, double now)
 		c->ping_len = 9;
 		c->ping_payload[0] = 'W';
 		memcpy(c->ping_payload + 1, &t, 8);
-		c->ping_pending = 1;
 		c->ping_is_probe = 1;
+		c->ping_pending = !ping_now(c, c->ping_payload, c->ping_len);
 	}
 	wsb_log(c->e, WSB_LOG_DEBUG, "%s: heartbeat probe sent (%s)",
 		c->url.host, c->o.hb_message_mode ? "message" : "ping");
-	request_writable(c);
+	if (c->o.hb_message_mode || c->ping_pending)
+		request_writable(c);
 }
 
 /* Is input waiting that the loop has not read yet? (stall immunity) */
@@ -618,12 +743,10 @@ static void on_timer(uv_timer_t *t)
 			     c->o.hb_interval + c->o.hb_timeout);
 		}
 	}
-	if (c->t_probe && now >= c->t_probe && c->st == WSB_OPEN) {
-		if (input_waiting(c))
-			c->t_probe = now + 0.002;
-		else
-			send_probe(c, now);
-	}
+	/* (no input_waiting() check here: a probe sent while a frame waits
+	 * is harmless, and a syscall per probe adds up over many clients) */
+	if (c->t_probe && now >= c->t_probe && c->st == WSB_OPEN)
+		send_probe(c, now);
 	wsb_client_timer_arm(c);
 }
 
@@ -767,6 +890,9 @@ int wsb_client_ping(struct wsb_client *c, const char *data, size_t len)
 {
 	if (c->st != WSB_OPEN || !c->wsi)
 		return -1;
+	if (!c->e->in_service && !c->ping_pending &&
+	    ping_now(c, (const unsigned char *)data, len))
+		return 0;
 	memcpy(c->ping_payload, data, len);
 	c->ping_len = len;
 	c->ping_pending = 1;
@@ -1024,6 +1150,7 @@ static void on_established(struct wsb_client *c, struct lws *wsi)
 {
 	double now = wsb_now(c->e);
 
+	attempt_over(c);
 	c->t_connect = 0;
 	c->connected_at = (double)time(NULL);
 	c->opened_mono = now;
@@ -1300,6 +1427,7 @@ void wsb_client_free(struct wsb_client *c)
 	if (c->next)
 		c->next->prev = c->prev;
 
+	attempt_over(c);
 	detach_wsi(c);
 	cancel_dns(c);
 	reset_rx(c);

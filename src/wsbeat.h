@@ -97,6 +97,10 @@ struct wsb_engine {
 	struct wsb_client *clients;  /* every client not yet freed */
 	size_t live;                 /* clients not in state "closed" */
 	struct wsb_client *deferred; /* clients with work for after uv_run */
+	/* connection attempts: at most WSB_MAX_ATTEMPTS at once, others wait */
+	size_t attempts;
+	struct wsb_client *admit_head, *admit_tail;
+	int admitting;
 	int in_service;              /* inside uv_run: lws frames on the stack */
 	uv_async_t kick;             /* makes the fd readable after API calls */
 	uv_timer_t wait_timer;       /* bounds core.wait()'s blocking uv_run */
@@ -164,6 +168,9 @@ struct wsb_client {
 	struct wsb_engine *e;
 	struct wsb_client *next, *prev;   /* engine->clients */
 	struct wsb_client *def_next;      /* engine->deferred */
+	struct wsb_client *admit_next;    /* engine->admit_head queue */
+	int admit_state;                  /* 0, 1 = queued, 2 = holds a slot */
+	char admit_addr[64];              /* where a queued attempt goes */
 	unsigned deferred;                /* WSB_DEF_* */
 	void **udp;                       /* the Lua userdata's pointer slot */
 
@@ -246,6 +253,15 @@ void wsb_engine_kick(struct wsb_engine *e);
  * 4 KiB pieces (its default) that each wait for the next POLLOUT.
  */
 #define WSB_TX_CHUNK 65536
+
+/*
+ * Connection attempts (TCP + TLS + upgrade) in progress at once per engine.
+ * libwebsockets keeps every pending connect/handshake timeout in one sorted
+ * list and inserts with a walk from its head, so N attempts at once cost
+ * O(N^2): 10,000 clients reconnecting together stalled the loop for 10 s.
+ * More attempts wait in a FIFO (not counted against connect_timeout).
+ */
+#define WSB_MAX_ATTEMPTS 256
 struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
 				char *err, size_t errlen);
 int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,

@@ -1,0 +1,60 @@
+-- Many clients in one engine: more connection attempts than the engine runs
+-- at once (WSB_MAX_ATTEMPTS = 256) wait their turn, and their wait does not
+-- count against connect_timeout.
+local H = require "helper"
+local wsbeat = require "wsbeat"
+local core = require "wsbeat.core"
+
+describe("many clients", function()
+	it("600 clients started at once all open and close (more than 256 attempts)", function()
+		local srv = H.server { kind = "node" }
+		finally(function() srv:stop() end)
+		local N, open, closed = 600, 0, 0
+		local clients = {}
+		for i = 1, N do
+			clients[i] = wsbeat.connect(srv:url("/echo"), {
+				reconnect = false, heartbeat = false, connect_timeout = 20,
+				on_state = function(_, st)
+					if st == "open" then open = open + 1 end
+					if st == "closed" then closed = closed + 1 end
+				end,
+			})
+		end
+		H.run_until(function() return open + closed == N end, 40, "600 attempts")
+		assert.equal(N, open)
+		-- the server's log lines may trail a little
+		H.run_until(function() return #srv:events("connect") >= N end, 5, "600 connects logged")
+		assert.equal(N, #srv:events("connect"))
+		for _, ws in ipairs(clients) do ws:close() end
+		H.run_until(function() return closed == N end, 20, "600 closes")
+		assert.equal(0, wsbeat.stats().open)
+	end)
+
+	it("an attempt waiting for a slot is not timed out by the wait", function()
+		-- 300 upgrades that are never answered: 256 run and time out after
+		-- connect_timeout; the other 44 start only then and time out one
+		-- connect_timeout later
+		local srv = H.server {}
+		finally(function() srv:stop() end)
+		local N, T = 300, 1.5
+		local t0 = core.now()
+		local ended = {}
+		for _ = 1, N do
+			wsbeat.connect(srv:url("/hang"), {
+				reconnect = false, heartbeat = false, connect_timeout = T,
+				on_state = function(_, st, info)
+					if st == "closed" then ended[#ended + 1] = { t = core.now() - t0, cause = info.cause } end
+				end,
+			})
+		end
+		H.run_until(function() return #ended == N end, 10 * H.SLOW, "300 timeouts")
+		local early, late = 0, 0
+		for _, e in ipairs(ended) do
+			assert.equal("connect_timeout", e.cause)
+			assert.is_true(e.t >= T - 0.05, "timed out after " .. e.t .. " s")
+			if e.t >= 2 * T - 0.05 then late = late + 1 else early = early + 1 end
+		end
+		assert.equal(256, early)
+		assert.equal(44, late)
+	end)
+end)
