@@ -23,7 +23,7 @@ SRCS = src/url.c src/tls.c src/log.c src/engine.c src/client.c src/lclient.c
 OBJS = $(SRCS:src/%.c=build/%.o)
 CORE = build/wsbeat/core.so
 
-.PHONY: all test lint install clean check-memory demo asan fuzz
+.PHONY: all test lint install clean check-memory demo asan fuzz bench bench-bin bench-scale
 all: $(CORE)
 
 build/%.o: src/%.c src/wsbeat.h
@@ -60,6 +60,25 @@ lint:
 
 check-memory: all
 	sh scripts/check-memory.sh $(BUSTED_ARGS)
+
+# Benchmarks (not part of the tests): docs/BENCHMARKS.md says what they show.
+BENCH_BIN = build/bench/lws-client
+bench-bin: $(BENCH_BIN)
+$(BENCH_BIN): bench/lws-client.c
+	@mkdir -p build/bench
+	$(CC) -std=c99 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS) -o $@ bench/lws-client.c \
+		$(shell pkg-config --cflags --libs libwebsockets)
+
+build/bench/lws-hold: bench/lws-hold.c
+	@mkdir -p build/bench
+	$(CC) -std=c99 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS) -o $@ bench/lws-hold.c \
+		$(shell pkg-config --cflags --libs libwebsockets)
+
+bench: all bench-bin
+	bash bench/bench.sh
+
+bench-scale: all
+	bash bench/scale.sh
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR)/wsbeat $(DESTDIR)$(LUADIR)/wsbeat

@@ -1,0 +1,305 @@
+#!/usr/bin/env lua5.4
+--[[ Echo benchmark client for the Lua clients, one client per process.
+
+  lua5.4 bench/clients/lua-client.lua CLIENT URL SIZE N K W [CAFILE]
+    CLIENT  wsbeat       on_message callback; the host loop sleeps in
+                         core.wait() (poll on wsbeat.fd()) and calls step()
+            wsbeat-recv  no callback: ws:receive() on the main thread
+            lua-http     http.websocket (lua-http on cqueues)
+    URL     ws://... or wss://... (wss trusts CAFILE)
+    SIZE    bytes per message (text, ASCII)
+    N       round trips for the latency test, one in flight (0 = skip),
+            after a warm-up of min(200, N)
+    K       messages for the pipelined test, at most W unanswered (0 = skip)
+    W       window for the pipelined test
+
+  Prints one line:
+    RESULT client=CLIENT size=SIZE p50_us=.. p99_us=.. msg_s=..
+  ("-" for a test that was skipped). Exit status 1 on any failure.
+
+  lua5.4 bench/clients/lua-client.lua versions
+    One line of library versions.
+
+The same command line is implemented by lws-client.c, node-client.js and
+python-client.py, so bench/bench.sh treats every client alike.
+]]
+
+local ROOT = ((arg and arg[0] or "./x/lua-client.lua"):match("^(.*)/[^/]*/[^/]*$") or ".") .. "/.."
+
+local function fail(fmt, ...)
+	io.stderr:write("lua-client: ", fmt:format(...), "\n")
+	os.exit(1)
+end
+
+-- Message i: the index in the first 10 bytes, then filler, SIZE bytes in all.
+local function message(size, i)
+	local head = ("%010d"):format(i % 10000000000)
+	if size <= #head then return head:sub(-size) end
+	return head .. ("x"):rep(size - #head)
+end
+
+local function percentile(sorted, p)
+	local i = math.ceil(p * #sorted)
+	if i < 1 then i = 1 end
+	return sorted[i]
+end
+
+local function report(client, size, lat, K, secs)
+	local p50, p99, rate = "-", "-", "-"
+	if #lat > 0 then
+		table.sort(lat)
+		p50 = ("%.1f"):format(percentile(lat, 0.50) * 1e6)
+		p99 = ("%.1f"):format(percentile(lat, 0.99) * 1e6)
+	end
+	if K > 0 then rate = ("%.0f"):format(K / secs) end
+	io.write(("RESULT client=%s size=%d p50_us=%s p99_us=%s msg_s=%s\n"):format(client, size, p50, p99, rate))
+	io.flush()
+end
+
+------------------------------------------------------------------ wsbeat
+
+local function load_wsbeat()
+	package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
+	package.cpath = ROOT .. "/build/?.so;" .. package.cpath
+	return require "wsbeat", require "wsbeat.core"
+end
+
+local function wsbeat_opts(url, size, W, ca)
+	return {
+		heartbeat = false, reconnect = false,
+		-- room for the whole window: the pipelined test must not be limited
+		-- by the default 1 MiB of buffered output
+		send_buffer = math.max(1 << 20, 2 * W * size),
+		tls = url:match("^wss:") and { ca_file = ca } or nil,
+	}
+end
+
+-- The host loop of a plain poll()-style program: sleep on the fd, then step.
+local function bench_wsbeat(url, size, N, K, W, ca)
+	local wsbeat, core = load_wsbeat()
+	local now, wait, step = core.now, core.wait, wsbeat.step
+	local received, last, bad, state = 0, nil, nil, "connecting"
+	local o = wsbeat_opts(url, size, W, ca)
+	o.on_message = function(_, data)
+		if #data ~= size then bad = bad or ("echo of length " .. #data) end
+		received = received + 1
+		last = data
+	end
+	o.on_state = function(_, st, info)
+		state = st
+		if st == "closed" then bad = bad or ("closed: " .. tostring(info.reason)) end
+	end
+	o.on_error = function(_, err) bad = bad or err end
+	local ws = wsbeat.connect(url, o)
+	local deadline = now() + 10
+	while state ~= "open" do
+		if bad then fail("wsbeat: %s", bad) end
+		if now() > deadline then fail("wsbeat: connect timeout") end
+		wait(0.5); step()
+	end
+
+	local function roundtrip(i)
+		local m = message(size, i)
+		local want = received + 1
+		assert(ws:send(m))
+		repeat
+			wait(); step()
+			if bad then fail("wsbeat: %s", bad) end
+		until received >= want
+		if last ~= m then fail("wsbeat: echo %d differs", i) end
+	end
+	local warm = math.min(200, N)
+	if N == 0 and K > 0 then warm = 2 end
+	for i = 1, warm do roundtrip(i) end
+	local lat = {}
+	for i = 1, N do
+		local t0 = now()
+		roundtrip(i)
+		lat[i] = now() - t0
+	end
+
+	local t = 0
+	if K > 0 then
+		local m = message(size, 0)
+		received = 0
+		local sent = 0
+		local t0 = now()
+		while received < K do
+			while sent < K and sent - received < W do
+				local ok, err = ws:send(m)
+				if not ok then
+					if err == "send buffer full" then break end
+					fail("wsbeat: send: %s", tostring(err))
+				end
+				sent = sent + 1
+			end
+			wait(); step()
+			if bad then fail("wsbeat: %s", bad) end
+		end
+		t = now() - t0
+	end
+	ws:close()
+	wsbeat.run(5)
+	report("wsbeat", size, lat, K, t)
+end
+
+-- No callback: the coroutine-friendly receive() on the main thread.
+local function bench_wsbeat_recv(url, size, N, K, W, ca)
+	local wsbeat, core = load_wsbeat()
+	local now = core.now
+	local ws = wsbeat.connect(url, wsbeat_opts(url, size, W, ca))
+	local deadline = now() + 10
+	while ws:state() ~= "open" do
+		if ws:state() == "closed" then fail("wsbeat-recv: connection failed") end
+		if now() > deadline then fail("wsbeat-recv: connect timeout") end
+		core.wait(0.5); wsbeat.step()
+	end
+	local receive = ws.receive
+
+	local function roundtrip(i)
+		local m = message(size, i)
+		assert(ws:send(m))
+		local data, kind = receive(ws, 10)
+		if data ~= m then fail("wsbeat-recv: bad echo %d: %s", i, tostring(kind)) end
+	end
+	local warm = math.min(200, N)
+	if N == 0 and K > 0 then warm = 2 end
+	for i = 1, warm do roundtrip(i) end
+	local lat = {}
+	for i = 1, N do
+		local t0 = now()
+		roundtrip(i)
+		lat[i] = now() - t0
+	end
+
+	local t = 0
+	if K > 0 then
+		local m = message(size, 0)
+		local sent, received = 0, 0
+		local t0 = now()
+		while received < K do
+			while sent < K and sent - received < W do
+				local ok, err = ws:send(m)
+				if not ok then
+					if err == "send buffer full" then break end
+					fail("wsbeat-recv: send: %s", tostring(err))
+				end
+				sent = sent + 1
+			end
+			local data = receive(ws, 10)
+			if not data or #data ~= size then fail("wsbeat-recv: bad echo: %s", tostring(data and #data)) end
+			received = received + 1
+		end
+		t = now() - t0
+	end
+	ws:close()
+	wsbeat.run(5)
+	report("wsbeat-recv", size, lat, K, t)
+end
+
+------------------------------------------------------------------ lua-http
+
+local function load_lua_http()
+	-- Debian installs lua-http's pure-Lua files for 5.1-5.3 only (and some of
+	-- its dependencies for 5.1/5.2 only); the C parts exist for 5.4.
+	local extra = {}
+	for _, v in ipairs { "5.4", "5.3", "5.2", "5.1" } do
+		extra[#extra + 1] = "/usr/share/lua/" .. v .. "/?.lua;/usr/share/lua/" .. v .. "/?/init.lua"
+	end
+	package.path = package.path .. ";" .. table.concat(extra, ";")
+	return require "cqueues", require "http.websocket", require "cqueues.condition"
+end
+
+local function bench_lua_http(url, size, N, K, W, ca)
+	local cqueues, websocket, condition = load_lua_http()
+	local now = cqueues.monotime
+	local cq = cqueues.new()
+	local result
+
+	cq:wrap(function()
+		local ws = websocket.new_from_uri(url)
+		if url:match("^wss:") then
+			local ctx = require("http.tls").new_client_context()
+			ctx:getStore():add(ca)
+			ctx:setVerify(require("openssl.ssl.context").VERIFY_PEER)
+			ws.request.ctx = ctx
+		end
+		local ok, err = ws:connect(10)
+		if not ok then fail("lua-http: connect: %s", tostring(err)) end
+
+		local function roundtrip(i)
+			local m = message(size, i)
+			assert(ws:send(m, "text"))
+			local data, kind = ws:receive(10)
+			if data ~= m then fail("lua-http: bad echo %d: %s", i, tostring(kind)) end
+		end
+		local warm = math.min(200, N)
+		if N == 0 and K > 0 then warm = 2 end
+		for i = 1, warm do roundtrip(i) end
+		local lat = {}
+		for i = 1, N do
+			local t0 = now()
+			roundtrip(i)
+			lat[i] = now() - t0
+		end
+
+		-- a sender coroutine keeps at most W in flight; this one receives
+		-- and wakes the sender when the window has room
+		local t = 0
+		if K > 0 then
+			local m = message(size, 0)
+			local sent, received = 0, 0
+			local room = condition.new()
+			local t0 = now()
+			cq:wrap(function()
+				while sent < K do
+					if sent - received >= W then
+						room:wait()
+					else
+						assert(ws:send(m, "text"))
+						sent = sent + 1
+					end
+				end
+			end)
+			while received < K do
+				local data, rerr = ws:receive(10)
+				if not data or #data ~= size then fail("lua-http: bad echo: %s", tostring(data and #data or rerr)) end
+				received = received + 1
+				if sent - received < W then room:signal() end
+			end
+			t = now() - t0
+		end
+		ws:close(1000, "", 2)
+		result = { lat = lat, t = t }
+	end)
+
+	local ok, err = cq:loop()
+	if not ok then fail("lua-http: %s", tostring(err)) end
+	if not result then fail("lua-http: the benchmark did not finish") end
+	report("lua-http", size, result.lat, K, result.t)
+end
+
+------------------------------------------------------------------ main
+
+local client = arg[1]
+if client == "versions" then
+	local wsbeat = load_wsbeat()
+	local cqueues = load_lua_http()
+	local ok, hv = pcall(require, "http.version")
+	print(("%s (%s); lua-http %s; cqueues %s"):format(
+		wsbeat._VERSION, _VERSION, ok and hv.version or "?", tostring(cqueues.VERSION)))
+	os.exit(0)
+end
+
+local url, size, N, K, W, ca = arg[2], tonumber(arg[3] or ""), tonumber(arg[4] or ""),
+	tonumber(arg[5] or ""), tonumber(arg[6] or ""), arg[7]
+if not (url and size and N and K and W) or (url:match("^wss:") and not ca) then
+	io.stderr:write("usage: lua5.4 lua-client.lua wsbeat|wsbeat-recv|lua-http URL SIZE N K W [CAFILE]\n")
+	os.exit(2)
+end
+local run = ({ wsbeat = bench_wsbeat, ["wsbeat-recv"] = bench_wsbeat_recv, ["lua-http"] = bench_lua_http })[client]
+if not run then
+	io.stderr:write("lua-client: unknown client '", tostring(client), "'\n")
+	os.exit(2)
+end
+run(url, math.tointeger(size), math.tointeger(N), math.tointeger(K), math.tointeger(W), ca)
