@@ -19,7 +19,7 @@ WARN = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wpointer-arith \
 ALL_CFLAGS = $(WARN) -fPIC -I$(LUA_INCDIR) $(DEPS_CFLAGS) $(CFLAGS)
 LIBFLAG ?= -shared
 
-SRCS = src/url.c src/tls.c src/log.c src/engine.c src/client.c src/lclient.c
+SRCS = src/url.c src/utf8.c src/tls.c src/log.c src/engine.c src/client.c src/lclient.c
 OBJS = $(SRCS:src/%.c=build/%.o)
 CORE = build/wsbeat/core.so
 
@@ -44,12 +44,15 @@ asan: $(SRCS) src/wsbeat.h
 
 # libFuzzer on the URL parser: make fuzz FUZZ_ARGS="-max_total_time=60"
 FUZZ_ARGS ?= -runs=200000
-fuzz: fuzz/url_fuzz.c src/url.c src/wsbeat.h
+fuzz: fuzz/url_fuzz.c fuzz/utf8_fuzz.c src/url.c src/utf8.c src/wsbeat.h
 	@mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(LUA_INCDIR) $(DEPS_CFLAGS) \
 		-o build-fuzz/url_fuzz fuzz/url_fuzz.c src/url.c
-	mkdir -p build-fuzz/corpus && cp fuzz/corpus/* build-fuzz/corpus/
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(LUA_INCDIR) $(DEPS_CFLAGS) \
+		-o build-fuzz/utf8_fuzz fuzz/utf8_fuzz.c src/utf8.c
+	mkdir -p build-fuzz/corpus build-fuzz/utf8-corpus && cp fuzz/corpus/* build-fuzz/corpus/
 	build-fuzz/url_fuzz $(FUZZ_ARGS) build-fuzz/corpus
+	build-fuzz/utf8_fuzz $(FUZZ_ARGS) build-fuzz/utf8-corpus
 
 test: all
 	$(LUA) $(BUSTED) $(BUSTED_ARGS)

@@ -10,6 +10,8 @@
 #   SERVER=node bench/bench.sh         # node ws server instead of nginx
 #   PIN=1 bench/bench.sh               # server on CPU 0, clients on CPU 1
 #   OUT=/tmp/b bench/bench.sh          # where the report goes (docs/benchmarks)
+#   BEFORE=<git rev> bench/bench.sh    # adds client wsbeat-before: wsbeat as of
+#                                      # that revision, built in a temp worktree
 #
 # Every client implements the same command line (URL SIZE N K W [CAFILE]) and
 # prints one RESULT line; see bench/clients/lua-client.lua. The clients run
@@ -50,6 +52,7 @@ cleanup() {
 		kill "$SPID" 2>/dev/null
 		for _ in $(seq 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
 	fi
+	[ -d "$TMP/before" ] && git -C "$ROOT" worktree remove --force "$TMP/before" 2>/dev/null
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -57,6 +60,11 @@ trap 'exit 130' INT TERM
 die() { echo "bench.sh: $*" >&2; exit 1; }
 
 make -s -C "$ROOT" all bench-bin >&2 || die "make failed"
+if [ -n "${BEFORE:-}" ]; then
+	git -C "$ROOT" worktree add -q --detach "$TMP/before" "$BEFORE" >&2 || die "cannot check out $BEFORE"
+	make -s -C "$TMP/before" all >&2 || die "make of $BEFORE failed"
+	CLIENTS="$CLIENTS wsbeat-before"
+fi
 
 pin_server=() pin_client=()
 if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
@@ -96,6 +104,7 @@ client_cmd() { # client -> command words
 	case "$1" in
 	lws-c) echo "$ROOT/build/bench/lws-client" ;;
 	wsbeat | wsbeat-recv | lua-http) echo "$LUA $HERE/clients/lua-client.lua $1" ;;
+	wsbeat-before) echo "env WSBEAT_ROOT=$TMP/before $LUA $HERE/clients/lua-client.lua wsbeat" ;;
 	node-ws) echo "node $HERE/clients/node-client.js" ;;
 	python-websockets) echo "$PY $HERE/clients/python-client.py" ;;
 	*) return 1 ;;
@@ -112,6 +121,7 @@ for c in $CLIENTS; do client_cmd "$c" >/dev/null || die "unknown client $c"; don
 	echo "- server: $SERVER_DESC"
 	echo "- clients: $("$LUA" "$HERE/clients/lua-client.lua" versions 2>/dev/null); libwebsockets $(pkg-config --modversion libwebsockets); node $(node --version) + ws $(node -p "require('$ROOT/spec/fixtures/node_modules/ws/package.json').version" 2>/dev/null); python websockets $("$PY" -c 'import websockets; print(websockets.__version__)' 2>/dev/null)"
 	echo "- cases (SIZE N K W): $CASES"
+	[ -n "${BEFORE:-}" ] && echo "- wsbeat-before: wsbeat at $(git -C "$ROOT" rev-parse --short "$BEFORE"), wsbeat: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src lua || echo ' + uncommitted changes')"
 	echo
 } >"$TMP/header.md"
 cat "$TMP/header.md" >&2

@@ -21,7 +21,7 @@ if not (results and outdir) then
 end
 
 local CEIL, LUAHTTP, US = "lws-c", "lua-http", "wsbeat"
-local ORDER = { "lws-c", "wsbeat", "wsbeat-recv", "lua-http", "node-ws", "python-websockets" }
+local ORDER = { "lws-c", "wsbeat", "wsbeat-before", "wsbeat-recv", "lua-http", "node-ws", "python-websockets" }
 
 local function median(t)
 	if not t or #t == 0 then return nil end

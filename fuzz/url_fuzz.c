@@ -1,7 +1,7 @@
 /*
  * libFuzzer target for wsbeat's URL parser (src/url.c), the only parser of
- * untrusted text that is wsbeat's own (frames and UTF-8 of incoming data
- * are libwebsockets'; outgoing text is checked with Lua's utf8.len).
+ * untrusted text that is wsbeat's own besides the UTF-8 check of outgoing
+ * text (fuzz/utf8_fuzz.c); frames and incoming UTF-8 are libwebsockets'.
  * Checks the parser's promises, not just that it does not crash.
  */
 #include <assert.h>

@@ -45,6 +45,19 @@ describe("sending and receiving", function()
 		assert.equal("invalid UTF-8", err)
 		assert.is_true(ws:send("\xff\xfe", "binary"))
 		assert.has_error(function() ws:send("x", "blob") end)
+		-- the same verdicts as Lua's strict utf8.len, long ASCII runs included
+		local pad = ("a"):rep(37)
+		for _, t in ipairs {
+			"", "\0", "h\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf",
+			"\xc0\x80", "\xc1\xbf", "\xe0\x9f\xbf", "\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80",
+			"\xf5\x80\x80\x80", "\x80", "\xc3", "\xe2\x82", "\xf0\x9f\x98", "\xed\x9f\xbf", "\xee\x80\x80",
+		} do
+			for _, m in ipairs { t, pad .. t, t .. pad, pad .. t .. pad } do
+				local want = utf8.len(m) ~= nil
+				local got = ws:send(m) == true
+				assert.equal(want, got, ("%q"):format(m))
+			end
+		end
 		H.wait_state(ws, "open")
 		ws:close()
 		ok, err = ws:send("late")

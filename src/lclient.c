@@ -265,19 +265,10 @@ static int m_send(lua_State *L)
 	int binary = luaL_checkoption(L, 3, "text", kinds);
 	int r;
 
-	if (!binary) {
-		/* strict UTF-8: the C side mirrors utf8.len's rules */
-		lua_getglobal(L, "utf8");
-		if (lua_getfield(L, -1, "len") == LUA_TFUNCTION) {
-			lua_pushvalue(L, 2);
-			lua_call(L, 1, 1);
-			if (lua_isnil(L, -1)) {
-				luaL_pushfail(L);
-				lua_pushliteral(L, "invalid UTF-8");
-				return 2;
-			}
-		}
-		lua_settop(L, 3);
+	if (!binary && !wsb_utf8_valid((const unsigned char *)data, len)) {
+		luaL_pushfail(L);
+		lua_pushliteral(L, "invalid UTF-8");
+		return 2;
 	}
 	r = wsb_client_send(c, data, len, binary);
 	if (r == 0) {

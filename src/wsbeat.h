@@ -294,6 +294,7 @@ int wsb_tls_verify(struct lws *wsi, void *x509_ctx, int preverify_ok);
 void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen);
 void wsb_tls_free_ctx(void *ctx);
 const char *wsb_tls_alert(void *ssl); /* fatal alert the peer sent, or NULL */
+int wsb_utf8_valid(const unsigned char *s, size_t n); /* strict, as utf8.len */
 int wsb_tls_cert_unanswered(void *ssl); /* server asked for a cert we lack */
 
 #endif

@@ -25,6 +25,10 @@ python-client.py, so bench/bench.sh treats every client alike.
 ]]
 
 local ROOT = ((arg and arg[0] or "./x/lua-client.lua"):match("^(.*)/[^/]*/[^/]*$") or ".") .. "/.."
+-- WSBEAT_ROOT: load wsbeat from another checkout (bench.sh BEFORE=rev), and
+-- report it as client "<name>-before"
+local WSBEAT_ROOT = os.getenv("WSBEAT_ROOT") or ROOT
+local SUFFIX = os.getenv("WSBEAT_ROOT") and "-before" or ""
 
 local function fail(fmt, ...)
 	io.stderr:write("lua-client: ", fmt:format(...), "\n")
@@ -59,8 +63,8 @@ end
 ------------------------------------------------------------------ wsbeat
 
 local function load_wsbeat()
-	package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
-	package.cpath = ROOT .. "/build/?.so;" .. package.cpath
+	package.path = WSBEAT_ROOT .. "/lua/?.lua;" .. WSBEAT_ROOT .. "/lua/?/init.lua;" .. package.path
+	package.cpath = WSBEAT_ROOT .. "/build/?.so;" .. package.cpath
 	return require "wsbeat", require "wsbeat.core"
 end
 
@@ -140,7 +144,7 @@ local function bench_wsbeat(url, size, N, K, W, ca)
 	end
 	ws:close()
 	wsbeat.run(5)
-	report("wsbeat", size, lat, K, t)
+	report("wsbeat" .. SUFFIX, size, lat, K, t)
 end
 
 -- No callback: the coroutine-friendly receive() on the main thread.
@@ -194,7 +198,7 @@ local function bench_wsbeat_recv(url, size, N, K, W, ca)
 	end
 	ws:close()
 	wsbeat.run(5)
-	report("wsbeat-recv", size, lat, K, t)
+	report("wsbeat-recv" .. SUFFIX, size, lat, K, t)
 end
 
 ------------------------------------------------------------------ lua-http
