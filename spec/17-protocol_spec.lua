@@ -6,8 +6,14 @@ describe("protocol violations by the server", function()
 	setup(function() srv = H.server {} end)
 	teardown(function() srv:stop() end)
 
+	-- A frame that arrives in the same read as the 101 response takes
+	-- another path in libwebsockets 4.1.6, which then drops the link
+	-- without a close frame (DESIGN.md, known limits); the frames whose
+	-- close code the server must see are written a moment after the upgrade.
+	local after = "?after=" .. 0.1 * H.SLOW
+
 	it("invalid UTF-8 in a text message: closed with 1007 as the server sees it, not retried", function()
-		local ws, rec = H.client(srv:url("/raw/8102ff41"), { reconnect = { delay = 0.01 } })
+		local ws, rec = H.client(srv:url("/raw/8102ff41" .. after), { reconnect = { delay = 0.01 } })
 		H.wait_state(ws, "closed")
 		assert.same({ "open", "closed" }, rec.states)
 		assert.equal("protocol_error", rec.infos[2].cause)
@@ -33,7 +39,7 @@ describe("protocol violations by the server", function()
 	end
 
 	it("a close with an invalid code (1) is answered with 1002", function()
-		local ws, rec = H.client(srv:url("/raw/88020001"), { reconnect = false })
+		local ws, rec = H.client(srv:url("/raw/88020001" .. after), { reconnect = false })
 		H.wait_state(ws, "closed")
 		assert.equal(1002, rec.infos[2].code)
 		assert.equal(1002, srv:wait_event("close", function(e) return e.code == 1002 end).code)
