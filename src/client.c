@@ -1222,6 +1222,29 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 	}
 }
 
+/*
+ * lws 4.1.6 drops the link without a close frame for some violations (RSV
+ * bits, reserved opcodes, fragmented or oversized control frames), so the
+ * server would see 1006.  The socket is still open during CLIENT_CLOSED:
+ * send the 1002 close frame lws did not, masked as a client's must be.
+ */
+static int send_protocol_close(struct lws *wsi)
+{
+	unsigned char f[8] = { 0x88, 0x82 };
+	int fd = lws_get_socket_fd(wsi);
+
+	if (fd < 0 || !wsb_random(f + 2, 4))
+		return 0;
+	f[6] = (unsigned char)(0x03 ^ f[2]); /* 1002 = 0x03ea */
+	f[7] = (unsigned char)(0xea ^ f[3]);
+	if (lws_is_ssl(wsi))
+		wsb_tls_write_last(lws_get_ssl(wsi), f, sizeof(f));
+	else if (send(fd, f, sizeof(f), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+		 (ssize_t)sizeof(f))
+		return 0;
+	return 1;
+}
+
 static void on_closed(struct wsb_client *c, struct lws *wsi)
 {
 	int code = c->peer_close_code;
@@ -1247,7 +1270,8 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 
 			if (fd >= 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
 			    (errno == EAGAIN || errno == EWOULDBLOCK))
-				sent = -1; /* dropped without a close frame */
+				/* dropped without a close frame: send it */
+				sent = send_protocol_close(wsi) ? 1002 : -1;
 		}
 	}
 	c->wsi = NULL;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -102,6 +103,20 @@ const char *wsb_tls_alert(void *p)
 	if (a - 1 == 116) /* OpenSSL 3.0 has no name for it */
 		return "certificate required";
 	return SSL_alert_desc_string_long((int)a - 1);
+}
+
+/* Unpredictable bytes (a frame's mask key); 0 on failure. */
+int wsb_random(unsigned char *buf, int n)
+{
+	return RAND_bytes(buf, n) == 1;
+}
+
+/* Best effort: write on an SSL that libwebsockets is about to close. */
+void wsb_tls_write_last(void *ssl, const void *buf, int len)
+{
+	ERR_clear_error();
+	if (ssl && SSL_write(ssl, buf, len) <= 0)
+		ERR_clear_error();
 }
 
 void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen)

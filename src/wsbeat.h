@@ -296,5 +296,7 @@ void wsb_tls_free_ctx(void *ctx);
 const char *wsb_tls_alert(void *ssl); /* fatal alert the peer sent, or NULL */
 int wsb_utf8_valid(const unsigned char *s, size_t n); /* strict, as utf8.len */
 int wsb_tls_cert_unanswered(void *ssl); /* server asked for a cert we lack */
+int wsb_random(unsigned char *buf, int n);
+void wsb_tls_write_last(void *ssl, const void *buf, int len);
 
 #endif
