@@ -64,6 +64,18 @@ describe("protocol violations by the server", function()
 		assert.equal(1002, tsrv:wait_event("close").code)
 	end)
 
+	it("a masked frame from the server is accepted (a libwebsockets 4.1.6 limit, pinned)", function()
+		-- RFC 6455 5.1 says close with 1002; lws unmasks and delivers it, and
+		-- gives no way to see frame headers. If this starts failing, lws
+		-- got stricter: update DESIGN.md "Known limits" and this spec.
+		local ws, rec = H.client(srv:url("/raw/818537fa213d5f9f4d5158" .. after), { reconnect = false })
+		H.run_until(function() return #rec.messages == 1 end, 5, "the masked message")
+		assert.equal("hello", rec.messages[1].data)
+		assert.equal("open", ws:state())
+		ws:close()
+		H.wait_state(ws, "closed")
+	end)
+
 	it("a close with an invalid code (1) is answered with 1002", function()
 		local ws, rec = H.client(srv:url("/raw/88020001" .. after), { reconnect = false })
 		H.wait_state(ws, "closed")
