@@ -2,8 +2,8 @@
 --[[ Echo benchmark client for the Lua clients, one client per process.
 
   lua5.4 bench/clients/lua-client.lua CLIENT URL SIZE N K W [CAFILE]
-    CLIENT  wsbeat       on_message callback; the host loop sleeps in
-                         core.wait() (poll on wsbeat.fd()) and calls step()
+    CLIENT  wsbeat       event-driven: the callbacks send the next message
+                         (or refill the window); wsbeat.run() is the loop
             wsbeat-recv  no callback: ws:receive() on the main thread
             lua-http     http.websocket (lua-http on cqueues)
     URL     ws://... or wss://... (wss trusts CAFILE)
@@ -78,72 +78,77 @@ local function wsbeat_opts(url, size, W, ca)
 	}
 end
 
--- The host loop of a plain poll()-style program: sleep on the fd, then step.
+-- Event-driven, as a wsbeat program is meant to be written: the callbacks
+-- drive the test (each echo sends the next message, or refills the window)
+-- and wsbeat.run() is the loop.
 local function bench_wsbeat(url, size, N, K, W, ca)
 	local wsbeat, core = load_wsbeat()
-	local now, wait, step = core.now, core.wait, wsbeat.step
-	local received, last, bad, state = 0, nil, nil, "connecting"
-	local o = wsbeat_opts(url, size, W, ca)
-	o.on_message = function(_, data)
-		if #data ~= size then bad = bad or ("echo of length " .. #data) end
-		received = received + 1
-		last = data
-	end
-	o.on_state = function(_, st, info)
-		state = st
-		if st == "closed" then bad = bad or ("closed: " .. tostring(info.reason)) end
-	end
-	o.on_error = function(_, err) bad = bad or err end
-	local ws = wsbeat.connect(url, o)
-	local deadline = now() + 10
-	while state ~= "open" do
-		if bad then fail("wsbeat: %s", bad) end
-		if now() > deadline then fail("wsbeat: connect timeout") end
-		wait(0.5); step()
-	end
-
-	local function roundtrip(i)
-		local m = message(size, i)
-		local want = received + 1
-		assert(ws:send(m))
-		repeat
-			wait(); step()
-			if bad then fail("wsbeat: %s", bad) end
-		until received >= want
-		if last ~= m then fail("wsbeat: echo %d differs", i) end
-	end
+	local now = core.now
 	local warm = math.min(200, N)
 	if N == 0 and K > 0 then warm = 2 end
-	for i = 1, warm do roundtrip(i) end
-	local lat = {}
-	for i = 1, N do
-		local t0 = now()
-		roundtrip(i)
-		lat[i] = now() - t0
-	end
+	local lat, bad = {}, nil
+	local phase, i, t0 = "warm", 0, 0    -- warm-up / latency round trips
+	local sent, received, tstart, t = 0, 0, 0, 0 -- pipelined
+	local m0 = message(size, 0)
+	local ws
 
-	local t = 0
-	if K > 0 then
-		local m = message(size, 0)
-		received = 0
-		local sent = 0
-		local t0 = now()
-		while received < K do
-			while sent < K and sent - received < W do
-				local ok, err = ws:send(m)
-				if not ok then
-					if err == "send buffer full" then break end
-					fail("wsbeat: send: %s", tostring(err))
-				end
-				sent = sent + 1
-			end
-			wait(); step()
-			if bad then fail("wsbeat: %s", bad) end
-		end
-		t = now() - t0
+	local function next_roundtrip()
+		i = i + 1
+		t0 = now()
+		assert(ws:send(message(size, i)))
 	end
-	ws:close()
-	wsbeat.run(5)
+	local function refill()
+		while sent < K and sent - received < W do
+			local ok, err = ws:send(m0)
+			if not ok then
+				if err == "send buffer full" then return end
+				error("send: " .. tostring(err))
+			end
+			sent = sent + 1
+		end
+	end
+	local function start_phase()
+		if phase == "warm" and i >= warm then phase, i = "lat", 0 end
+		if phase == "lat" and i >= N then
+			phase = "thr"
+			if K == 0 then phase = "done"; ws:close(); return end
+			tstart = now()
+			refill()
+			return
+		end
+		next_roundtrip()
+	end
+	local o = wsbeat_opts(url, size, W, ca)
+	o.on_state = function(w, st, info)
+		if st == "open" then
+			ws = w
+			start_phase()
+		elseif st == "closed" and phase ~= "done" then
+			bad = bad or ("closed: " .. tostring(info.reason))
+		end
+	end
+	o.on_message = function(_, data)
+		if phase == "thr" then
+			if #data ~= size then bad = bad or ("echo of length " .. #data) end
+			received = received + 1
+			if received == K then
+				t = now() - tstart
+				phase = "done"
+				ws:close()
+			else
+				refill()
+			end
+			return
+		end
+		if data ~= message(size, i) then bad = bad or ("echo " .. i .. " differs") end
+		if phase == "lat" then lat[i] = now() - t0 end
+		start_phase()
+	end
+	o.on_error = function(_, err) bad = bad or err end
+	wsbeat.connect(url, o)
+	local finished = wsbeat.run(120)
+	if bad then fail("wsbeat: %s", bad) end
+	if not finished or phase ~= "done" then fail("wsbeat: did not finish (%s)", phase) end
 	report("wsbeat" .. SUFFIX, size, lat, K, t)
 end
 
