@@ -371,25 +371,32 @@ static int l_timeout(lua_State *L)
 	return 1;
 }
 
+/*
+ * Two iterations at least: what lws asked for while reading (POLLOUT for
+ * the pong to a PING) reaches epoll only in the next one, and the pong must
+ * leave before the callbacks run, or a reply written straight from
+ * on_message overtakes it (Autobahn 5.19/5.20).  More while work is pending
+ * (timeout 0): records OpenSSL has decrypted wait for lws's "forced
+ * service", an idle handle under libuv, one record per iteration; a burst
+ * is served in one step.  The first may block (core.wait).
+ */
+static void run_loop(struct wsb_engine *e, int block)
+{
+	e->in_service = 1;
+	e->kicked = 0;
+	for (int i = 0; i < 16; i++) {
+		uv_run(&e->loop, i == 0 && block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+		if (i > 0 && uv_backend_timeout(&e->loop) != 0)
+			break;
+	}
+	e->in_service = 0;
+}
+
 static void service(lua_State *L, struct wsb_engine *e)
 {
 	if (e->in_service)
 		luaL_error(L, "wsbeat: step() called from inside the engine");
-	e->in_service = 1;
-	e->kicked = 0;
-	/*
-	 * Records OpenSSL has already decrypted wait for lws's "forced
-	 * service", which under libuv is an idle handle: one record per loop
-	 * iteration.  A few more iterations while that work is pending (the
-	 * loop's timeout is 0) serve a burst in one step instead of one step
-	 * per message.
-	 */
-	for (int i = 0; i < 16; i++) {
-		uv_run(&e->loop, UV_RUN_NOWAIT);
-		if (uv_backend_timeout(&e->loop) != 0)
-			break;
-	}
-	e->in_service = 0;
+	run_loop(e, 0);
 	wsb_engine_run_deferred(e);
 }
 
@@ -420,10 +427,7 @@ static int l_wait(lua_State *L)
 	if (limit > 0)
 		uv_timer_start(&e->wait_timer, on_wait_timer,
 			       (uint64_t)ceil(limit * 1000.0), 0);
-	e->in_service = 1;
-	e->kicked = 0;
-	uv_run(&e->loop, UV_RUN_ONCE);
-	e->in_service = 0;
+	run_loop(e, 1);
 	uv_timer_stop(&e->wait_timer);
 	wsb_engine_run_deferred(e);
 	return 0;
