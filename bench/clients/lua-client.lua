@@ -50,6 +50,25 @@ local function message(size, i)
 	return head .. fill
 end
 
+-- Warm-up round trips before the timed ones (2 before a pipelined-only run).
+local function warmups(N, K)
+	if N == 0 and K > 0 then return 2 end
+	return math.min(200, N)
+end
+
+-- The latency test of a blocking client: roundtrip(i) sends message i and
+-- waits for its echo; returns the N timed durations.
+local function timed_roundtrips(roundtrip, N, K, now)
+	for i = 1, warmups(N, K) do roundtrip(i) end
+	local lat = {}
+	for i = 1, N do
+		local t0 = now()
+		roundtrip(i)
+		lat[i] = now() - t0
+	end
+	return lat
+end
+
 local function percentile(sorted, p)
 	local i = math.ceil(p * #sorted)
 	if i < 1 then i = 1 end
@@ -92,8 +111,7 @@ end
 local function bench_wsbeat(url, size, N, K, W, ca)
 	local wsbeat, core = load_wsbeat()
 	local now = core.now
-	local warm = math.min(200, N)
-	if N == 0 and K > 0 then warm = 2 end
+	local warm = warmups(N, K)
 	local lat, bad = {}, nil
 	local phase, i, t0 = "warm", 0, 0    -- warm-up / latency round trips
 	local sent, received, tstart, t = 0, 0, 0, 0 -- pipelined
@@ -179,15 +197,7 @@ local function bench_wsbeat_recv(url, size, N, K, W, ca)
 		local data, kind = receive(ws, 10)
 		if data ~= m then fail("wsbeat-recv: bad echo %d: %s", i, tostring(kind)) end
 	end
-	local warm = math.min(200, N)
-	if N == 0 and K > 0 then warm = 2 end
-	for i = 1, warm do roundtrip(i) end
-	local lat = {}
-	for i = 1, N do
-		local t0 = now()
-		roundtrip(i)
-		lat[i] = now() - t0
-	end
+	local lat = timed_roundtrips(roundtrip, N, K, now)
 
 	local t = 0
 	if K > 0 then
@@ -250,15 +260,7 @@ local function bench_lua_http(url, size, N, K, W, ca)
 			local data, kind = ws:receive(10)
 			if data ~= m then fail("lua-http: bad echo %d: %s", i, tostring(kind)) end
 		end
-		local warm = math.min(200, N)
-		if N == 0 and K > 0 then warm = 2 end
-		for i = 1, warm do roundtrip(i) end
-		local lat = {}
-		for i = 1, N do
-			local t0 = now()
-			roundtrip(i)
-			lat[i] = now() - t0
-		end
+		local lat = timed_roundtrips(roundtrip, N, K, now)
 
 		-- a sender coroutine keeps at most W in flight; this one receives
 		-- and wakes the sender when the window has room
