@@ -372,13 +372,26 @@ static int l_timeout(lua_State *L)
 }
 
 /*
- * Two iterations at least: what lws asked for while reading (POLLOUT for
- * the pong to a PING) reaches epoll only in the next one, and the pong must
- * leave before the callbacks run, or a reply written straight from
- * on_message overtakes it (Autobahn 5.19/5.20).  More while work is pending
- * (timeout 0): records OpenSSL has decrypted wait for lws's "forced
- * service", an idle handle under libuv, one record per iteration; a burst
- * is served in one step.  The first may block (core.wait).
+ * Does libuv hold epoll changes asked for during the last iteration?  It
+ * applies them only in the next one.  The watcher queue is a private
+ * field, but in every libuv 1.x layout its first member is the "next"
+ * pointer of a circular list: empty when it points to itself.
+ */
+static int changes_pending(uv_loop_t *l)
+{
+	void **q = (void **)&l->watcher_queue;
+
+	return q[0] != (void *)q;
+}
+
+/*
+ * One loop iteration, then more while there is work for them: epoll changes
+ * queued by the last one (lws asking for POLLOUT to send the pong to a PING:
+ * the pong must leave before the callbacks run, or a reply written straight
+ * from on_message overtakes it, Autobahn 5.19/5.20), or a timeout of 0
+ * (records OpenSSL has decrypted wait for lws's "forced service", an idle
+ * handle under libuv, one record per iteration: a burst is served in one
+ * step).  The first may block (core.wait).
  */
 static void run_loop(struct wsb_engine *e, int block)
 {
@@ -386,7 +399,8 @@ static void run_loop(struct wsb_engine *e, int block)
 	e->kicked = 0;
 	for (int i = 0; i < 16; i++) {
 		uv_run(&e->loop, i == 0 && block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
-		if (i > 0 && uv_backend_timeout(&e->loop) != 0)
+		if (!changes_pending(&e->loop) &&
+		    uv_backend_timeout(&e->loop) != 0)
 			break;
 	}
 	e->in_service = 0;
