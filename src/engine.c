@@ -7,9 +7,7 @@
  * same loop resolves names (uv_getaddrinfo on libuv's thread pool) and runs
  * our timers.  See docs/DESIGN.md for why this route was chosen.
  */
-#include <errno.h>
 #include <math.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
