@@ -116,12 +116,13 @@ local function bench_wsbeat(url, size, N, K, W, ca)
 	local phase, i, t0 = "warm", 0, 0    -- warm-up / latency round trips
 	local sent, received, tstart, t = 0, 0, 0, 0 -- pipelined
 	local m0 = message(size, 0)
-	local ws
+	local ws, cur -- cur: the message in flight, as the other clients keep it
 
 	local function next_roundtrip()
 		i = i + 1
+		cur = message(size, i)
 		t0 = now()
-		assert(ws:send(message(size, i)))
+		assert(ws:send(cur))
 	end
 	local function refill()
 		while sent < K and sent - received < W do
@@ -166,7 +167,7 @@ local function bench_wsbeat(url, size, N, K, W, ca)
 			end
 			return
 		end
-		if data ~= message(size, i) then bad = bad or ("echo " .. i .. " differs") end
+		if data ~= cur then bad = bad or ("echo " .. i .. " differs") end
 		if phase == "lat" then lat[i] = now() - t0 end
 		start_phase()
 	end
