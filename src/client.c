@@ -1115,6 +1115,7 @@ static void on_receive(struct wsb_client *c, struct lws *wsi,
 		c->rq_head = m;
 	c->rq_tail = m;
 	c->rq_count++;
+	c->e->news++;
 	if (c->rq_count >= c->o.max_queue && !c->rx_paused)
 		/* never from inside RECEIVE: lws bug over TLS (LWS-NOTES.md) */
 		wsb_defer(c, WSB_DEF_RXPAUSE);

@@ -50,6 +50,7 @@ void wsb_push_event(struct wsb_engine *e, struct wsb_event *ev)
 	else
 		e->ev_head = ev;
 	e->ev_tail = ev;
+	e->news++;
 }
 
 /*
@@ -382,23 +383,42 @@ static int changes_pending(uv_loop_t *l)
 	return q[0] != (void *)q;
 }
 
+/* Must lws serve something without waiting for the network (records
+ * OpenSSL has decrypted, received data held back by flow control)? */
+static int lws_forced(struct wsb_engine *e)
+{
+	return lws_service_adjust_timeout(e->ctx, 1, 0) == 0;
+}
+
 /*
  * One loop iteration, then more while there is work for them: epoll changes
  * queued by the last one (lws asking for POLLOUT to send the pong to a PING:
  * the pong must leave before the callbacks run, or a reply written straight
- * from on_message overtakes it, Autobahn 5.19/5.20), or a timeout of 0
- * (records OpenSSL has decrypted wait for lws's "forced service", an idle
- * handle under libuv, one record per iteration: a burst is served in one
- * step).  The first may block (core.wait).
+ * from on_message overtakes it, Autobahn 5.19/5.20), or records that lws
+ * serves by "forced service" (an idle handle under libuv, one record per
+ * iteration: a burst is served in one step).
+ *
+ * lws also starts that idle handle after every I/O callback only to re-arm
+ * its own timer; that one is left for the next turn, so what arrived is
+ * delivered, and a reply sent, one loop iteration (an epoll_wait) sooner.
+ * A blocking turn (core.wait) first lets such an idle handle run and then
+ * blocks only if it brought nothing to deliver.
  */
 static void run_loop(struct wsb_engine *e, int block)
 {
 	e->in_service = 1;
 	e->kicked = 0;
+	if (block && uv_backend_timeout(&e->loop) == 0) {
+		unsigned news = e->news;
+
+		uv_run(&e->loop, UV_RUN_NOWAIT);
+		if (e->news != news || e->deferred || changes_pending(&e->loop) ||
+		    lws_forced(e))
+			block = 0;
+	}
 	for (int i = 0; i < 16; i++) {
 		uv_run(&e->loop, i == 0 && block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
-		if (!changes_pending(&e->loop) &&
-		    uv_backend_timeout(&e->loop) != 0)
+		if (!changes_pending(&e->loop) && !lws_forced(e))
 			break;
 	}
 	e->in_service = 0;
@@ -432,7 +452,7 @@ static int l_wait(lua_State *L)
 
 	if (e->in_service)
 		luaL_error(L, "wsbeat: step() called from inside the engine");
-	if (limit == 0 || engine_timeout(e) == 0) {
+	if (limit == 0 || e->ev_head || e->deferred || e->kicked) {
 		service(L, e);
 		return 0;
 	}

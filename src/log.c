@@ -57,6 +57,7 @@ static void enqueue(struct wsb_engine *e, int level, const char *text)
 		e->log_head = l;
 	e->log_tail = l;
 	e->log_count++;
+	e->news++;
 }
 
 void wsb_log(struct wsb_engine *e, int level, const char *fmt, ...)

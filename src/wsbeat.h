@@ -105,6 +105,7 @@ struct wsb_engine {
 	uv_async_t kick;             /* makes the fd readable after API calls */
 	uv_timer_t wait_timer;       /* bounds core.wait()'s blocking uv_run */
 	int kicked;
+	unsigned news;               /* bumped by anything queued for Lua */
 	int in_dispatch;             /* Lua layer is calling user callbacks */
 	int destroyed;
 	uint64_t started_ns;
