@@ -19,7 +19,7 @@ WARN = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wpointer-arith \
 ALL_CFLAGS = $(WARN) -fPIC -I$(LUA_INCDIR) $(DEPS_CFLAGS) $(CFLAGS)
 LIBFLAG ?= -shared
 
-SRCS = src/url.c src/utf8.c src/tls.c src/log.c src/engine.c src/client.c src/lclient.c
+SRCS = src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/client.c src/lclient.c
 OBJS = $(SRCS:src/%.c=build/%.o)
 CORE = build/wsbeat/core.so
 
@@ -42,17 +42,20 @@ asan: $(SRCS) src/wsbeat.h
 	$(CC) $(WARN) -fPIC -I$(LUA_INCDIR) $(DEPS_CFLAGS) $(ASAN_FLAGS) $(LIBFLAG) \
 		-o build-asan/wsbeat/core.so $(SRCS) $(DEPS_LIBS)
 
-# libFuzzer on the URL parser: make fuzz FUZZ_ARGS="-max_total_time=60"
+# libFuzzer on the URL parser, the UTF-8 validator and the frame writer: make fuzz FUZZ_ARGS="-max_total_time=60"
 FUZZ_ARGS ?= -runs=200000
-fuzz: fuzz/url_fuzz.c fuzz/utf8_fuzz.c src/url.c src/utf8.c src/wsbeat.h
+fuzz: fuzz/url_fuzz.c fuzz/utf8_fuzz.c fuzz/frame_fuzz.c src/url.c src/utf8.c src/frame.c src/wsbeat.h
 	@mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(LUA_INCDIR) $(DEPS_CFLAGS) \
 		-o build-fuzz/url_fuzz fuzz/url_fuzz.c src/url.c
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(LUA_INCDIR) $(DEPS_CFLAGS) \
 		-o build-fuzz/utf8_fuzz fuzz/utf8_fuzz.c src/utf8.c
-	mkdir -p build-fuzz/corpus build-fuzz/utf8-corpus && cp fuzz/corpus/* build-fuzz/corpus/
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(LUA_INCDIR) $(DEPS_CFLAGS) \
+		-o build-fuzz/frame_fuzz fuzz/frame_fuzz.c src/frame.c
+	mkdir -p build-fuzz/corpus build-fuzz/utf8-corpus build-fuzz/frame-corpus && cp fuzz/corpus/* build-fuzz/corpus/
 	build-fuzz/url_fuzz $(FUZZ_ARGS) build-fuzz/corpus
 	build-fuzz/utf8_fuzz $(FUZZ_ARGS) build-fuzz/utf8-corpus
+	build-fuzz/frame_fuzz $(FUZZ_ARGS) build-fuzz/frame-corpus
 
 test: all
 	$(LUA) $(BUSTED) $(BUSTED_ARGS)

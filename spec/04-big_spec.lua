@@ -59,6 +59,62 @@ describe("big and fragmented messages", function()
 		end)
 	end
 
+	for _, scheme in ipairs { "ws", "wss" } do
+		it("frames every payload length form intact, written at once and queued, over " .. scheme, function()
+			-- wsbeat frames and masks what it sends itself: lengths on both
+			-- sides of the 7-bit / 16-bit / 64-bit forms, of the direct-write
+			-- limit (16 KiB) and of the 64 KiB fragment, at every offset
+			-- of the word-wise mask; the echo must come back byte for byte
+			local s = scheme == "wss" and srv or H.server {}
+			local sizes = { 0, 1, 3, 4, 7, 8, 9, 15, 17, 125, 126, 127, 1000, 16383, 16384,
+				16385, 65535, 65536, 65537, 65543, 131072, 131075, 200001 }
+			local ws, rec = H.client(s:url(), {
+				tls = scheme == "wss" and { ca_file = certs .. "/ca.pem" } or nil,
+				send_buffer = 8 * MiB,
+			})
+			H.wait_state(ws, "open")
+			local sent, text = {}, {}
+			local alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+			for i, n in ipairs(sizes) do
+				sent[i] = H.big_pattern(i * 37, n)
+				text[i] = (alphabet:sub(i % 36 + 1) .. alphabet:rep(n // 36 + 1)):sub(1, n)
+				-- one at a time: each goes out alone on an idle link (small
+				-- ones straight from send(), big ones through the queue)
+				assert.is_true(ws:send(sent[i], "binary"))
+				H.run_until(function() return #rec.messages == i end, 10, "echo of " .. n .. " bytes")
+			end
+			-- and all at once, so most of them queue behind each other
+			for i = 1, #sizes do
+				if i % 2 == 0 then assert.is_true(ws:send(sent[i], "binary"))
+				else assert.is_true(ws:send(text[i], "text")) end
+			end
+			H.run_until(function() return #rec.messages == 2 * #sizes end, 20, "second round of echoes")
+			for i, n in ipairs(sizes) do
+				for round = 0, 1 do
+					local got = rec.messages[round * #sizes + i]
+					local want = (round == 1 and i % 2 == 1) and text[i] or sent[i]
+					assert.equal(n, #got.data, "length of echo " .. i)
+					assert.is_true(got.data == want, "echo of " .. n .. " bytes differs")
+				end
+				assert.equal(i % 2 == 0 and "binary" or "text", rec.messages[#sizes + i].kind)
+			end
+			-- the server saw the same lengths, in order
+			local lens = {}
+			for _, e in ipairs(s:events("message")) do lens[#lens + 1] = e.len end
+			for i, n in ipairs(sizes) do
+				assert.equal(n, lens[#lens - 2 * #sizes + i])
+				assert.equal(n, lens[#lens - #sizes + i])
+			end
+			assert.is_true(ws:ping("0123456789abc"))
+			assert.is_truthy(s:wait_event("ping", function(e) return e.len == 13 end))
+			ws:close()
+			H.wait_state(ws, "closed")
+			local ev = s:wait_event("close")
+			assert.equal(1000, ev.code)
+			if s ~= srv then s:stop() end
+		end)
+	end
+
 	it("receives 4 x 5 MiB over wss with max_queue = 1 (flow control, receive())", function()
 		local ws = wsbeat.connect(srv:url("/send/4/" .. 5 * MiB), {
 			tls = { ca_file = certs .. "/ca.pem" }, max_queue = 1,

@@ -106,6 +106,8 @@ struct wsb_engine {
 	uv_timer_t wait_timer;       /* bounds core.wait()'s blocking uv_run */
 	int kicked;
 	unsigned news;               /* bumped by anything queued for Lua */
+	unsigned char masks[256];    /* frame mask keys from OpenSSL's DRBG */
+	unsigned masks_left;         /* bytes of masks[] not yet used */
 	int in_dispatch;             /* Lua layer is calling user callbacks */
 	int destroyed;
 	uint64_t started_ns;
@@ -299,5 +301,12 @@ int wsb_utf8_valid(const unsigned char *s, size_t n); /* strict, as utf8.len */
 int wsb_tls_cert_unanswered(void *ssl); /* server asked for a cert we lack */
 int wsb_random(unsigned char *buf, int n);
 void wsb_tls_write_last(void *ssl, const void *buf, int len);
+
+/* ----------------------------------------------------------------- frame */
+enum { WSB_OP_CONTINUATION = 0, WSB_OP_TEXT = 1, WSB_OP_BINARY = 2,
+       WSB_OP_PING = 9 };
+size_t wsb_frame_header(unsigned char *h, unsigned first, uint64_t len);
+void wsb_mask(unsigned char *dst, const unsigned char *src, size_t len,
+	      const unsigned char key[4]);
 
 #endif
