@@ -132,6 +132,30 @@ describe("the pollable contract", function()
 		H.wait_state(ws, "closed")
 	end)
 
+	it("core.wait(limit) returns within its limit after the host was away (stale loop clock)", function()
+		-- After I/O, libwebsockets leaves an idle handle that the next wait
+		-- runs first; a limit timer measured from the clock of the last turn
+		-- expired in that first pass and the wait then slept until the next
+		-- timer (seconds away).  Nothing else is due here: no heartbeat, no
+		-- reconnect, an open idle link.
+		local srv = H.server {}
+		finally(function() srv:stop() end)
+		local ws, rec = H.client(srv:url(), { heartbeat = false })
+		H.wait_state(ws, "open")
+		for round = 1, 5 do
+			assert.is_true(ws:send("tick " .. round))
+			H.run_until(function() return #rec.messages == round end, 5, "echo " .. round)
+			H.sleep(0.05) -- the host does other work; the loop's clock goes stale
+			local t0 = core.now()
+			core.wait(0.01)
+			core.wait(0.01)
+			local took = core.now() - t0
+			assert.is_true(took < 0.5, ("two waits of 0.01 s took %.3f s (round %d)"):format(took, round))
+		end
+		ws:close()
+		H.wait_state(ws, "closed")
+	end)
+
 	it("fd() is stable; timeout() does not ask for busy polling when idle", function()
 		local cqueues = require "cqueues"
 		assert.equal(wsbeat.fd(), wsbeat.fd())

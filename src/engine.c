@@ -75,7 +75,8 @@ static void on_kick(uv_async_t *a)
 
 static void on_wait_timer(uv_timer_t *t)
 {
-	(void)t; /* ending core.wait()'s uv_run was the point */
+	/* ending core.wait()'s uv_run was the point */
+	((struct wsb_engine *)t->data)->wait_over = 1;
 }
 
 void wsb_defer(struct wsb_client *c, unsigned what)
@@ -267,6 +268,7 @@ struct wsb_engine *wsb_engine_get(lua_State *L)
 			   uv_strerror(r));
 	uv_async_init(&e->loop, &e->kick, on_kick);
 	uv_timer_init(&e->loop, &e->wait_timer);
+	e->wait_timer.data = e;
 
 	/* lws's own log lines go nowhere unless asked for (wsbeat.log) */
 	e->log_level = -1;
@@ -412,8 +414,8 @@ static void run_loop(struct wsb_engine *e, int block)
 		unsigned news = e->news;
 
 		uv_run(&e->loop, UV_RUN_NOWAIT);
-		if (e->news != news || e->deferred || changes_pending(&e->loop) ||
-		    lws_forced(e))
+		if (e->news != news || e->deferred || e->wait_over ||
+		    changes_pending(&e->loop) || lws_forced(e))
 			block = 0;
 	}
 	for (int i = 0; i < 16; i++) {
@@ -456,9 +458,13 @@ static int l_wait(lua_State *L)
 		service(L, e);
 		return 0;
 	}
-	if (limit > 0)
+	e->wait_over = 0;
+	if (limit > 0) {
+		/* from now, not from the loop's cached time of the last turn */
+		uv_update_time(&e->loop);
 		uv_timer_start(&e->wait_timer, on_wait_timer,
 			       (uint64_t)ceil(limit * 1000.0), 0);
+	}
 	run_loop(e, 1);
 	uv_timer_stop(&e->wait_timer);
 	wsb_engine_run_deferred(e);

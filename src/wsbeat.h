@@ -104,6 +104,7 @@ struct wsb_engine {
 	int in_service;              /* inside uv_run: lws frames on the stack */
 	uv_async_t kick;             /* makes the fd readable after API calls */
 	uv_timer_t wait_timer;       /* bounds core.wait()'s blocking uv_run */
+	int wait_over;               /* wait_timer expired in this core.wait */
 	int kicked;
 	unsigned news;               /* bumped by anything queued for Lua */
 	unsigned char masks[256];    /* frame mask keys from OpenSSL's DRBG */
