@@ -605,24 +605,28 @@ void wsb_client_decide(struct wsb_client *c, int retry)
 
 /* --------------------------------------------------------- heartbeat */
 
-static void hb_restart(struct wsb_client *c, double now)
+/*
+ * Heartbeat deadlines snap to a grid shared by all clients (1/200 of the
+ * interval, at most 25 ms late), so many connections probe in the same
+ * loop turn and their pongs come back together: fewer wake-ups per probe
+ * when thousands of connections heartbeat.  The probe's answer deadline
+ * snaps too: with timeout = interval, an answered probe's deadline and the
+ * next probe then fall on the same slot, one timer expiry per cycle.
+ */
+static double hb_snap(const struct wsb_client *c, double t)
 {
-	double slack;
+	double slack = c->o.hb_interval / 200;
 
-	if (!c->o.heartbeat || c->st != WSB_OPEN)
-		return;
-	/*
-	 * Probe times snap to a grid shared by all clients (1/200 of the
-	 * interval, at most 25 ms late), so many connections probe in the
-	 * same loop turn and their pongs come back together: fewer wake-ups
-	 * per probe when thousands of connections heartbeat.
-	 */
-	slack = c->o.hb_interval / 200;
 	if (slack > 0.025)
 		slack = 0.025;
-	c->t_probe = now + c->o.hb_interval;
-	if (slack >= 0.001)
-		c->t_probe = ceil(c->t_probe / slack) * slack;
+	return slack >= 0.001 ? ceil(t / slack) * slack : t;
+}
+
+static void hb_restart(struct wsb_client *c, double now)
+{
+	if (!c->o.heartbeat || c->st != WSB_OPEN)
+		return;
+	c->t_probe = hb_snap(c, now + c->o.hb_interval);
 	c->t_dead = 0;
 }
 
@@ -698,7 +702,7 @@ static int ping_now(struct wsb_client *c, const unsigned char *payload,
 static void send_probe(struct wsb_client *c, double now)
 {
 	c->t_probe = 0;
-	c->t_dead = now + c->o.hb_timeout;
+	c->t_dead = hb_snap(c, now + c->o.hb_timeout);
 	if (!c->wsi)
 		return;
 	if (c->o.hb_message_mode) {
