@@ -508,12 +508,24 @@ static void push_info(lua_State *L, struct wsb_event *ev)
 	}
 }
 
+/* The client's userdata and the Lua layer's table for it (its uservalue). */
+static void push_client(lua_State *L, struct wsb_client *c, int drop)
+{
+	push_anchored(L, c, drop);
+	if (lua_type(L, -1) == LUA_TUSERDATA)
+		lua_getiuservalue(L, -1, 2);
+	else
+		lua_pushnil(L);
+}
+
 /*
- * core.next_event() -> ws, "message", data, kind
- *                    | ws, "state", state, info
- *                    | ws, "attempt"
- *                    | ws, "decide", info
+ * core.next_event() -> ws, info, "message", data, kind
+ *                    | ws, info, "state", state, details
+ *                    | ws, info, "attempt"
+ *                    | ws, info, "decide", details
  *                    | nil
+ * info is what ws:_info() returns, handed over to spare the Lua layer a
+ * method call per message.
  */
 static int l_next_event(lua_State *L)
 {
@@ -528,33 +540,36 @@ static int l_next_event(lua_State *L)
 		c = ev->c;
 		switch (ev->kind) {
 		case WSB_EV_MESSAGE:
-			push_anchored(L, c, 0);
+			push_client(L, c, 0);
 			lua_pushliteral(L, "message");
 			lua_pushlstring(L, (const char *)ev->msg->buf, ev->msg->len);
-			lua_pushstring(L, ev->msg->binary ? "binary" : "text");
+			if (ev->msg->binary)
+				lua_pushliteral(L, "binary");
+			else
+				lua_pushliteral(L, "text");
 			free_event(ev);
-			return 4;
+			return 5;
 		case WSB_EV_ATTEMPT:
-			push_anchored(L, c, 0);
+			push_client(L, c, 0);
 			lua_pushliteral(L, "attempt");
 			free_event(ev);
-			return 2;
+			return 3;
 		case WSB_EV_DECIDE:
-			push_anchored(L, c, 0);
+			push_client(L, c, 0);
 			lua_pushliteral(L, "decide");
 			push_info(L, ev);
 			lua_pushboolean(L, ev->info.retry);
 			lua_setfield(L, -2, "retry");
 			free_event(ev);
-			return 3;
+			return 4;
 		case WSB_EV_STATE:
 			c->pub_state = ev->state;
-			push_anchored(L, c, ev->state == WSB_CLOSED);
+			push_client(L, c, ev->state == WSB_CLOSED);
 			lua_pushliteral(L, "state");
 			lua_pushstring(L, wsb_state_names[ev->state]);
 			push_info(L, ev);
 			free_event(ev);
-			return 4;
+			return 5;
 		}
 	}
 	return 0;

@@ -109,7 +109,6 @@ struct wsb_engine {
 	unsigned news;               /* bumped by anything queued for Lua */
 	unsigned char masks[256];    /* frame mask keys from OpenSSL's DRBG */
 	unsigned masks_left;         /* bytes of masks[] not yet used */
-	int in_dispatch;             /* Lua layer is calling user callbacks */
 	int destroyed;
 	uint64_t started_ns;
 	/* logging (log.c) */

@@ -281,10 +281,11 @@ local function resolve_headers(ws, info)
 	return list
 end
 
-local function deliver(ws, kind, a, b)
-	local info = ws:_info()
+local function deliver(ws, info, kind, a, b)
 	if kind == "message" then
-		return call(info, ws, info.on_message, ws, a, b)
+		local ok, err = xpcall(info.on_message, handler, ws, a, b)
+		if ok then return nil end
+		return report(info, ws, err)
 	elseif kind == "state" then
 		local err
 		if info.on_state then err = call(info, ws, info.on_state, ws, a, b) end
@@ -351,9 +352,9 @@ local function drain()
 	end
 	dispatching = true
 	while true do
-		local ws, kind, a, b = next_event()
+		local ws, info, kind, a, b = next_event()
 		if not ws then break end
-		local err = deliver(ws, kind, a, b)
+		local err = deliver(ws, info, kind, a, b)
 		if err then
 			dispatching = false
 			error(err, 0)
@@ -398,19 +399,24 @@ function M.fd()
 	return core.fd()
 end
 
---- Seconds until step() must be called at the latest, 0 = now, nil = idle.
-function M.timeout()
-	local t = core.timeout()
-	if next(waiting) ~= nil then
-		local n = now()
-		for _, w in pairs(waiting) do
-			if w.deadline then
-				local d = w.deadline - n
-				if d < 0 then d = 0 end
-				if not t or d < t then t = d end
-			end
+-- Seconds until the earliest receive() deadline of a waiting coroutine.
+local function waiting_timeout()
+	if next(waiting) == nil then return nil end
+	local t, n = nil, now()
+	for _, w in pairs(waiting) do
+		if w.deadline then
+			local d = w.deadline - n
+			if d < 0 then d = 0 end
+			if not t or d < t then t = d end
 		end
 	end
+	return t
+end
+
+--- Seconds until step() must be called at the latest, 0 = now, nil = idle.
+function M.timeout()
+	local t, w = core.timeout(), waiting_timeout()
+	if w and (not t or w < t) then t = w end
 	return t
 end
 
@@ -428,7 +434,8 @@ function M.run(timeout)
 	if dispatching then error("wsbeat.run: called from inside a callback", 2) end
 	local deadline = timeout and now() + timeout
 	while busy() do
-		local t = M.timeout()
+		-- the engine's own deadlines are core.wait's business
+		local t = waiting_timeout()
 		if deadline then
 			local left = deadline - now()
 			if left <= 0 then return false end
