@@ -61,4 +61,43 @@ describe("many clients", function()
 		assert.equal(256, early)
 		assert.equal(44, late)
 	end)
+	it("clients closed while they wait for a slot leave the queue; the rest keep their order", function()
+		local srv = H.server {}
+		finally(function() srv:stop() end)
+		local N = 270 -- 256 hold a slot, 14 wait
+		local clients, closed = {}, {}
+		for i = 1, N do
+			clients[i] = wsbeat.connect(srv:url("/hang?i=" .. i), {
+				reconnect = false, heartbeat = false, connect_timeout = 60,
+				on_state = function(_, st, info) if st == "closed" then closed[i] = info.cause end end,
+			})
+		end
+		H.run_until(function() return #srv:events("hang") == 256 end, 20, "256 upgrades")
+		-- out of the queue: its head, its tail and two in the middle
+		for _, i in ipairs { 260, 257, 270, 265 } do clients[i]:close() end
+		H.run_until(function() return closed[257] and closed[260] and closed[265] and closed[270] end, 5,
+			"queued clients closed")
+		for _, i in ipairs { 257, 260, 265, 270 } do assert.equal("closed_by_user", closed[i]) end
+		-- free ten slots: the ten still waiting start, in the order they came
+		for i = 1, 10 do clients[i]:close() end
+		H.run_until(function() return #srv:events("hang") == 266 end, 20, "ten more upgrades")
+		local t_end = core.now() + 0.5 -- a moment for stray attempts to show
+		H.run_until(function() return core.now() >= t_end end, 5)
+		local hangs = srv:events("hang")
+		assert.equal(266, #hangs)
+		local seen = {}
+		for k, e in ipairs(hangs) do
+			local i = tonumber(e.path:match("i=(%d+)"))
+			assert.is_nil(seen[i], "client " .. i .. " connected twice")
+			seen[i] = k
+		end
+		for i = 1, 256 do assert.is_truthy(seen[i], "client " .. i .. " never connected") end
+		local later = { 258, 259, 261, 262, 263, 264, 266, 267, 268, 269 }
+		for k, i in ipairs(later) do assert.equal(256 + k, seen[i], "client " .. i .. " out of order") end
+		for _, ws in ipairs(clients) do ws:close() end
+		H.run_until(function()
+			for i = 1, N do if not closed[i] then return false end end
+			return true
+		end, 20, "all closed")
+	end)
 end)

@@ -289,18 +289,16 @@ static void release_attempt(struct wsb_client *c)
 	if (c->admit_state == 2) {
 		e->attempts--;
 	} else if (c->admit_state == 1) {
-		struct wsb_client **pp = &e->admit_head, *prev = NULL;
-
-		while (*pp && *pp != c) {
-			prev = *pp;
-			pp = &(*pp)->admit_next;
-		}
-		if (*pp) {
-			*pp = c->admit_next;
-			if (e->admit_tail == c)
-				e->admit_tail = prev;
-		}
-		c->admit_next = NULL;
+		/* doubly linked: closing thousands of queued clients is linear */
+		if (c->admit_prev)
+			c->admit_prev->admit_next = c->admit_next;
+		else
+			e->admit_head = c->admit_next;
+		if (c->admit_next)
+			c->admit_next->admit_prev = c->admit_prev;
+		else
+			e->admit_tail = c->admit_prev;
+		c->admit_next = c->admit_prev = NULL;
 	}
 	c->admit_state = 0;
 }
@@ -316,7 +314,9 @@ static void admit_waiting(struct wsb_engine *e)
 		struct wsb_client *c = e->admit_head;
 
 		e->admit_head = c->admit_next;
-		if (!e->admit_head)
+		if (e->admit_head)
+			e->admit_head->admit_prev = NULL;
+		else
 			e->admit_tail = NULL;
 		c->admit_next = NULL;
 		c->admit_state = 0;
@@ -349,6 +349,8 @@ static void connect_lws(struct wsb_client *c, const char *address)
 		snprintf(c->admit_addr, sizeof(c->admit_addr), "%s", address);
 		c->admit_state = 1;
 		c->t_connect = 0;
+		c->admit_prev = c->e->admit_tail;
+		c->admit_next = NULL;
 		if (c->e->admit_tail)
 			c->e->admit_tail->admit_next = c;
 		else

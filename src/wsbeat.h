@@ -171,7 +171,7 @@ struct wsb_client {
 	struct wsb_engine *e;
 	struct wsb_client *next, *prev;   /* engine->clients */
 	struct wsb_client *def_next;      /* engine->deferred */
-	struct wsb_client *admit_next;    /* engine->admit_head queue */
+	struct wsb_client *admit_next, *admit_prev; /* engine's admit queue */
 	int admit_state;                  /* 0, 1 = queued, 2 = holds a slot */
 	char admit_addr[64];              /* where a queued attempt goes */
 	unsigned deferred;                /* WSB_DEF_* */
