@@ -420,7 +420,10 @@ static void run_loop(struct wsb_engine *e, int block)
 	}
 	for (int i = 0; i < 16; i++) {
 		uv_run(&e->loop, i == 0 && block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
-		if (!changes_pending(&e->loop) && !lws_forced(e))
+		/* forced service runs in lws's idle handle: only worth another
+		 * iteration while that is active (a timeout of 0) */
+		if (!changes_pending(&e->loop) &&
+		    !(uv_backend_timeout(&e->loop) == 0 && lws_forced(e)))
 			break;
 	}
 	e->in_service = 0;
