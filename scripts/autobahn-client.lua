@@ -139,6 +139,10 @@ for i = first, last do
 end
 
 if os.getenv("AUTOBAHN_NO_UPDATE") == "1" then os.exit(0) end
+-- The server records a case when its side of the connection has closed,
+-- which can be up to its 1 s close timer after our side did: wait that
+-- out, or a last case that ended cleanly is missing from the report.
+os.execute("sleep 1.5")
 local _, uclosed, utimeout = fetch_text("/updateReports?agent=" .. url_escape(agent), 300)
 log("autobahn-client: updateReports %s (%s); total %ds",
 	utimeout and "TIMED OUT" or "done", uclosed and uclosed.reason or "?", os.time() - t_all)

@@ -83,3 +83,32 @@ describe("protocol violations by the server", function()
 		assert.equal(1002, srv:wait_event("close", function(e) return e.code == 1002 end).code)
 	end)
 end)
+
+describe("a server that closes while our reply is on its way", function()
+	-- Autobahn 7.1.6: the server sends a big message, a close and a PING.
+	-- The client echoes the message (it may, the close comes after it),
+	-- lws answers the close and closes the socket at once.  The PING is
+	-- still unread then, and closing a TCP socket with unread input makes
+	-- the kernel send a reset and drop what it has not sent yet: the end
+	-- of the echo and the close reply.  The server must see a clean 1000.
+	local certs = H.certs()
+	for _, scheme in ipairs { "ws", "wss" } do
+		for _, size in ipairs { 256 * 1024, 1024 * 1024 } do
+			it(("%s, %d KiB: the close reply arrives, no reset"):format(scheme, size // 1024), function()
+				local s = H.server { tls = scheme == "wss" }
+				finally(function() s:stop() end)
+				local ws, rec = H.client(s:url("/closeping/" .. size .. "?wait=" .. 0.3 * H.SLOW), {
+					tls = scheme == "wss" and { ca_file = certs .. "/ca.pem" } or nil,
+					reconnect = false, send_buffer = 4 * size,
+					on_message = function(w, data) w:send(data, "binary") end,
+				})
+				H.wait_state(ws, "closed", 10)
+				assert.equal(size, #rec.messages[1].data)
+				assert.equal("closed_by_peer", rec.infos[#rec.infos].cause)
+				assert.equal(1000, rec.infos[#rec.infos].code)
+				local ev = s:wait_event("close")
+				assert.equal(1000, ev.code, "the server saw " .. tostring(ev.code))
+			end)
+		end
+	end
+end)

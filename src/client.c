@@ -1294,6 +1294,25 @@ static int send_protocol_close(struct lws *wsi)
 	return 1;
 }
 
+/*
+ * Read and drop what the server sent after the close (its PING, the rest
+ * of a message) before lws closes the socket, which it does at once as a
+ * client: closing a TCP socket with unread input makes the kernel send RST
+ * and discard what it has not sent yet, which can be the end of our last
+ * message and our close frame (Autobahn 7.1.6 over wss: the server saw
+ * 112 KiB of a 256 KiB echo, then a reset).  Bounded: a peer that keeps
+ * sending gets the reset.
+ */
+static void drain_input(struct lws *wsi)
+{
+	char buf[16384];
+	int fd = lws_get_socket_fd(wsi);
+
+	for (int i = 0; fd >= 0 && i < 64; i++)
+		if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+			break;
+}
+
 static void on_closed(struct wsb_client *c, struct lws *wsi)
 {
 	int code = c->peer_close_code;
@@ -1323,6 +1342,7 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 				sent = send_protocol_close(wsi) ? 1002 : -1;
 		}
 	}
+	drain_input(wsi);
 	c->wsi = NULL;
 	lws_set_wsi_user(wsi, NULL);
 	free(c->tx_hold); /* the wsi is closing: lws drains nothing more */
