@@ -657,22 +657,29 @@ static void heard(struct wsb_client *c)
  * LWS_WRITE_RAW keeps lws's order and its buffering of a partial write.
  * Not with permessage-deflate, whose framing is lws's.  -1: link failed.
  */
-static int write_frame(struct wsb_client *c, struct lws *wsi, unsigned first,
-		       unsigned char *p, const unsigned char *src, size_t len)
+static const unsigned char *mask_key(struct wsb_engine *e)
 {
-	struct wsb_engine *e = c->e;
-	unsigned char hdr[10];
-	size_t hl;
-
 	if (e->masks_left < 4) {
 		if (!wsb_random(e->masks, (int)sizeof(e->masks)))
-			return -1;
+			return NULL;
 		e->masks_left = sizeof(e->masks);
 	}
 	e->masks_left -= 4;
+	return e->masks + e->masks_left;
+}
+
+static int write_frame(struct wsb_client *c, struct lws *wsi, unsigned first,
+		       unsigned char *p, const unsigned char *src, size_t len)
+{
+	const unsigned char *key = mask_key(c->e);
+	unsigned char hdr[10];
+	size_t hl;
+
+	if (!key)
+		return -1;
 	hl = wsb_frame_header(hdr, first, len);
-	wsb_mask(p, src, len, e->masks + e->masks_left);
-	memcpy(p - 4, e->masks + e->masks_left, 4);
+	wsb_mask(p, src, len, key);
+	memcpy(p - 4, key, 4);
 	memcpy(p - 4 - hl, hdr, hl);
 	return lws_write(wsi, p - 4 - hl, hl + 4 + len, LWS_WRITE_RAW) < 0 ? -1 : 0;
 }
@@ -1277,15 +1284,18 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
  * server would see 1006.  The socket is still open during CLIENT_CLOSED:
  * send the 1002 close frame lws did not, masked as a client's must be.
  */
-static int send_protocol_close(struct lws *wsi)
+static int send_protocol_close(struct wsb_client *c, struct lws *wsi)
 {
-	unsigned char f[8] = { 0x88, 0x82 };
+	static const unsigned char code[2] = { 0x03, 0xea }; /* 1002 */
+	const unsigned char *key = mask_key(c->e);
+	unsigned char f[8];
 	int fd = lws_get_socket_fd(wsi);
 
-	if (fd < 0 || !wsb_random(f + 2, 4))
+	if (fd < 0 || !key)
 		return 0;
-	f[6] = (unsigned char)(0x03 ^ f[2]); /* 1002 = 0x03ea */
-	f[7] = (unsigned char)(0xea ^ f[3]);
+	wsb_frame_header(f, 0x88, sizeof(code)); /* FIN | close: 2 bytes */
+	memcpy(f + 2, key, 4);
+	wsb_mask(f + 6, code, sizeof(code), key);
 	if (lws_is_ssl(wsi))
 		wsb_tls_write_last(lws_get_ssl(wsi), f, sizeof(f));
 	else if (send(fd, f, sizeof(f), MSG_NOSIGNAL | MSG_DONTWAIT) !=
@@ -1339,7 +1349,7 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 			if (fd >= 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
 			    (errno == EAGAIN || errno == EWOULDBLOCK))
 				/* dropped without a close frame: send it */
-				sent = send_protocol_close(wsi) ? 1002 : -1;
+				sent = send_protocol_close(c, wsi) ? 1002 : -1;
 		}
 	}
 	drain_input(wsi);
