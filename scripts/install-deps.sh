@@ -6,7 +6,7 @@ PKGS="build-essential pkg-config lua5.4 liblua5.4-dev luarocks lua-busted lua-ch
 libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev openssl
 python3 python3-websockets nodejs npm lua-cqueues lua-http valgrind
 iproute2 nftables socat procps lua-luv lua-socket lua-dkjson clang libclang-rt-14-dev
-nginx libnginx-mod-http-lua lua-nginx-websocket gnuplot-nox"
+nginx libnginx-mod-http-lua lua-nginx-websocket gnuplot-nox strace"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

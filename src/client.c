@@ -35,6 +35,8 @@ struct wsb_dns {
 static void lost(struct wsb_client *c, const char *cause, int code,
 		 int status, const char *fmt, ...);
 static void request_writable(struct wsb_client *c);
+static int uncork(struct wsb_client *c);
+static void cork_requeue(struct wsb_client *c);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -234,6 +236,10 @@ static void attempt_over(struct wsb_client *c);
 static void end_attempt(struct wsb_client *c)
 {
 	attempt_over(c);
+	cork_requeue(c); /* (the link went before the batch ended) */
+	free(c->cork);
+	c->cork = NULL;
+	c->cork_cap = 0;
 	drop_partial_tx(c); /* first: detach_wsi() may need to keep it */
 	detach_wsi(c);
 	free(c->tx_hold);   /* no wsi any more: nobody reads it */
@@ -700,6 +706,8 @@ static int ping_now(struct wsb_client *c, const unsigned char *payload,
 	if (c->st != WSB_OPEN || !c->wsi || c->o.compression ||
 	    lws_partial_buffered(c->wsi))
 		return 0;
+	if (c->cork_len && uncork(c) < 0)
+		return 0; /* (frames written from callbacks go first) */
 	if (write_frame(c, c->wsi, 0x80 | WSB_OP_PING, buf + LWS_PRE, payload,
 			len) < 0)
 		return 0; /* the link is going: the pending ping dies with it */
@@ -805,7 +813,7 @@ static struct wsb_msg *new_out(const char *data, size_t len, int binary)
 	m->off = 0;
 	m->binary = binary;
 	m->data = m->buf + LWS_PRE;
-	if (len)
+	if (data && len)
 		memcpy(m->data, data, len);
 	return m;
 }
@@ -844,6 +852,145 @@ void wsb_client_send_front(struct wsb_client *c, const char *data, size_t len,
 	c->tx_count++;
 }
 
+/* ------------------------------------------------------------ corking */
+
+/*
+ * Messages sent from callbacks while the Lua layer delivers a batch of
+ * events (the engine is "corking") are framed into a per-client buffer and
+ * leave in one lws_write() when the batch is delivered: over TLS one record
+ * and one send() for the batch instead of one of each per message, which
+ * is what a small echo costs most (docs/BENCHMARKS.md, step 14).  The
+ * buffer is flushed before anything else writes on the link (a ping, the
+ * close, the send queue), so order on the wire is the order of the calls.
+ */
+#define CORK_MAX 16384 /* one TLS record's worth of plaintext */
+
+/*
+ * The link failed under corked frames that send() had already accepted:
+ * unmask them back into messages at the front of the send queue, where a
+ * message that could not be written at once would have gone, so that they
+ * leave on the next connection.  Our own frames only: data frames with
+ * 2- or 4-byte headers (DIRECT_MAX < 65536; PINGs are never corked).
+ */
+static void cork_requeue(struct wsb_client *c)
+{
+	unsigned char *p = c->cork, *end = c->cork + c->cork_len;
+	struct wsb_msg *head = NULL, **tail = &head, *last = NULL;
+
+	while (p < end) {
+		unsigned op = p[0] & 0x0f;
+		size_t len = p[1] & 0x7f, hl = 2;
+		struct wsb_msg *m;
+
+		if (len == 126) {
+			len = (size_t)p[2] << 8 | p[3];
+			hl = 4;
+		}
+		if (op == WSB_OP_TEXT || op == WSB_OP_BINARY) {
+			m = new_out(NULL, len, op == WSB_OP_BINARY);
+			if (m) {
+				wsb_mask(m->data, p + hl + 4, len, p + hl);
+				*tail = last = m;
+				tail = &m->next;
+				c->tx_bytes += len;
+				c->tx_count++;
+			} else {
+				c->tx_dropped++; /* out of memory: counted as unsent */
+			}
+		}
+		p += hl + 4 + len;
+	}
+	if (head) {
+		last->next = c->tx_head;
+		c->tx_head = head;
+		if (!c->tx_tail)
+			c->tx_tail = last;
+	}
+	c->cork_len = c->cork_msgs = c->cork_bytes = 0;
+}
+
+/* Write the corked frames: 0, or -1 when the link is broken (the frames
+ * are back in the send queue and lws is told to close the link). */
+static int uncork(struct wsb_client *c)
+{
+	if (!c->cork_len)
+		return 0;
+	if (!c->wsi ||
+	    lws_write(c->wsi, c->cork, c->cork_len, LWS_WRITE_RAW) < 0) {
+		wsb_log(c->e, WSB_LOG_INFO, "%s: the link failed under %zu "
+			"message(s) sent from callbacks: kept for the next "
+			"connection", c->url.host, c->cork_msgs);
+		cork_requeue(c);
+		if (c->wsi) {
+			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK,
+					LWS_TO_KILL_ASYNC);
+			wsb_engine_kick(c->e);
+		}
+		return -1;
+	}
+	c->msgs_sent += c->cork_msgs;
+	c->bytes_sent += c->cork_bytes;
+	c->cork_len = c->cork_msgs = c->cork_bytes = 0;
+	if (lws_partial_buffered(c->wsi))
+		wsb_engine_kick(c->e);
+	return 0;
+}
+
+/* The batch is delivered: write every client's corked frames. */
+void wsb_engine_uncork(struct wsb_engine *e)
+{
+	e->corking = 0;
+	while (e->corked) {
+		struct wsb_client *c = e->corked;
+
+		e->corked = c->cork_next;
+		c->cork_next = NULL;
+		c->cork_listed = 0;
+		uncork(c);
+	}
+}
+
+/* Frame a message into the cork; 1 when taken, 0 when it must be queued. */
+static int cork_add(struct wsb_client *c, unsigned first,
+		    const unsigned char *src, size_t len)
+{
+	size_t need = 14 + len;
+	const unsigned char *key;
+
+	if (c->cork_len && c->cork_len + need > CORK_MAX &&
+	    (uncork(c) < 0 || lws_partial_buffered(c->wsi)))
+		return 0;
+	if (c->cork_cap < c->cork_len + need) {
+		size_t cap = c->cork_cap ? c->cork_cap : 512;
+		unsigned char *b;
+
+		while (cap < c->cork_len + need)
+			cap *= 2;
+		if (cap > CORK_MAX + 14)
+			cap = CORK_MAX + 14; /* (the most a batch can hold) */
+		b = realloc(c->cork, cap);
+		if (!b)
+			return 0;
+		c->cork = b;
+		c->cork_cap = cap;
+	}
+	key = mask_key(c->e);
+	if (!key)
+		return 0;
+	c->cork_len += wsb_frame_header(c->cork + c->cork_len, first, len);
+	memcpy(c->cork + c->cork_len, key, 4);
+	wsb_mask(c->cork + c->cork_len + 4, src, len, key);
+	c->cork_len += 4 + len;
+	c->cork_msgs++;
+	c->cork_bytes += len;
+	if (!c->cork_listed) {
+		c->cork_listed = 1;
+		c->cork_next = c->e->corked;
+		c->e->corked = c;
+	}
+	return 1;
+}
+
 /*
  * The fast path for a small message on an idle open link: write it at once
  * instead of queueing it and asking for WRITEABLE.  Under libuv every
@@ -864,6 +1011,9 @@ static int send_now(struct wsb_client *c, const char *data, size_t len,
 	    c->o.compression || len > DIRECT_MAX || c->e->in_service ||
 	    lws_partial_buffered(c->wsi))
 		return 0;
+	if (c->e->corking)
+		return cork_add(c, 0x80 | (binary ? WSB_OP_BINARY : WSB_OP_TEXT),
+				(const unsigned char *)data, len);
 	if (write_frame(c, c->wsi, 0x80 | (binary ? WSB_OP_BINARY : WSB_OP_TEXT),
 			buf + LWS_PRE, (const unsigned char *)data, len) < 0) {
 		/* nothing went out (lws reports partial writes as complete
@@ -882,6 +1032,7 @@ static int send_now(struct wsb_client *c, const char *data, size_t len,
 		wsb_engine_kick(c->e);
 	return 1;
 }
+
 
 /* 0 ok; -1 buffer full; -2 closed; -3 out of memory */
 int wsb_client_send(struct wsb_client *c, const char *data, size_t len,
@@ -968,6 +1119,7 @@ void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 {
 	if (c->st == WSB_CLOSED || c->st == WSB_CLOSING)
 		return;
+	uncork(c); /* what the callbacks sent goes before the close */
 	if (len > sizeof(c->close_reason) - 1)
 		len = sizeof(c->close_reason) - 1;
 	c->close_code = code;
@@ -1019,6 +1171,8 @@ static int on_writeable(struct wsb_client *c, struct lws *wsi)
 	c->write_requested = 0;
 	free(c->tx_hold);
 	c->tx_hold = NULL;
+	if (uncork(c) < 0)
+		return 0; /* (lws is closing the link) */
 	if (c->ping_pending) {
 		unsigned char buf[LWS_PRE + 125];
 
@@ -1523,6 +1677,11 @@ void wsb_client_free(struct wsb_client *c)
 			*pp = c->def_next;
 			break;
 		}
+	for (pp = &e->corked; c->cork_listed && *pp; pp = &(*pp)->cork_next)
+		if (*pp == c) {
+			*pp = c->cork_next;
+			break;
+		}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -1537,6 +1696,7 @@ void wsb_client_free(struct wsb_client *c)
 	wsb_msg_free_list(c->tx_head);
 	wsb_msg_free_list(c->rq_head);
 	free(c->tx_hold);
+	free(c->cork);
 	free(c->headers);
 	free(c->pend_reason);
 	free(c->o.ca_file);

@@ -408,6 +408,7 @@ static int lws_forced(struct wsb_engine *e)
  */
 static void run_loop(struct wsb_engine *e, int block)
 {
+	wsb_engine_uncork(e); /* (the Lua layer normally has) */
 	e->in_service = 1;
 	e->kicked = 0;
 	if (block && uv_backend_timeout(&e->loop) == 0) {
@@ -541,6 +542,7 @@ static int l_next_event(lua_State *L)
 		if (!e->ev_head)
 			e->ev_tail = NULL;
 		c = ev->c;
+		e->corking = 1; /* sends from the callbacks wait for the batch */
 		switch (ev->kind) {
 		case WSB_EV_MESSAGE:
 			push_client(L, c, 0);
@@ -575,6 +577,14 @@ static int l_next_event(lua_State *L)
 			return 5;
 		}
 	}
+	wsb_engine_uncork(e);
+	return 0;
+}
+
+/* core.uncork(): the batch is over (a callback raised): write what it sent */
+static int l_uncork(lua_State *L)
+{
+	wsb_engine_uncork(wsb_engine_get(L));
 	return 0;
 }
 
@@ -649,6 +659,7 @@ int wsb_open_engine(lua_State *L)
 		{ "wait", l_wait },
 		{ "now", l_now },
 		{ "next_event", l_next_event },
+		{ "uncork", l_uncork },
 		{ "pending", l_pending },
 		{ "kicked", l_kicked },
 		{ "busy", l_busy },

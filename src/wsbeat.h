@@ -109,6 +109,8 @@ struct wsb_engine {
 	unsigned news;               /* bumped by anything queued for Lua */
 	unsigned char masks[256];    /* frame mask keys from OpenSSL's DRBG */
 	unsigned masks_left;         /* bytes of masks[] not yet used */
+	int corking;                 /* Lua is delivering a batch of events */
+	struct wsb_client *corked;   /* clients with frames in cork[] */
 	int destroyed;
 	uint64_t started_ns;
 	/* logging (log.c) */
@@ -171,6 +173,8 @@ struct wsb_client {
 	struct wsb_engine *e;
 	struct wsb_client *next, *prev;   /* engine->clients */
 	struct wsb_client *def_next;      /* engine->deferred */
+	struct wsb_client *cork_next;     /* engine->corked */
+	int cork_listed;
 	struct wsb_client *admit_next, *admit_prev; /* engine's admit queue */
 	int admit_state;                  /* 0, 1 = queued, 2 = holds a slot */
 	char admit_addr[64];              /* where a queued attempt goes */
@@ -223,6 +227,9 @@ struct wsb_client {
 	int ping_pending;
 	unsigned char ping_payload[125];
 	size_t ping_len;
+	/* frames sent from callbacks, written when the batch is delivered */
+	unsigned char *cork;
+	size_t cork_len, cork_cap, cork_msgs, cork_bytes;
 
 	/* receive */
 	unsigned char *rx_buf;
@@ -249,6 +256,7 @@ double wsb_now(struct wsb_engine *e);      /* monotonic seconds */
 void wsb_push_event(struct wsb_engine *e, struct wsb_event *ev);
 void wsb_defer(struct wsb_client *c, unsigned what);
 void wsb_engine_kick(struct wsb_engine *e);
+void wsb_engine_uncork(struct wsb_engine *e);
 
 /*
  * Largest fragment wsbeat writes; also the protocol's tx_packet_size, so

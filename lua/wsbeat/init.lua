@@ -13,6 +13,7 @@ local traceback, table_concat = debug.traceback, table.concat
 local string_format, string_find = string.format, string.find
 
 local next_event, service, core_wait, now = core.next_event, core.service, core.wait, core.now
+local uncork = core.uncork
 local kicked = core.kicked
 
 local M = { _VERSION = "wsbeat 0.1.0" }
@@ -357,6 +358,7 @@ local function drain()
 		local err = deliver(ws, info, kind, a, b)
 		if err then
 			dispatching = false
+			uncork() -- what the callbacks sent before it leaves now
 			error(err, 0)
 		end
 	end

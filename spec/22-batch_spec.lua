@@ -1,0 +1,153 @@
+-- Messages sent from callbacks leave together when the batch of callbacks
+-- is delivered (one write, over TLS one record), in the order of the calls,
+-- and are not lost when that write fails.
+local H = require "helper"
+local wsbeat = require "wsbeat"
+local certs = H.certs()
+
+local function tls_for(scheme)
+	return scheme == "wss" and { ca_file = certs .. "/ca.pem" } or nil
+end
+
+-- The server's log of what it received on connection id, in order.
+local function received(s, id)
+	local out = {}
+	for _, e in ipairs(s:events()) do
+		if e.event == "message" and (not id or e.id == id) then
+			out[#out + 1] = e.kind == "text" and e.data or ("binary:" .. e.len)
+		end
+	end
+	return out
+end
+
+describe("sends from callbacks", function()
+	for _, scheme in ipairs { "ws", "wss" } do
+		it(scheme .. ": a busy batch (texts, binaries past the batch limit, pings, a close) reaches the server in call order", function()
+			local s = H.server { tls = scheme == "wss" }
+			finally(function() s:stop() end)
+			local want, n = {}, 0
+			local ws, rec = H.client(s:url("/send/30/8?then=log"), {
+				tls = tls_for(scheme), reconnect = false,
+				on_message = function(w, data, kind)
+					if kind ~= "binary" or #data ~= 8 then return end -- an echo
+					n = n + 1
+					for j = 1, 2 do
+						local t = ("m%d-%d"):format(n, j)
+						assert(w:send(t))
+						want[#want + 1] = t
+					end
+					-- sizes up to 20,000 B: some batches pass 16 KiB
+					local size = n * 997 % 20011
+					assert(w:send(H.big_pattern(n, size), "binary"))
+					want[#want + 1] = "binary:" .. size
+					if n % 7 == 0 then assert(w:ping("p" .. n)) end
+					if n == 30 then
+						assert(w:send("last"))
+						want[#want + 1] = "last"
+						w:close(4001, "bye")
+					end
+				end,
+			})
+			H.wait_state(ws, "closed", 10)
+			assert.equal(30, n)
+			assert.equal("closed_by_user", rec.infos[#rec.infos].cause)
+			local ev = s:wait_event("close")
+			assert.equal(4001, ev.code, "the server saw " .. tostring(ev.code))
+			assert.same(want, received(s))
+			local pings = 0
+			for _, e in ipairs(s:events()) do
+				if e.event == "ping" then pings = pings + 1 end
+			end
+			assert.equal(4, pings)
+		end)
+	end
+
+	-- strace counts the writes on the socket: 50 messages sent from one
+	-- callback leave in one write (plus the first message and the close).
+	for _, scheme in ipairs { "ws", "wss" } do
+		it(scheme .. ": 50 messages sent from one callback leave in one write", function()
+			local s = H.server { tls = scheme == "wss" }
+			finally(function() s:stop() end)
+			local dir = H.tmpdir()
+			local script = dir .. "/batch-" .. scheme .. ".lua"
+			local f = assert(io.open(script, "w"))
+			f:write(([[
+package.path = %q .. "/lua/?.lua;" .. %q .. "/lua/?/init.lua;" .. package.path
+package.cpath = %q .. "/build/?.so;" .. package.cpath
+local wsbeat = require "wsbeat"
+local got = 0
+wsbeat.connect(%q, {
+	reconnect = false, heartbeat = false, tls = %s,
+	on_state = function(ws, st) if st == "open" then ws:send("start") end end,
+	on_message = function(ws, data)
+		if data == "start" then
+			for i = 1, 50 do ws:send("n" .. i) end
+		else
+			got = got + 1
+			if got == 50 then ws:close() end
+		end
+	end,
+})
+assert(wsbeat.run(20), "did not finish")
+print("GOT " .. got)
+]]):format(H.ROOT, H.ROOT, H.ROOT, s:url("/echo"),
+				scheme == "wss" and ("{ ca_file = %q }"):format(certs .. "/ca.pem") or "nil"))
+			f:close()
+			local trace = dir .. "/batch-" .. scheme .. ".strace"
+			local out = H.sh(("strace -f -qq -e trace=connect,write,sendto,sendmsg,writev -o %s lua5.4 %s 2>&1"):format(trace, script))
+			assert.matches("GOT 50", out)
+			local text = assert(H.read_file(trace))
+			local fd = text:match("connect%((%d+), {sa_family=AF_INET, sin_port=htons%(" .. s.port .. "%)")
+			assert.truthy(fd, "no connect() to the server in the trace")
+			local writes = 0
+			for line in text:gmatch("[^\n]+") do
+				if line:match("^%d*%s*[a-z]+%(" .. fd .. ",") and not line:match("connect%(") then
+					writes = writes + 1
+				end
+			end
+			-- the upgrade request, "start", the batch, the close (TLS: the
+			-- handshake's writes too); one write per message would be 50+
+			assert.is_true(writes <= (scheme == "wss" and 8 or 5), writes .. " writes on the socket")
+			local want = { "start" }
+			for i = 1, 50 do want[#want + 1] = "n" .. i end
+			s:wait_event("close")
+			assert.same(want, received(s))
+		end)
+	end
+
+	-- The server resets the link while a callback runs; the batch's write
+	-- then fails, and the messages go on the next connection, in order.
+	for _, scheme in ipairs { "ws", "wss" } do
+		it(scheme .. ": a batch whose write fails is sent on the next connection, in order", function()
+			local s = H.server { tls = scheme == "wss" }
+			finally(function() s:stop() end)
+			local lines = {}
+			wsbeat.log(function(_, text) lines[#lines + 1] = text end, "info")
+			finally(function() wsbeat.log(nil) end)
+			local key = tostring(math.random(1, 1e9))
+			local ws, rec = H.client(s:url("/reset/" .. key .. "?after=" .. 0.2 * H.SLOW), {
+				tls = tls_for(scheme), reconnect = { delay = 0.05, max_delay = 0.05 },
+				heartbeat = false,
+				on_message = function(w, data)
+					if data ~= "go" then return end
+					-- stay in the callback until the reset has arrived
+					H.sleep(0.6 * H.SLOW)
+					for i = 1, 5 do assert(w:send("k" .. i)) end
+				end,
+			})
+			H.run_until(function() return #received(s) >= 5 end, 10, "the five messages")
+			ws:close()
+			H.wait_state(ws, "closed")
+			assert.same({ "open", "reconnecting", "connecting", "open", "closing", "closed" }, rec.states)
+			local reset = s:wait_event("reset")
+			local second = s:wait_event("connect", function(e) return e.id ~= reset.id end)
+			assert.same({}, received(s, reset.id))
+			assert.same({ "k1", "k2", "k3", "k4", "k5" }, received(s, second.id))
+			local found
+			for _, l in ipairs(lines) do
+				if l:find("failed under 5 message(s) sent from callbacks", 1, true) then found = l end
+			end
+			assert.truthy(found, "no log line for the failed batch:\n" .. table.concat(lines, "\n"))
+		end)
+	end
+end)
