@@ -85,6 +85,33 @@ describe("the pollable contract", function()
 		srv:stop()
 	end)
 
+	it("receive() from a callback under cqueues raises at once rather than yield mid-delivery", function()
+		local cqueues = require "cqueues"
+		local srv = H.server {}
+		finally(function() srv:stop() end)
+		local cq = cqueues.new()
+		local err, polls = nil, 0
+		cq:wrap(function()
+			local b = wsbeat.connect(srv:url("/echo"))
+			local a = wsbeat.connect(srv:url("/send/1/4"), {
+				on_message = function()
+					local ok, e = pcall(b.receive, b, 1)
+					err = ok and "returned" or e
+				end,
+			})
+			local fdobj = { pollfd = function() return wsbeat.fd() end, events = function() return "r" end }
+			while not err and polls < 500 do
+				polls = polls + 1
+				cqueues.poll(fdobj, math.min(wsbeat.timeout() or 0.05, 0.05))
+				wsbeat.step()
+			end
+			a:close()
+			b:close()
+		end)
+		assert(cq:loop(10))
+		assert.matches("receive: would block inside a callback", tostring(err))
+	end)
+
 	it("the fd turns readable after a send made outside step() (no stale sleep)", function()
 		local cqueues = require "cqueues"
 		local srv = H.server {}

@@ -28,8 +28,7 @@ describe("sends from callbacks", function()
 			local want, n = {}, 0
 			local ws, rec = H.client(s:url("/send/30/8?then=log"), {
 				tls = tls_for(scheme), reconnect = false,
-				on_message = function(w, data, kind)
-					if kind ~= "binary" or #data ~= 8 then return end -- an echo
+				on_message = function(w)
 					n = n + 1
 					for j = 1, 2 do
 						local t = ("m%d-%d"):format(n, j)
@@ -59,6 +58,23 @@ describe("sends from callbacks", function()
 				if e.event == "ping" then pings = pings + 1 end
 			end
 			assert.equal(4, pings)
+		end)
+	end
+
+	for _, scheme in ipairs { "ws", "wss" } do
+		it(scheme .. ": messages sent just before close() from a callback go before the close frame", function()
+			local s = H.server { tls = scheme == "wss" }
+			finally(function() s:stop() end)
+			local ws = H.client(s:url("/send/1/8?then=log"), {
+				tls = tls_for(scheme), reconnect = false,
+				on_message = function(w)
+					for i = 1, 3 do assert(w:send("c" .. i)) end
+					w:close(4002, "done")
+				end,
+			})
+			H.wait_state(ws, "closed")
+			assert.equal(4002, s:wait_event("close").code)
+			assert.same({ "c1", "c2", "c3" }, received(s))
 		end)
 	end
 
@@ -99,15 +115,17 @@ print("GOT " .. got)
 			local text = assert(H.read_file(trace))
 			local fd = text:match("connect%((%d+), {sa_family=AF_INET, sin_port=htons%(" .. s.port .. "%)")
 			assert.truthy(fd, "no connect() to the server in the trace")
-			local writes = 0
+			local writes, connected = 0, false
 			for line in text:gmatch("[^\n]+") do
-				if line:match("^%d*%s*[a-z]+%(" .. fd .. ",") and not line:match("connect%(") then
+				if line:match("connect%(" .. fd .. ",") then
+					connected = true
+				elseif connected and line:match("^%d*%s*[a-z]+%(" .. fd .. ",") then
 					writes = writes + 1
 				end
 			end
 			-- the upgrade request, "start", the batch, the close (TLS: the
 			-- handshake's writes too); one write per message would be 50+
-			assert.is_true(writes <= (scheme == "wss" and 8 or 5), writes .. " writes on the socket")
+			assert.is_true(writes <= (scheme == "wss" and 9 or 5), writes .. " writes on the socket")
 			local want = { "start" }
 			for i = 1, 50 do want[#want + 1] = "n" .. i end
 			s:wait_event("close")
@@ -125,13 +143,17 @@ print("GOT " .. got)
 			-- (one finally per test: busted keeps only the last one)
 			finally(function() wsbeat.log(nil); s:stop() end)
 			local key = tostring(math.random(1, 1e9))
-			local ws, rec = H.client(s:url("/reset/" .. key .. "?after=" .. 0.2 * H.SLOW), {
+			-- (the reset must come after the client has read "go", or the
+			-- client sees the loss before the callback and queues instead)
+			local ws, rec = H.client(s:url("/reset/" .. key .. "?after=" .. 0.5 * H.SLOW), {
 				tls = tls_for(scheme), reconnect = { delay = 0.05, max_delay = 0.05 },
 				heartbeat = false,
 				on_message = function(w, data)
 					if data ~= "go" then return end
-					-- stay in the callback until the reset has arrived
-					H.sleep(0.6 * H.SLOW)
+					-- stay in the callback until the server has reset the link
+					local deadline = os.time() + 20
+					while #s:events("reset") == 0 and os.time() < deadline do H.sleep(0.02) end
+					H.sleep(0.1) -- (for the RST to land)
 					for i = 1, 5 do assert(w:send("k" .. i)) end
 				end,
 			})

@@ -236,11 +236,11 @@ static void attempt_over(struct wsb_client *c);
 static void end_attempt(struct wsb_client *c)
 {
 	attempt_over(c);
+	drop_partial_tx(c); /* first: detach_wsi() may need to keep it */
 	cork_requeue(c); /* (the link went before the batch ended) */
 	free(c->cork);
 	c->cork = NULL;
 	c->cork_cap = 0;
-	drop_partial_tx(c); /* first: detach_wsi() may need to keep it */
 	detach_wsi(c);
 	free(c->tx_hold);   /* no wsi any more: nobody reads it */
 	c->tx_hold = NULL;
@@ -259,9 +259,10 @@ static void end_attempt(struct wsb_client *c)
 static void finish_closed_info(struct wsb_client *c, const char *cause,
 			       int code, int status, char *reason)
 {
-	int unsent = (int)(c->tx_count + c->tx_dropped);
+	int unsent;
 
-	end_attempt(c);
+	end_attempt(c); /* (first: it may put batched messages back) */
+	unsent = (int)(c->tx_count + c->tx_dropped);
 	c->t_retry = 0;
 	wsb_client_timer_arm(c);
 	wsb_msg_free_list(c->tx_head);
@@ -864,6 +865,7 @@ void wsb_client_send_front(struct wsb_client *c, const char *data, size_t len,
  * close, the send queue), so order on the wire is the order of the calls.
  */
 #define CORK_MAX 16384 /* one TLS record's worth of plaintext */
+#define CORK_KEEP 4096 /* a buffer kept between batches at most this big */
 
 /*
  * The link failed under corked frames that send() had already accepted:
@@ -877,6 +879,8 @@ static void cork_requeue(struct wsb_client *c)
 	unsigned char *p = c->cork, *end = c->cork + c->cork_len;
 	struct wsb_msg *head = NULL, **tail = &head, *last = NULL;
 
+	if (!c->cork_len)
+		return;
 	while (p < end) {
 		unsigned op = p[0] & 0x0f;
 		size_t len = p[1] & 0x7f, hl = 2;
@@ -931,6 +935,12 @@ static int uncork(struct wsb_client *c)
 	c->msgs_sent += c->cork_msgs;
 	c->bytes_sent += c->cork_bytes;
 	c->cork_len = c->cork_msgs = c->cork_bytes = 0;
+	if (c->cork_cap > CORK_KEEP) {
+		/* a big batch: give the memory back (10,000 connections) */
+		free(c->cork);
+		c->cork = NULL;
+		c->cork_cap = 0;
+	}
 	if (lws_partial_buffered(c->wsi))
 		wsb_engine_kick(c->e);
 	return 0;

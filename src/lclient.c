@@ -377,7 +377,7 @@ static int m_stats(lua_State *L)
 	set_int(L, "bytes_sent", c->bytes_sent);
 	set_int(L, "bytes_received", c->bytes_recv);
 	set_int(L, "reconnects", c->reconnects);
-	set_int(L, "buffered", c->tx_bytes);
+	set_int(L, "buffered", c->tx_bytes + c->cork_bytes);
 	set_int(L, "queued", c->rq_count);
 	if (c->connected_at > 0) {
 		lua_pushnumber(L, c->connected_at);

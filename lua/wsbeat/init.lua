@@ -492,6 +492,11 @@ function methods.receive(ws, timeout)
 		waiting[co] = { ws = ws, deadline = deadline }
 		return co_yield()
 	end
+	if dispatching then
+		-- (under cqueues too: a callback that yielded would leave the
+		-- drain, and the sends it batches, half done)
+		error("receive: would block inside a callback", 2)
+	end
 	local cq = not main and cqueues_running()
 	while true do
 		local left = deadline and deadline - now()
@@ -502,9 +507,6 @@ function methods.receive(ws, timeout)
 			cq.poll(ws, t)
 			M.step()
 		else
-			if dispatching then
-				error("receive: would block inside a callback", 2)
-			end
 			turn(t or -1)
 		end
 		data, kind = ws:_pop()
