@@ -1043,7 +1043,6 @@ static int send_now(struct wsb_client *c, const char *data, size_t len,
 	return 1;
 }
 
-
 /* 0 ok; -1 buffer full; -2 closed; -3 out of memory */
 int wsb_client_send(struct wsb_client *c, const char *data, size_t len,
 		    int binary)
