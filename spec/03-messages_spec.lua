@@ -123,6 +123,47 @@ describe("sending and receiving", function()
 		assert.same({ "a:5", "a:5", "a:closed", "b:7", "b:7", "b:7", "b:closed" }, results)
 	end)
 
+	it("a spawned coroutine may spawn others that wait (no broken walk of the waiting set)", function()
+		local a = wsbeat.connect(srv:url("/send/3/4"), { reconnect = false })
+		local b = wsbeat.connect(srv:url("/silent"), { reconnect = false })
+		local woken, others = 0, {}
+		wsbeat.spawn(function()
+			for _ = 1, 3 do
+				assert(a:receive(5))
+				for k = 1, 40 do
+					wsbeat.spawn(function()
+						local _, why = b:receive(0.05 + k / 1000)
+						if why == "timeout" then woken = woken + 1 else others[#others + 1] = why end
+					end)
+				end
+			end
+			a:close()
+		end)
+		-- (b stays open, so every child ends by its own timeout)
+		H.run_until(function() return woken + #others == 120 end, 5, "120 wake-ups")
+		b:close()
+		assert.is_true(wsbeat.run(5))
+		assert.same({}, others)
+		assert.equal(120, woken)
+	end)
+
+	it("errors of coroutines woken in the same turn are all raised, none lost", function()
+		local ws = wsbeat.connect(srv:url("/close/1000"), { reconnect = false })
+		local woken = {}
+		for _, name in ipairs { "first", "second" } do
+			wsbeat.spawn(function()
+				local _, why = ws:receive(5)
+				woken[#woken + 1] = why
+				error("boom in the " .. name)
+			end)
+		end
+		local ok, err = pcall(wsbeat.run, 10)
+		assert.is_false(ok)
+		assert.same({ "closed", "closed" }, woken)
+		assert.matches("boom in the first", err)
+		assert.matches("boom in the second", err)
+	end)
+
 	it("receive() raises on a client with on_message", function()
 		local ws = H.client(srv:url())
 		assert.has_error(function() ws:receive(0) end,

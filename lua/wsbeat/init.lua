@@ -321,10 +321,14 @@ local function resume(co, ...)
 	return nil
 end
 
--- Wake spawned coroutines whose receive() can complete.
+-- Wake spawned coroutines whose receive() can complete.  The ready ones are
+-- collected first and resumed afterwards: a resumed coroutine may spawn
+-- others that wait, and adding keys to `waiting` while pairs() walks it
+-- breaks the walk ("invalid key to 'next'").
 local function schedule()
 	if next(waiting) == nil then return nil end
 	local t = now()
+	local ready, n = nil, 0
 	for co, w in pairs(waiting) do
 		local data, kind = w.ws:_pop()
 		local r1, r2
@@ -336,12 +340,23 @@ local function schedule()
 			r1, r2 = nil, "timeout"
 		end
 		if r2 then
-			waiting[co] = nil
-			local err = resume(co, r1, r2)
-			if err then return err end
+			ready = ready or {}
+			ready[n + 1], ready[n + 2], ready[n + 3] = co, r1, r2
+			n = n + 3
 		end
 	end
-	return nil
+	-- every ready one is resumed (each holds its message already); errors
+	-- are raised together afterwards
+	local errs
+	for i = 1, n, 3 do
+		local co = ready[i]
+		waiting[co] = nil
+		local err = resume(co, ready[i + 1], ready[i + 2])
+		if err then
+			errs = errs and (errs .. "\n" .. err) or err
+		end
+	end
+	return errs
 end
 
 local log_fn -- the Lua function wsbeat.log() routes lines to, if any
