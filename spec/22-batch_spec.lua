@@ -78,22 +78,13 @@ describe("sends from callbacks", function()
 		end)
 	end
 
-	-- strace counts the writes on the socket: 50 messages sent from one
-	-- callback leave in one write (plus the first message and the close).
-	for _, scheme in ipairs { "ws", "wss" } do
-		it(scheme .. ": 50 messages sent from one callback leave in one write", function()
-			local s = H.server { tls = scheme == "wss" }
-			finally(function() s:stop() end)
-			local dir = H.tmpdir()
-			local script = dir .. "/batch-" .. scheme .. ".lua"
-			local f = assert(io.open(script, "w"))
-			f:write(([[
-package.path = %q .. "/lua/?.lua;" .. %q .. "/lua/?/init.lua;" .. package.path
-package.cpath = %q .. "/build/?.so;" .. package.cpath
-local wsbeat = require "wsbeat"
-local got = 0
-wsbeat.connect(%q, {
-	reconnect = false, heartbeat = false, tls = %s,
+	-- The client under strace: a callback (or a spawned coroutine woken by
+	-- receive()) sends 50 messages; the server echoes them, then the client
+	-- closes.
+	local scripts = {
+		callback = [[
+wsbeat.connect(URL, {
+	reconnect = false, heartbeat = false, tls = TLS,
 	on_state = function(ws, st) if st == "open" then ws:send("start") end end,
 	on_message = function(ws, data)
 		if data == "start" then
@@ -104,33 +95,67 @@ wsbeat.connect(%q, {
 		end
 	end,
 })
+]],
+		coroutine = [[
+local ws = wsbeat.connect(URL, { reconnect = false, heartbeat = false, tls = TLS })
+wsbeat.spawn(function()
+	while ws:state() ~= "open" do
+		local _, why = ws:receive(0.01)
+		assert(why == "timeout", why)
+	end
+	ws:send("start")
+	assert(ws:receive(10) == "start")
+	for i = 1, 50 do ws:send("n" .. i) end
+	for _ = 1, 50 do assert(ws:receive(10)); got = got + 1 end
+	ws:close()
+end)
+]],
+	}
+	for _, scheme in ipairs { "ws", "wss" } do
+		for _, mode in ipairs { "callback", "coroutine" } do
+			it(("%s: 50 messages sent from one %s's turn leave in one write"):format(scheme, mode), function()
+				local s = H.server { tls = scheme == "wss" }
+				finally(function() s:stop() end)
+				local dir = H.tmpdir()
+				local script = ("%s/batch-%s-%s.lua"):format(dir, scheme, mode)
+				local f = assert(io.open(script, "w"))
+				f:write(([[
+package.path = %q .. "/lua/?.lua;" .. %q .. "/lua/?/init.lua;" .. package.path
+package.cpath = %q .. "/build/?.so;" .. package.cpath
+local wsbeat = require "wsbeat"
+local URL, TLS = %q, %s
+local got = 0
+]]):format(H.ROOT, H.ROOT, H.ROOT, s:url("/echo"),
+					scheme == "wss" and ("{ ca_file = %q }"):format(certs .. "/ca.pem") or "nil"))
+				f:write(scripts[mode])
+				f:write([[
 assert(wsbeat.run(20), "did not finish")
 print("GOT " .. got)
-]]):format(H.ROOT, H.ROOT, H.ROOT, s:url("/echo"),
-				scheme == "wss" and ("{ ca_file = %q }"):format(certs .. "/ca.pem") or "nil"))
-			f:close()
-			local trace = dir .. "/batch-" .. scheme .. ".strace"
-			local out = H.sh(("strace -f -qq -e trace=connect,write,sendto,sendmsg,writev -o %s lua5.4 %s 2>&1"):format(trace, script))
-			assert.matches("GOT 50", out)
-			local text = assert(H.read_file(trace))
-			local fd = text:match("connect%((%d+), {sa_family=AF_INET, sin_port=htons%(" .. s.port .. "%)")
-			assert.truthy(fd, "no connect() to the server in the trace")
-			local writes, connected = 0, false
-			for line in text:gmatch("[^\n]+") do
-				if line:match("connect%(" .. fd .. ",") then
-					connected = true
-				elseif connected and line:match("^%d*%s*[a-z]+%(" .. fd .. ",") then
-					writes = writes + 1
+]])
+				f:close()
+				local trace = script:gsub("%.lua$", ".strace")
+				local out = H.sh(("strace -f -qq -e trace=connect,write,sendto,sendmsg,writev -o %s lua5.4 %s 2>&1"):format(trace, script))
+				assert.matches("GOT 50", out)
+				local text = assert(H.read_file(trace))
+				local fd = text:match("connect%((%d+), {sa_family=AF_INET, sin_port=htons%(" .. s.port .. "%)")
+				assert.truthy(fd, "no connect() to the server in the trace")
+				local writes, connected = 0, false
+				for line in text:gmatch("[^\n]+") do
+					if line:match("connect%(" .. fd .. ",") then
+						connected = true
+					elseif connected and line:match("^%d*%s*[a-z]+%(" .. fd .. ",") then
+						writes = writes + 1
+					end
 				end
-			end
-			-- the upgrade request, "start", the batch, the close (TLS: the
-			-- handshake's writes too); one write per message would be 50+
-			assert.is_true(writes <= (scheme == "wss" and 9 or 5), writes .. " writes on the socket")
-			local want = { "start" }
-			for i = 1, 50 do want[#want + 1] = "n" .. i end
-			s:wait_event("close")
-			assert.same(want, received(s))
-		end)
+				-- the upgrade request, "start", the batch, the close (TLS: the
+				-- handshake's writes too); one write per message would be 50+
+				assert.is_true(writes <= (scheme == "wss" and 9 or 5), writes .. " writes on the socket")
+				local want = { "start" }
+				for i = 1, 50 do want[#want + 1] = "n" .. i end
+				s:wait_event("close")
+				assert.same(want, received(s))
+			end)
+		end
 	end
 
 	-- The server resets the link while a callback runs; the batch's write

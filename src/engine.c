@@ -581,6 +581,14 @@ static int l_next_event(lua_State *L)
 	return 0;
 }
 
+/* core.cork(): sends from here on wait for core.uncork() (the Lua layer
+ * resuming spawned coroutines: a batch like the callbacks') */
+static int l_cork(lua_State *L)
+{
+	wsb_engine_get(L)->corking = 1;
+	return 0;
+}
+
 /* core.uncork(): the batch is over (a callback raised): write what it sent */
 static int l_uncork(lua_State *L)
 {
@@ -659,6 +667,7 @@ int wsb_open_engine(lua_State *L)
 		{ "wait", l_wait },
 		{ "now", l_now },
 		{ "next_event", l_next_event },
+		{ "cork", l_cork },
 		{ "uncork", l_uncork },
 		{ "pending", l_pending },
 		{ "kicked", l_kicked },

@@ -87,8 +87,9 @@
 ---@class wsbeat.Client
 local Client = {}
 
----Send a message; buffered while (re)connecting. Sent from a callback, it
----leaves with the others sent during the same step() (one write, in order).
+---Send a message; buffered while (re)connecting. Sent from a callback or a
+---spawned coroutine, it leaves with the others sent during the same step()
+---(one write, in order).
 ---@param data string
 ---@param kind? wsbeat.Kind default "text" (must be valid UTF-8)
 ---@return true|nil ok

@@ -13,7 +13,7 @@ local traceback, table_concat = debug.traceback, table.concat
 local string_format, string_find = string.format, string.find
 
 local next_event, service, core_wait, now = core.next_event, core.service, core.wait, core.now
-local uncork = core.uncork
+local cork, uncork = core.cork, core.uncork
 local kicked = core.kicked
 
 local M = { _VERSION = "wsbeat 0.1.0" }
@@ -346,8 +346,10 @@ local function schedule()
 		end
 	end
 	-- every ready one is resumed (each holds its message already); errors
-	-- are raised together afterwards
+	-- are raised together afterwards.  What they send leaves in one write
+	-- per client when they have all run, as from callbacks.
 	local errs
+	if n > 0 then cork() end
 	for i = 1, n, 3 do
 		local co = ready[i]
 		waiting[co] = nil
@@ -356,6 +358,7 @@ local function schedule()
 			errs = errs and (errs .. "\n" .. err) or err
 		end
 	end
+	if n > 0 then uncork() end
 	return errs
 end
 
