@@ -126,23 +126,28 @@ describe("sending and receiving", function()
 	it("a spawned coroutine may spawn others that wait (no broken walk of the waiting set)", function()
 		local a = wsbeat.connect(srv:url("/send/3/4"), { reconnect = false })
 		local b = wsbeat.connect(srv:url("/silent"), { reconnect = false })
-		local woken, others = 0, {}
-		wsbeat.spawn(function()
-			for _ = 1, 3 do
-				assert(a:receive(5))
+		local woken, others, parents = 0, {}, 0
+		-- three one-shot parents: each takes a message, spawns 40 children
+		-- that wait on b, and ends, so the waiting set grows while it is
+		-- walked and loses the walker's key in the same pass
+		for _ = 1, 3 do
+			wsbeat.spawn(function()
+				assert(a:receive(5 * H.SLOW))
+				parents = parents + 1
 				for k = 1, 40 do
 					wsbeat.spawn(function()
 						local _, why = b:receive(0.05 + k / 1000)
 						if why == "timeout" then woken = woken + 1 else others[#others + 1] = why end
 					end)
 				end
-			end
-			a:close()
-		end)
+			end)
+		end
 		-- (b stays open, so every child ends by its own timeout)
 		H.run_until(function() return woken + #others == 120 end, 5, "120 wake-ups")
+		a:close()
 		b:close()
-		assert.is_true(wsbeat.run(5))
+		assert.is_true(wsbeat.run(5 * H.SLOW))
+		assert.equal(3, parents)
 		assert.same({}, others)
 		assert.equal(120, woken)
 	end)
@@ -157,11 +162,30 @@ describe("sending and receiving", function()
 				error("boom in the " .. name)
 			end)
 		end
-		local ok, err = pcall(wsbeat.run, 10)
+		local ok, err = pcall(wsbeat.run, 10 * H.SLOW)
 		assert.is_false(ok)
 		assert.same({ "closed", "closed" }, woken)
 		assert.matches("boom in the first", err)
 		assert.matches("boom in the second", err)
+	end)
+
+	it("a coroutine error whose __tostring fails is reported, and the scheduler goes on", function()
+		local ws = wsbeat.connect(srv:url("/close/1000"), { reconnect = false })
+		wsbeat.spawn(function()
+			ws:receive(5)
+			error(setmetatable({}, { __tostring = function() error("no string for you") end }))
+		end)
+		local ok, err = pcall(wsbeat.run, 10 * H.SLOW)
+		assert.is_false(ok)
+		assert.matches("error object is not a string", err)
+		-- still usable: another coroutine runs to its end
+		local done = false
+		wsbeat.spawn(function()
+			local _, why = ws:receive(1)
+			done = why == "closed"
+		end)
+		assert.is_true(wsbeat.run(5 * H.SLOW))
+		assert.is_true(done)
 	end)
 
 	it("receive() raises on a client with on_message", function()

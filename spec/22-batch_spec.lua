@@ -20,7 +20,7 @@ local function received(s, id)
 	return out
 end
 
-describe("sends from callbacks", function()
+describe("sends from callbacks and spawned coroutines", function()
 	for _, scheme in ipairs { "ws", "wss" } do
 		it(scheme .. ": a busy batch (texts, binaries past the batch limit, pings, a close) reaches the server in call order", function()
 			local s = H.server { tls = scheme == "wss" }

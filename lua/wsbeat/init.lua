@@ -316,7 +316,15 @@ local function resume(co, ...)
 		spawned[co] = nil
 		waiting[co] = nil
 		nspawned = nspawned - 1
-		if not ok then return traceback(co, tostring(err)) end
+		if not ok then
+			-- (an error object whose __tostring fails must not raise here:
+			-- the scheduler is half way through a turn)
+			local okm, msg = pcall(tostring, err)
+			if not okm or type(msg) ~= "string" then msg = "(error object is not a string)" end
+			return traceback(co, msg)
+		end
+	elseif not ok then
+		return tostring(err) -- not resumable (e.g. running): not a yield
 	end
 	return nil
 end
@@ -355,11 +363,12 @@ local function schedule()
 		waiting[co] = nil
 		local err = resume(co, ready[i + 1], ready[i + 2])
 		if err then
-			errs = errs and (errs .. "\n" .. err) or err
+			errs = errs or {}
+			errs[#errs + 1] = err
 		end
 	end
 	if n > 0 then uncork() end
-	return errs
+	return errs and table_concat(errs, "\n")
 end
 
 local log_fn -- the Lua function wsbeat.log() routes lines to, if any
