@@ -325,6 +325,13 @@ local function resume(co, ...)
 		end
 	elseif not ok then
 		return tostring(err) -- not resumable (e.g. running): not a yield
+	elseif not waiting[co] then
+		-- it yielded, but not from receive(): nothing would ever resume
+		-- it, and run() would wait for it forever
+		spawned[co] = nil
+		nspawned = nspawned - 1
+		return traceback(co, "wsbeat.spawn: the coroutine yielded outside receive() " ..
+			"(only receive() may yield to wsbeat's scheduler); it is dropped")
 	end
 	return nil
 end
