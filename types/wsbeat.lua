@@ -176,7 +176,8 @@ function wsbeat.step() end
 ---@return boolean finished false when the timeout passed first
 function wsbeat.run(timeout) end
 
----Run fn(...) as a coroutine whose receive() calls yield to wsbeat.
+---Run fn(...) as a coroutine whose receive() calls yield to wsbeat. Only
+---receive() may yield in it; its errors are raised from spawn()/step()/run().
 ---@param fn function
 ---@param ... any
 ---@return thread
