@@ -589,7 +589,8 @@ static int l_cork(lua_State *L)
 	return 0;
 }
 
-/* core.uncork(): the batch is over (a callback raised): write what it sent */
+/* core.uncork(): the batch is over (the scheduler's resumptions ran, or a
+ * callback raised): write what it sent */
 static int l_uncork(lua_State *L)
 {
 	wsb_engine_uncork(wsb_engine_get(L));
