@@ -89,6 +89,35 @@ describe("callbacks", function()
 		H.wait_state(ws, "closed")
 	end)
 
+	it("what a callback sent before it raised leaves at once, without another step()", function()
+		local ws = wsbeat.connect(srv:url("/send/1/4?then=log"), {
+			on_message = function(w)
+				w:send("reply before the error")
+				error("boom after the send")
+			end,
+		})
+		local raised
+		local until_t = core.now() + 5 * H.SLOW
+		while not raised and core.now() < until_t do
+			core.wait(0.01)
+			local ok, err = pcall(wsbeat.step)
+			if not ok then raised = err end
+		end
+		assert.matches("boom after the send", raised)
+		-- no step() from here: the reply must already be on its way
+		local deadline, seen = core.now() + 5 * H.SLOW, false
+		while not seen and core.now() < deadline do
+			for _, e in ipairs(srv:events("message")) do
+				if e.data == "reply before the error" then seen = true end
+			end
+			if not seen then H.sleep(0.02) end
+		end
+		assert.is_true(seen)
+		assert.equal("open", ws:state())
+		ws:close()
+		H.wait_state(ws, "closed")
+	end)
+
 	it("hand errors to on_error when given", function()
 		local errors = {}
 		local ws = wsbeat.connect(srv:url(), {

@@ -381,35 +381,37 @@ end
 local log_fn -- the Lua function wsbeat.log() routes lines to, if any
 local next_log = core.next_log
 
-local function drain()
-	if dispatching then
-		error("wsbeat: step() called from inside a callback", 3)
-	end
-	dispatching = true
+-- Deliver the queued events, log lines and coroutine wake-ups; returns the
+-- first error to raise (an error stops the drain: the rest stays queued).
+local function deliver_all()
 	while true do
 		local ws, info, kind, a, b = next_event()
 		if not ws then break end
 		local err = deliver(ws, info, kind, a, b)
-		if err then
-			dispatching = false
-			uncork() -- what the callbacks sent before it leaves now
-			error(err, 0)
-		end
+		if err then return err end
 	end
 	if log_fn then
 		while true do
 			local level, text = next_log()
 			if not level then break end
 			local ok, err = xpcall(log_fn, handler, level, text)
-			if not ok then
-				dispatching = false
-				error(err, 0)
-			end
+			if not ok then return err end
 		end
 	end
-	local err = schedule()
+	return schedule()
+end
+
+local function drain()
+	if dispatching then
+		error("wsbeat: step() called from inside a callback", 3)
+	end
+	dispatching = true
+	-- (pcall: whatever happens, dispatching is reset and what the
+	-- callbacks sent leaves; otherwise every later step() would refuse)
+	local ok, err = pcall(deliver_all)
 	dispatching = false
-	if err then error(err, 0) end
+	uncork()
+	if not ok or err then error(err, 0) end
 end
 
 -- One turn: wait (or not), service, deliver; then, if the callbacks sent or
