@@ -406,12 +406,15 @@ local function drain()
 		error("wsbeat: step() called from inside a callback", 3)
 	end
 	dispatching = true
-	-- (pcall: whatever happens, dispatching is reset and what the
-	-- callbacks sent leaves; otherwise every later step() would refuse)
-	local ok, err = pcall(deliver_all)
+	-- (no pcall around it, on this hot path: every error of user code
+	-- comes back as a value; without one, the batch was written when
+	-- next_event() ran dry)
+	local err = deliver_all()
 	dispatching = false
-	uncork()
-	if not ok or err then error(err, 0) end
+	if err then
+		uncork()
+		error(err, 0)
+	end
 end
 
 -- One turn: wait (or not), service, deliver; then, if the callbacks sent or
