@@ -37,6 +37,7 @@ static void lost(struct wsb_client *c, const char *cause, int code,
 static void request_writable(struct wsb_client *c);
 static int uncork(struct wsb_client *c);
 static void cork_requeue(struct wsb_client *c);
+static void cork_free(struct wsb_client *c);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -238,9 +239,7 @@ static void end_attempt(struct wsb_client *c)
 	attempt_over(c);
 	drop_partial_tx(c); /* first: detach_wsi() may need to keep it */
 	cork_requeue(c); /* (the link went before the batch ended) */
-	free(c->cork);
-	c->cork = NULL;
-	c->cork_cap = 0;
+	cork_free(c);
 	detach_wsi(c);
 	free(c->tx_hold);   /* no wsi any more: nobody reads it */
 	c->tx_hold = NULL;
@@ -707,7 +706,7 @@ static int ping_now(struct wsb_client *c, const unsigned char *payload,
 	if (c->st != WSB_OPEN || !c->wsi || c->o.compression ||
 	    lws_partial_buffered(c->wsi))
 		return 0;
-	if (c->cork_len && uncork(c) < 0)
+	if (uncork(c) < 0)
 		return 0; /* (frames written from callbacks go first) */
 	if (write_frame(c, c->wsi, 0x80 | WSB_OP_PING, buf + LWS_PRE, payload,
 			len) < 0)
@@ -890,17 +889,15 @@ static void cork_requeue(struct wsb_client *c)
 			len = (size_t)p[2] << 8 | p[3];
 			hl = 4;
 		}
-		if (op == WSB_OP_TEXT || op == WSB_OP_BINARY) {
-			m = new_out(NULL, len, op == WSB_OP_BINARY);
-			if (m) {
-				wsb_mask(m->data, p + hl + 4, len, p + hl);
-				*tail = last = m;
-				tail = &m->next;
-				c->tx_bytes += len;
-				c->tx_count++;
-			} else {
-				c->tx_dropped++; /* out of memory: counted as unsent */
-			}
+		m = new_out(NULL, len, op == WSB_OP_BINARY);
+		if (m) {
+			wsb_mask(m->data, p + hl + 4, len, p + hl);
+			*tail = last = m;
+			tail = &m->next;
+			c->tx_bytes += len;
+			c->tx_count++;
+		} else {
+			c->tx_dropped++; /* out of memory: counted as unsent */
 		}
 		p += hl + 4 + len;
 	}
@@ -911,6 +908,13 @@ static void cork_requeue(struct wsb_client *c)
 			c->tx_tail = last;
 	}
 	c->cork_len = c->cork_msgs = c->cork_bytes = 0;
+}
+
+static void cork_free(struct wsb_client *c)
+{
+	free(c->cork);
+	c->cork = NULL;
+	c->cork_cap = 0;
 }
 
 /* Write the corked frames: 0, or -1 when the link is broken (the frames
@@ -935,12 +939,8 @@ static int uncork(struct wsb_client *c)
 	c->msgs_sent += c->cork_msgs;
 	c->bytes_sent += c->cork_bytes;
 	c->cork_len = c->cork_msgs = c->cork_bytes = 0;
-	if (c->cork_cap > CORK_KEEP) {
-		/* a big batch: give the memory back (10,000 connections) */
-		free(c->cork);
-		c->cork = NULL;
-		c->cork_cap = 0;
-	}
+	if (c->cork_cap > CORK_KEEP)
+		cork_free(c); /* a big batch: give the memory back */
 	if (lws_partial_buffered(c->wsi))
 		wsb_engine_kick(c->e);
 	return 0;
