@@ -448,6 +448,7 @@ void wsb_client_start(struct wsb_client *c)
 	c->attempt_done = 0;
 	c->peer_close_code = 0;
 	c->peer_close_reason[0] = '\0';
+	c->close_sent = c->peer_closed = 0;
 	c->tls_err[0] = '\0';
 	c->cert_unanswered = 0;
 	c->retry_after = -1;
@@ -716,6 +717,16 @@ static int ping_now(struct wsb_client *c, const unsigned char *payload,
 	return 1;
 }
 
+/* A probe's payload: 'W' and the send time, so its pong gives the RTT. */
+static size_t stamp_payload(unsigned char *p)
+{
+	uint64_t t = uv_hrtime();
+
+	p[0] = 'W';
+	memcpy(p + 1, &t, 8);
+	return 9;
+}
+
 static void send_probe(struct wsb_client *c, double now)
 {
 	c->t_probe = 0;
@@ -726,11 +737,7 @@ static void send_probe(struct wsb_client *c, double now)
 		/* an application message, sent ahead of anything queued */
 		wsb_client_send_front(c, c->o.hb_message, c->o.hb_message_len, 0);
 	} else {
-		uint64_t t = uv_hrtime();
-
-		c->ping_len = 9;
-		c->ping_payload[0] = 'W';
-		memcpy(c->ping_payload + 1, &t, 8);
+		c->ping_len = stamp_payload(c->ping_payload);
 		c->ping_is_probe = 1;
 		c->ping_pending = !ping_now(c, c->ping_payload, c->ping_len);
 	}
@@ -1085,8 +1092,20 @@ int wsb_client_send(struct wsb_client *c, const char *data, size_t len,
 
 int wsb_client_ping(struct wsb_client *c, const char *data, size_t len)
 {
+	unsigned char stamp[9];
+
 	if (c->st != WSB_OPEN || !c->wsi)
 		return -1;
+	if (len == 0) {
+		/* no payload of the caller's: time it like a probe */
+		len = stamp_payload(stamp);
+		data = (const char *)stamp;
+	} else {
+		/* the caller's payload: its pong is recognised by content */
+		memcpy(c->uping, data, len);
+		c->uping_len = len;
+		c->uping_t = uv_hrtime();
+	}
 	if (!c->e->in_service && !c->ping_pending &&
 	    ping_now(c, (const unsigned char *)data, len))
 		return 0;
@@ -1109,17 +1128,31 @@ void wsb_client_opened(struct wsb_client *c)
 		want_write(c);
 }
 
+/*
+ * Send our close frame ourselves, as raw bytes, instead of asking lws to
+ * close: lws would then wait for the answer in a state in which it drops
+ * every data frame, so the messages the server sent before it saw our
+ * close (the reply to our last request) would be lost.  lws stays in its
+ * open state, keeps delivering, and the server's close frame ends the link
+ * (WS_PEER_INITIATED_CLOSE answers -1 once ours is sent).  When the server
+ * closed first, lws echoes its close and ours is not sent.
+ */
 static void start_close(struct wsb_client *c)
 {
+	unsigned char buf[LWS_PRE + 125], payload[125];
 	struct lws *wsi = c->wsi;
 
-	if (!wsi)
+	if (!wsi || c->close_sent || c->peer_closed)
 		return;
-	/* Outside any callback of this wsi, SYNC takes the ws role's close
-	 * path: close frame, then wait for the echo (LWS-NOTES.md). */
-	lws_close_reason(wsi, (enum lws_close_status)c->close_code,
-			 (unsigned char *)c->close_reason, c->close_reason_len);
-	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+	if (uncork(c) < 0)
+		return; /* the link is going: close_timeout ends the wait */
+	payload[0] = (unsigned char)(c->close_code >> 8);
+	payload[1] = (unsigned char)(c->close_code & 0xff);
+	memcpy(payload + 2, c->close_reason, c->close_reason_len);
+	c->close_sent = 1;
+	if (write_frame(c, wsi, 0x80 | WSB_OP_CLOSE, buf + LWS_PRE, payload,
+			2 + c->close_reason_len) < 0)
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 	wsb_engine_kick(c->e);
 }
 
@@ -1153,7 +1186,8 @@ void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 	c->t_close = wsb_now(c->e) + c->o.close_timeout;
 	wsb_client_timer_arm(c);
 	c->open_gate = 0;
-	if (c->tx_head) {
+	if (c->tx_head || c->tx_hold) {
+		/* (after a deflate drain too: the next WRITEABLE) */
 		c->closing_after_flush = 1;
 		request_writable(c);
 	} else if (c->e->in_service) {
@@ -1441,6 +1475,25 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 	}
 }
 
+/* A pong of a probe or of ws:ping() gives the round-trip time. */
+static void on_pong(struct wsb_client *c, const unsigned char *in, size_t len)
+{
+	uint64_t t = 0, now = uv_hrtime();
+
+	if (len == 9 && in[0] == 'W') {
+		memcpy(&t, in + 1, 8);
+	} else if (c->uping_len && len == c->uping_len &&
+		   !memcmp(in, c->uping, len)) {
+		t = c->uping_t;
+		c->uping_len = 0;
+	}
+	if (!t || t > now)
+		return;
+	c->rtt = (double)(now - t) / 1e9;
+	wsb_log(c->e, WSB_LOG_DEBUG, "%s: pong, rtt %.3f ms", c->url.host,
+		c->rtt * 1000);
+}
+
 /*
  * lws 4.1.6 drops the link without a close frame for some violations (RSV
  * bits, reserved opcodes, fragmented or oversized control frames), so the
@@ -1610,16 +1663,7 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return 0;
 	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
 		heard(c);
-		if (len == 9 && ((unsigned char *)in)[0] == 'W') {
-			uint64_t t;
-
-			memcpy(&t, (unsigned char *)in + 1, 8);
-			if (t <= uv_hrtime()) {
-				c->rtt = (double)(uv_hrtime() - t) / 1e9;
-				wsb_log(c->e, WSB_LOG_DEBUG, "%s: pong, rtt %.3f ms",
-					c->url.host, c->rtt * 1000);
-			}
-		}
+		on_pong(c, in, len);
 		return 0;
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return on_writeable(c, wsi);
@@ -1627,6 +1671,9 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		const unsigned char *b = in;
 
 		heard(c);
+		if (c->close_sent)
+			return -1; /* the answer to ours (start_close): done */
+		c->peer_closed = 1; /* lws echoes it: ours is not sent */
 		c->peer_close_code = len >= 2 ? (b[0] << 8 | b[1]) : 1005;
 		if (len > 2) {
 			size_t n = len - 2;

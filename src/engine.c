@@ -174,6 +174,14 @@ struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
 	info.gid = (gid_t)-1;
 	info.uid = (uid_t)-1;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	/*
+	 * Without a proxy address lws reads getenv("http_proxy") here and sends
+	 * every connection of the vhost through it, even to 127.0.0.1, with no
+	 * regard for no_proxy.  ":0" is parsed as an empty host and port 0,
+	 * which lws takes as "no proxy": nothing in the environment may change
+	 * where wsbeat connects.
+	 */
+	info.http_proxy_address = ":0";
 	if (o->compression)
 		info.extensions = extensions;
 	if (tls)

@@ -304,7 +304,7 @@ static int m_ping(lua_State *L)
 
 static int valid_close_code(lua_Integer code)
 {
-	return code == 1000 || (code >= 3000 && code <= 4999);
+	return code == 1000 || code == 1001 || (code >= 3000 && code <= 4999);
 }
 
 static int m_close(lua_State *L)
@@ -315,7 +315,7 @@ static int m_close(lua_State *L)
 	const char *reason = luaL_optlstring(L, 3, "", &len);
 
 	luaL_argcheck(L, valid_close_code(code), 2,
-		      "close code must be 1000 or 3000-4999");
+		      "close code must be 1000, 1001 or 3000-4999");
 	luaL_argcheck(L, len <= 123, 3, "close reason longer than 123 bytes");
 	wsb_client_close(c, (int)code, reason, len);
 	return 0;
@@ -480,6 +480,7 @@ int luaopen_wsbeat_core(lua_State *L)
 
 	luaL_newlib(L, funcs);
 	wsb_open_engine(L);
+	wsb_open_cli(L);
 	if (luaL_newmetatable(L, WSB_CLIENT_MT)) {
 		luaL_newlib(L, methods);
 		lua_setfield(L, -2, "__index");

@@ -199,6 +199,8 @@ struct wsb_client {
 	/* the attempt under way */
 	int open_gate;            /* open event not yet delivered */
 	int peer_close_code;
+	int close_sent;           /* our close frame is written */
+	int peer_closed;          /* the peer's close came first: lws echoes */
 	char peer_close_reason[124];
 	int close_code;           /* what we send on close */
 	char close_reason[124];
@@ -227,6 +229,9 @@ struct wsb_client {
 	int ping_pending;
 	unsigned char ping_payload[125];
 	size_t ping_len;
+	unsigned char uping[125]; /* payload of the last ws:ping(), for RTT */
+	size_t uping_len;         /* 0: none outstanding */
+	uint64_t uping_t;
 	/* frames sent from callbacks, written when the batch is delivered */
 	unsigned char *cork;
 	size_t cork_len, cork_cap, cork_msgs, cork_bytes;
@@ -281,6 +286,7 @@ void wsb_engine_run_deferred(struct wsb_engine *e);
 
 void wsb_anchor(lua_State *L, struct wsb_client *c, int idx);
 int wsb_open_engine(lua_State *L);
+int wsb_open_cli(lua_State *L);     /* lcli.c: the CLI's stdin and signals */
 int luaopen_wsbeat_core(lua_State *L);
 
 /* ----------------------------------------------------------------- client */
@@ -312,7 +318,7 @@ void wsb_tls_write_last(void *ssl, const void *buf, int len);
 
 /* ----------------------------------------------------------------- frame */
 enum { WSB_OP_CONTINUATION = 0, WSB_OP_TEXT = 1, WSB_OP_BINARY = 2,
-       WSB_OP_PING = 9 };
+       WSB_OP_CLOSE = 8, WSB_OP_PING = 9 };
 size_t wsb_frame_header(unsigned char *h, unsigned first, uint64_t len);
 void wsb_mask(unsigned char *dst, const unsigned char *src, size_t len,
 	      const unsigned char key[4]);

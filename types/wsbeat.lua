@@ -103,7 +103,7 @@ function Client:send(data, kind) end
 function Client:ping(payload) end
 
 ---Graceful close; no reconnect afterwards.
----@param code? integer 1000 (default) or 3000-4999
+---@param code? integer 1000 (default), 1001 (going away) or 3000-4999
 ---@param reason? string at most 123 bytes
 function Client:close(code, reason) end
 

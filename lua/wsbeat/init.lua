@@ -17,13 +17,14 @@ local cork, uncork = core.cork, core.uncork
 local kicked = core.kicked
 
 local M = { _VERSION = "wsbeat 0.1.0" }
+local USER_AGENT = (M._VERSION:gsub(" ", "/")) -- sent unless headers say otherwise
 
 --- Defaults for every option of wsbeat.connect (read-only in spirit: copy
 -- before changing).
 M.defaults = {
 	connect_timeout = 10,
 	close_timeout = 3,
-	heartbeat = { interval = 20, timeout = 20, mode = "ping", message = "ping" },
+	heartbeat = { interval = 20, timeout = 20, mode = "ping" },
 	reconnect = { delay = 1, max_delay = 30, factor = 2, jitter = 0.5,
 		min_uptime = 5, max_attempts = math_huge },
 	max_message_size = 16 * 1024 * 1024,
@@ -194,9 +195,15 @@ OPTION.heartbeat = function(v)
 	if hb.mode ~= "ping" and hb.mode ~= "message" then
 		opterr("heartbeat.mode", "expected 'ping' or 'message'")
 	end
-	expect("heartbeat.message", hb.message, "string")
-	if hb.mode == "message" and utf8.len(hb.message) == nil then
-		opterr("heartbeat.message", "must be valid UTF-8")
+	if hb.message ~= nil then expect("heartbeat.message", hb.message, "string") end
+	if hb.mode == "message" then
+		-- no default text: what a server answers is the server's protocol
+		if hb.message == nil then
+			opterr("heartbeat.message", "required with mode = 'message' (the text to send as the probe)")
+		end
+		if utf8.len(hb.message) == nil then
+			opterr("heartbeat.message", "must be valid UTF-8")
+		end
 	end
 	return hb
 end
@@ -208,6 +215,14 @@ OPTION.reconnect = function(v)
 	if not rc then return false end
 	positive("reconnect.delay", rc.delay, true)
 	positive("reconnect.max_delay", rc.max_delay, true)
+	if rc.max_delay < rc.delay then
+		-- a longer delay than the default cap raises the cap with it; two
+		-- explicit values that contradict each other are a mistake
+		if type(v) == "table" and v.max_delay ~= nil then
+			opterr("reconnect.max_delay", "must be >= reconnect.delay")
+		end
+		rc.max_delay = rc.delay
+	end
 	positive("reconnect.factor", rc.factor)
 	if rc.factor < 1 then opterr("reconnect.factor", "expected a number >= 1") end
 	positive("reconnect.jitter", rc.jitter, true)
@@ -273,12 +288,16 @@ local function resolve_headers(ws, info)
 		local ok, res = xpcall(h, handler, ws)
 		if not ok then return nil, res end
 		h = res
-		if h == nil then return {} end
 	end
-	if h == nil then return {} end
+	if h == nil then h = {} end
 	local fail_msg
 	local list = header_list(h, function(msg) fail_msg = msg end)
 	if fail_msg then return nil, "headers function: " .. fail_msg end
+	for i = 1, #list, 2 do
+		if list[i]:lower() == "user-agent" then return list end
+	end
+	list[#list + 1] = "User-Agent"
+	list[#list + 1] = USER_AGENT
 	return list
 end
 
@@ -304,7 +323,7 @@ local function deliver(ws, info, kind, a, b)
 	elseif kind == "attempt" then
 		-- a failing headers function: attempt without extra headers
 		local list, err = resolve_headers(ws, info)
-		core.attempt(ws, list or {})
+		core.attempt(ws, list or { "User-Agent", USER_AGENT })
 		if err then return report(info, ws, err) end
 		return nil
 	end
