@@ -1369,7 +1369,7 @@ static void on_receive(struct wsb_client *c, struct lws *wsi,
 	c->rq_count++;
 	c->e->news++;
 	if (c->rq_count >= c->o.max_queue && !c->rx_paused)
-		/* never from inside RECEIVE: lws bug over TLS (LWS-NOTES.md) */
+		/* never from inside RECEIVE: lws bug over TLS (DESIGN.md) */
 		wsb_defer(c, WSB_DEF_RXPAUSE);
 }
 
