@@ -8,7 +8,7 @@ local wsbeat = require "wsbeat"
 local base = assert(arg[1], "usage: cqueues.lua ws://HOST:PORT [CLIENTS] [N]")
 local clients, n = tonumber(arg[2]) or 3, tonumber(arg[3]) or 5
 local cq = cqueues.new()
-local got, ticks = {}, 0
+local got, ticks, closed = {}, 0, 0
 
 for c = 1, clients do
 	cq:wrap(function()
@@ -21,17 +21,15 @@ for c = 1, clients do
 		end
 		ws:close(1000, "cqueues done")
 		assert(select(2, ws:receive(5)) == "closed")
+		closed = closed + 1
 	end)
 end
 
--- the controller's own work, next to the clients
+-- the controller's own work, next to the clients, until they are closed
 cq:wrap(function()
-	while true do
+	while closed < clients do
 		cqueues.sleep(0.01)
 		ticks = ticks + 1
-		local all = true
-		for c = 1, clients do if not got[c] or #got[c] < n then all = false end end
-		if all then return end
 	end
 end)
 
@@ -46,7 +44,7 @@ cq:wrap(function()
 	while ws:state() ~= "closed" do cqueues.poll(ws, 1) wsbeat.step() end
 end)
 
-assert(cq:loop(10))
+assert(cq:loop(10)) -- returns when every coroutine has ended (or after 10 s)
 local ok = true
 for c = 1, clients do
 	for i = 1, n do

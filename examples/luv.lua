@@ -11,6 +11,7 @@ local echoes, ticks, done = 0, 0, false
 local poll = uv.new_poll(wsbeat.fd())
 local timer = uv.new_timer()
 local ticker = uv.new_timer()
+local sender = uv.new_timer()
 
 -- one function drives wsbeat: run step(), then re-arm the timer
 local function drive()
@@ -18,15 +19,18 @@ local function drive()
 	local t = wsbeat.timeout()
 	timer:stop()
 	if done then
-		poll:stop()
-		ticker:stop()
+		-- the client is closed: close every handle, so uv.run() returns
+		-- (wsbeat.timeout() always has a next deadline)
+		poll:close()
+		timer:close()
+		ticker:close()
+		if not sender:is_closing() then sender:close() end
 		return
 	end
 	if t then timer:start(math.ceil(t * 1000), 0, drive) end
 end
 
 local sent = 0
-local sender = uv.new_timer()
 local ws
 ws = wsbeat.connect(url, {
 	on_state = function(_, state)
