@@ -13,11 +13,11 @@
 ---@field interval? number seconds of silence before a probe (default 20)
 ---@field timeout? number seconds to wait for anything after the probe (default 20)
 ---@field mode? "ping"|"message" protocol PING (default) or an application message
----@field message? string the text sent in "message" mode (default "ping")
+---@field message? string the text sent in "message" mode (required there)
 
 ---@class wsbeat.Reconnect
 ---@field delay? number first delay in seconds (default 1)
----@field max_delay? number cap in seconds (default 30)
+---@field max_delay? number cap in seconds, >= delay (default 30, or delay when that is larger)
 ---@field factor? number growth per consecutive failure (default 2)
 ---@field jitter? number 0 = none, 1 = anywhere in [0, d] (default 0.5)
 ---@field min_uptime? number seconds open before the failure count resets (default 5)
@@ -37,12 +37,12 @@
 ---@field on_state? fun(ws: wsbeat.Client, state: wsbeat.State, info: wsbeat.Info)
 ---@field on_error? fun(ws: wsbeat.Client, err: string) errors raised in callbacks; without it they are re-raised from step()
 ---@field protocols? string[]|string subprotocols offered (Sec-WebSocket-Protocol)
----@field headers? table<string, string|number>|fun(ws: wsbeat.Client): table<string, string|number> extra request headers; a function is called before every attempt
+---@field headers? table<string, string|number>|fun(ws: wsbeat.Client): table<string, string|number> extra request headers; a function is called before every attempt; User-Agent defaults to wsbeat/<version>
 ---@field origin? string Origin header
 ---@field connect_timeout? number seconds for DNS + TCP + TLS + upgrade (default 10)
 ---@field close_timeout? number seconds to wait for the peer's close frame (default 3)
----@field heartbeat? wsbeat.Heartbeat|false
----@field reconnect? wsbeat.Reconnect|false
+---@field heartbeat? wsbeat.Heartbeat|boolean false disables, true means the defaults
+---@field reconnect? wsbeat.Reconnect|boolean false disables, true means the defaults
 ---@field max_message_size? integer bytes; larger incoming messages close with 1009 (default 16 MiB)
 ---@field max_queue? integer messages held for receive() before reading pauses (default 256)
 ---@field send_buffer? integer bytes buffered while not open or while the socket is slow (default 1 MiB)
@@ -54,14 +54,14 @@
 ---@field cause wsbeat.Cause stable token for programs
 ---@field code? integer close code, when there was one
 ---@field status? integer HTTP status of a failed upgrade
----@field attempt integer consecutive failed attempts
+---@field attempt integer consecutive failed attempts; in "reconnecting" and the "connecting" after it, the number of that reconnect attempt (1 = the first)
 ---@field delay? number seconds before the next attempt ("reconnecting")
 ---@field previous wsbeat.State the state left
 ---@field unsent? integer messages dropped from the send buffer ("closed")
 ---@field retry? boolean the default policy's verdict (reconnect.retry only)
 
 ---@class wsbeat.ClientStats
----@field rtt? number last heartbeat round trip in seconds
+---@field rtt? number last round trip in seconds, from the pong of a heartbeat probe or of ping()
 ---@field messages_sent integer
 ---@field messages_received integer
 ---@field bytes_sent integer
@@ -96,13 +96,14 @@ local Client = {}
 ---@return string? err "invalid UTF-8" | "send buffer full" | "closed"
 function Client:send(data, kind) end
 
----Send an extra PING now.
+---Send an extra PING now; its pong refreshes stats().rtt.
 ---@param payload? string at most 125 bytes
 ---@return true|nil ok
 ---@return string? err "not open" | "closed"
 function Client:ping(payload) end
 
----Graceful close; no reconnect afterwards.
+---Graceful close; no reconnect afterwards. Messages that arrive before the
+---peer answers are still delivered.
 ---@param code? integer 1000 (default), 1001 (going away) or 3000-4999
 ---@param reason? string at most 123 bytes
 function Client:close(code, reason) end
