@@ -33,8 +33,9 @@ build = {
 	},
 	modules = {
 		["wsbeat"] = "lua/wsbeat/init.lua",
+		["wsbeat.proxy"] = "lua/wsbeat/proxy.lua",
 		["wsbeat.core"] = {
-			sources = { "src/url.c", "src/utf8.c", "src/tls.c", "src/log.c", "src/frame.c", "src/engine.c", "src/client.c", "src/lclient.c", "src/lcli.c" },
+			sources = { "src/url.c", "src/utf8.c", "src/tls.c", "src/log.c", "src/frame.c", "src/engine.c", "src/client.c", "src/proxy.c", "src/lclient.c", "src/lcli.c" },
 			defines = { "_GNU_SOURCE" },
 			libraries = { "websockets", "uv", "ssl", "crypto" },
 			incdirs = { "$(LIBWEBSOCKETS_INCDIR)", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)" },

@@ -50,37 +50,49 @@ while True:
 	return px
 end
 
-describe("the environment never redirects a connection", function()
-	for _, tls in ipairs { false, true } do
-		local scheme = tls and "wss" or "ws"
-		it(scheme .. ":// with http_proxy, https_proxy and all_proxy set opens directly", function()
-			local srv = H.server { tls = tls }
+describe("only wsbeat's own rules read the proxy environment", function()
+	-- libwebsockets would send every connection through http_proxy, with
+	-- no regard for no_proxy; wsbeat switches that off and applies the
+	-- documented rules itself: no_proxy and proxy = false mean direct
+	local cases = {
+		{ tls = false, env = { no_proxy = "127.0.0.1" }, what = "no_proxy" },
+		{ tls = true, env = { NO_PROXY = "localhost,127.0.0.0/8" }, what = "NO_PROXY with a CIDR range" },
+		{ tls = false, option = "false", what = "proxy = false" },
+		{ tls = true, option = "false", what = "proxy = false" },
+	}
+	for _, case in ipairs(cases) do
+		local scheme = case.tls and "wss" or "ws"
+		it(("%s:// with http_proxy, https_proxy and all_proxy set opens directly under %s"):format(scheme, case.what), function()
+			local srv = H.server { tls = case.tls }
 			local px = fake_proxy()
 			finally(function() px.stop() srv:stop() end)
 			local proxy = ("http://127.0.0.1:%d"):format(px.port)
-			-- the probe: a proxy would either see the connection (and the
-			-- client fail) or nothing; the fake proxy proves it saw nothing
-			-- and the server proves the client came
+			local env = {
+				http_proxy = proxy, HTTP_PROXY = proxy, https_proxy = proxy,
+				HTTPS_PROXY = proxy, all_proxy = proxy, ALL_PROXY = proxy,
+				ws_proxy = proxy, wss_proxy = proxy,
+			}
+			for k, v in pairs(case.env or {}) do env[k] = v end
+			-- the fake proxy would see the connection (and the client
+			-- fail); the server proves the client came directly
 			local out = lua_child(([[
 local wsbeat = require "wsbeat"
 local got
 local ws = wsbeat.connect(%q, {
   tls = { ca_file = %q },
   reconnect = false,
+  proxy = %s,
   on_state = function(ws, state, info)
-    if state == "open" then ws:send("via env?") end
+    if state == "open" then ws:send("via env?") print("proxy", ws:stats().proxy) end
     if state == "closed" then print("closed", info.cause, info.reason) end
   end,
   on_message = function(ws, data) got = data ws:close() end,
 })
 wsbeat.run(10)
 print("echo", got)
-]]):format(srv:url("/echo?envproxy"), H.certs() .. "/ca.pem"), {
-				http_proxy = proxy, HTTP_PROXY = proxy, https_proxy = proxy,
-				HTTPS_PROXY = proxy, all_proxy = proxy, ALL_PROXY = proxy,
-				ws_proxy = proxy, wss_proxy = proxy,
-			})
+]]):format(srv:url("/echo?envproxy"), H.certs() .. "/ca.pem", case.option or "nil"), env)
 			assert.matches("echo\tvia env?", out, 1, true)
+			assert.matches("proxy\tnil", out, 1, true)
 			assert.matches("closed\tclosed_by_user", out, 1, true)
 			assert.matches("rc=0", out, 1, true)
 			assert.equal(0, px.connections(), H.read_file(px.log))

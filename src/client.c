@@ -244,6 +244,7 @@ static void end_attempt(struct wsb_client *c)
 	free(c->tx_hold);   /* no wsi any more: nobody reads it */
 	c->tx_hold = NULL;
 	cancel_dns(c);
+	wsb_tunnel_abandon(c);
 	reset_rx(c);
 	c->t_connect = c->t_close = c->t_probe = c->t_dead = 0;
 	c->open_gate = 0;
@@ -456,6 +457,15 @@ void wsb_client_start(struct wsb_client *c)
 	c->t_connect = wsb_now(c->e) + c->o.connect_timeout;
 	wsb_client_timer_arm(c);
 
+	if (c->px_error) {
+		lost(c, "proxy", 0, 0, "%s", c->px_error);
+		return;
+	}
+	if (c->px.kind != WSB_PROXY_NONE) {
+		/* connect_timeout covers the proxy's part as well */
+		wsb_tunnel_start(c);
+		return;
+	}
 	if (wsb_is_ip_literal(c->url.host)) {
 		connect_lws(c, c->url.host);
 		return;
@@ -481,6 +491,30 @@ void wsb_client_start(struct wsb_client *c)
 	}
 }
 
+/*
+ * The proxy of the next attempt: p (copied; NULL = direct) or, with err,
+ * the reason no proxy could be chosen (the attempt then fails with cause
+ * "proxy").  Credentials are wiped when replaced.
+ */
+void wsb_client_set_proxy(struct wsb_client *c, const struct wsb_proxy *p)
+{
+	if (c->px.pass)
+		memset(c->px.pass, 0, strlen(c->px.pass));
+	free(c->px.user);
+	free(c->px.pass);
+	free(c->px_error);
+	memset(&c->px, 0, sizeof(c->px));
+	c->px_error = NULL;
+	if (p)
+		c->px = *p;
+}
+
+void wsb_client_set_proxy_error(struct wsb_client *c, const char *err)
+{
+	wsb_client_set_proxy(c, NULL);
+	c->px_error = strdup(err);
+}
+
 /* ------------------------------------------------------ retry policy */
 
 static int default_retry(const char *cause, int code, int status)
@@ -493,7 +527,7 @@ static int default_retry(const char *cause, int code, int status)
 		       code == 1006 || (code >= 1011 && code <= 1014) ||
 		       (code >= 4000 && code <= 4999);
 	if (!strcmp(cause, "too_big") || !strcmp(cause, "protocol_error") ||
-	    !strcmp(cause, "tls"))
+	    !strcmp(cause, "tls") || !strcmp(cause, "proxy_auth"))
 		return 0;
 	return 1;
 }
@@ -571,6 +605,24 @@ static void lost(struct wsb_client *c, const char *cause, int code,
 		ev->info.retry = default_retry(cause, code, status);
 		wsb_push_event(c->e, ev);
 	}
+}
+
+void wsb_client_lost(struct wsb_client *c, const char *cause, int status,
+		     const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	lost(c, cause, 0, status, "%s", msg);
+}
+
+/* The tunnel stands: lws connects to its local end. */
+void wsb_client_tunnel_ready(struct wsb_client *c, const char *address)
+{
+	connect_lws(c, address);
 }
 
 /*
@@ -754,6 +806,8 @@ static int input_waiting(struct wsb_client *c)
 
 	if (!c->wsi)
 		return 0;
+	if (wsb_tunnel_input_waiting(c))
+		return 1;
 	pfd.fd = lws_get_socket_fd(c->wsi);
 	pfd.events = POLLIN;
 	return pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 &&
@@ -1748,6 +1802,7 @@ void wsb_client_free(struct wsb_client *c)
 	attempt_over(c);
 	detach_wsi(c);
 	cancel_dns(c);
+	wsb_tunnel_abandon(c);
 	reset_rx(c);
 	wsb_msg_free_list(c->tx_head);
 	wsb_msg_free_list(c->rq_head);
@@ -1763,5 +1818,6 @@ void wsb_client_free(struct wsb_client *c)
 	free(c->o.protocols);
 	free(c->o.origin);
 	free(c->o.hb_message);
+	wsb_client_set_proxy(c, NULL);
 	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }

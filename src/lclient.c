@@ -8,6 +8,7 @@
  * per-client table (callbacks, options).
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -204,9 +205,59 @@ static int l_new(lua_State *L)
 	return 1;
 }
 
+/* A copy of t[k] (a string) or NULL. */
+static char *dup_field(lua_State *L, int t, const char *k)
+{
+	return str_field(L, t, k, NULL);
+}
+
 /*
- * core.attempt(ws, headers) where headers is nil or a list
- * {name1, value1, name2, value2, ...} already validated by Lua.
+ * The proxy argument of core.attempt: nil (direct), a string (why no proxy
+ * could be chosen: the attempt fails with cause "proxy"), or the table
+ * wsbeat.proxy made: { scheme=, host=, port=, user=, password= }.
+ */
+static void read_proxy(lua_State *L, int idx, struct wsb_client *c)
+{
+	struct wsb_proxy p;
+	const char *scheme, *host;
+
+	if (lua_isnoneornil(L, idx)) {
+		wsb_client_set_proxy(c, NULL);
+		return;
+	}
+	if (lua_type(L, idx) == LUA_TSTRING) {
+		wsb_client_set_proxy_error(c, lua_tostring(L, idx));
+		return;
+	}
+	luaL_checktype(L, idx, LUA_TTABLE);
+	memset(&p, 0, sizeof(p));
+	lua_getfield(L, idx, "scheme");
+	scheme = luaL_optstring(L, -1, "");
+	p.kind = !strcmp(scheme, "http") ? WSB_PROXY_HTTP :
+		 !strcmp(scheme, "socks5") ? WSB_PROXY_SOCKS5 :
+		 !strcmp(scheme, "socks5h") ? WSB_PROXY_SOCKS5H : WSB_PROXY_NONE;
+	lua_pop(L, 1);
+	lua_getfield(L, idx, "host");
+	host = luaL_optstring(L, -1, "");
+	snprintf(p.host, sizeof(p.host), "%s", host);
+	lua_pop(L, 1);
+	p.port = (int)num_field(L, idx, "port", 0);
+	if (p.kind == WSB_PROXY_NONE || !p.host[0] || p.port < 1 ||
+	    p.port > 65535) {
+		wsb_client_set_proxy_error(c, "unsupported proxy");
+		return;
+	}
+	snprintf(p.display, sizeof(p.display), strchr(p.host, ':') ?
+		 "%s://[%s]:%d" : "%s://%s:%d", scheme, p.host, p.port);
+	p.user = dup_field(L, idx, "user");
+	p.pass = dup_field(L, idx, "password");
+	wsb_client_set_proxy(c, &p);
+}
+
+/*
+ * core.attempt(ws, headers [, proxy]) where headers is nil or a list
+ * {name1, value1, name2, value2, ...} already validated by Lua, and proxy
+ * is read_proxy()'s.
  */
 static int l_attempt(lua_State *L)
 {
@@ -216,8 +267,9 @@ static int l_attempt(lua_State *L)
 
 	if (c->st != WSB_CONNECTING && c->st != WSB_RECONNECTING)
 		return 0;
-	if (c->wsi || c->dns)
+	if (c->wsi || c->dns || c->tunnel)
 		return 0; /* never two attempts at once */
+	read_proxy(L, 3, c);
 	free(c->headers);
 	c->headers = NULL;
 	c->headers_len = 0;
@@ -383,6 +435,10 @@ static int m_stats(lua_State *L)
 		lua_pushnumber(L, c->connected_at);
 		lua_setfield(L, -2, "connected_at");
 	}
+	if (c->px.kind != WSB_PROXY_NONE) {
+		lua_pushstring(L, c->px.display);
+		lua_setfield(L, -2, "proxy");
+	}
 	return 1;
 }
 
@@ -439,6 +495,17 @@ static int m_opened(lua_State *L)
 	return 0;
 }
 
+/* ws:_target() -> "ws"|"wss", host, port: what a proxy is chosen for */
+static int m_target(lua_State *L)
+{
+	struct wsb_client *c = check(L, 1);
+
+	lua_pushstring(L, c->url.tls ? "wss" : "ws");
+	lua_pushstring(L, c->url.host);
+	lua_pushinteger(L, c->url.port);
+	return 3;
+}
+
 /* ws:_info() -> the Lua layer's per-client table */
 static int m_info(lua_State *L)
 {
@@ -469,6 +536,7 @@ int luaopen_wsbeat_core(lua_State *L)
 		{ "_opened", m_opened },
 		{ "_decide", m_decide },
 		{ "_info", m_info },
+		{ "_target", m_target },
 		{ "_live", m_live },
 		{ NULL, NULL }
 	};

@@ -18,6 +18,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#define WSB_VERSION "0.1.0"
 #define WSB_CLIENT_MT "wsbeat.client"
 #define WSB_ENGINE_MT "wsbeat.engine"
 
@@ -168,6 +169,22 @@ struct wsb_tomb {
 	struct wsb_msg *hold;
 };
 
+/* ------------------------------------------------------------------ proxy */
+
+enum wsb_proxy_kind { WSB_PROXY_NONE, WSB_PROXY_HTTP, WSB_PROXY_SOCKS5,
+		      WSB_PROXY_SOCKS5H };
+
+/* The proxy of the current attempt, as the Lua layer chose it. */
+struct wsb_proxy {
+	enum wsb_proxy_kind kind;
+	int port;
+	char host[WSB_HOST_MAX];
+	char display[WSB_HOST_MAX + 32]; /* scheme://host:port, no password */
+	char *user, *pass;               /* NULL: none */
+};
+
+struct wsb_tunnel;
+
 struct wsb_client {
 	uint32_t magic;
 	struct wsb_engine *e;
@@ -191,6 +208,9 @@ struct wsb_client {
 	enum wsb_state pub_state; /* last state the Lua side was told */
 	struct lws *wsi;
 	struct wsb_dns *dns;      /* pending resolution, or NULL */
+	struct wsb_proxy px;      /* this attempt's proxy (kind NONE: direct) */
+	char *px_error;           /* the proxy could not be chosen: why */
+	struct wsb_tunnel *tunnel;/* the way through px, or NULL */
 	uv_timer_t timer;         /* one timer, for the nearest deadline */
 	double t_connect, t_close, t_retry, t_probe, t_dead; /* 0 = unset */
 	double armed_at;          /* deadline the timer is armed for, 0 = none */
@@ -304,7 +324,18 @@ void wsb_client_rx_taken(struct wsb_client *c);
 void wsb_client_free(struct wsb_client *c);
 void wsb_client_do_deferred(struct wsb_client *c, unsigned what);
 void wsb_client_timer_arm(struct wsb_client *c);
+void wsb_client_set_proxy(struct wsb_client *c, const struct wsb_proxy *p);
+void wsb_client_set_proxy_error(struct wsb_client *c, const char *err);
 void wsb_msg_free_list(struct wsb_msg *m);
+
+/* proxy.c: the tunnel through a proxy, started instead of a direct attempt */
+void wsb_tunnel_start(struct wsb_client *c);
+void wsb_tunnel_abandon(struct wsb_client *c);
+int wsb_tunnel_input_waiting(struct wsb_client *c);
+/* client.c, for the tunnel */
+void wsb_client_tunnel_ready(struct wsb_client *c, const char *address);
+void wsb_client_lost(struct wsb_client *c, const char *cause, int status,
+		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* ------------------------------------------------------------------- tls */
 int wsb_tls_verify(struct lws *wsi, void *x509_ctx, int preverify_ok);

@@ -3,6 +3,7 @@
 -- dispatch, the coroutine-friendly receive() and the tiny scheduler behind
 -- wsbeat.spawn.  See ../../docs/DESIGN.md for the architecture.
 local core = require "wsbeat.core"
+local PROXY = require "wsbeat.proxy"
 
 local type, pairs, ipairs, error, tostring = type, pairs, ipairs, error, tostring
 local xpcall, pcall, next, setmetatable, getmetatable = xpcall, pcall, next, setmetatable, getmetatable
@@ -154,6 +155,18 @@ OPTION.protocols = function(v)
 	return table_concat(v, ", ")
 end
 
+OPTION.proxy = function(v)
+	if v == false or type(v) == "function" then return v end
+	expect("proxy", v, "string")
+	local p, err = PROXY.parse(v)
+	if not p then opterr("proxy", err) end
+	if p.scheme == "https" then
+		opterr("proxy", "https:// proxies (TLS to the proxy) are not supported; use http:// "
+			.. "(TLS to the server still runs end to end through it) or socks5h://")
+	end
+	return p
+end
+
 OPTION.headers = function(v)
 	if type(v) == "function" then return v end
 	header_list(v, function(msg) opterr("headers", msg) end)
@@ -301,6 +314,31 @@ local function resolve_headers(ws, info)
 	return list
 end
 
+-- The proxy of the next attempt, as core.attempt takes it: nil (direct),
+-- a parsed table, or a string saying why none could be chosen.
+local function resolve_proxy(ws, info)
+	local opt = info.proxy
+	if type(opt) == "function" then
+		local ok, res = xpcall(opt, handler, ws)
+		if not ok then return "proxy function: " .. tostring(res) end
+		if res == nil or res == false then
+			opt = res
+		elseif type(res) ~= "string" then
+			return "proxy function: expected a URL, false or nil, got " .. type(res)
+		else
+			local p, err = PROXY.parse(res)
+			if not p then return "proxy function: " .. err end
+			opt = p
+		end
+	end
+	local p, err = PROXY.choose(opt, ws:_target())
+	if p == false then return "proxy from the environment: " .. err end
+	if p and p.scheme == "https" then
+		return "https:// proxies (TLS to the proxy) are not supported: " .. PROXY.display(p)
+	end
+	return p
+end
+
 local function deliver(ws, info, kind, a, b)
 	if kind == "message" then
 		local ok, err = xpcall(info.on_message, handler, ws, a, b)
@@ -323,7 +361,7 @@ local function deliver(ws, info, kind, a, b)
 	elseif kind == "attempt" then
 		-- a failing headers function: attempt without extra headers
 		local list, err = resolve_headers(ws, info)
-		core.attempt(ws, list or { "User-Agent", USER_AGENT })
+		core.attempt(ws, list or { "User-Agent", USER_AGENT }, resolve_proxy(ws, info))
 		if err then return report(info, ws, err) end
 		return nil
 	end
@@ -609,7 +647,13 @@ function M.connect(url, options)
 		ws:close()
 		error(herr, 2)
 	end
-	core.attempt(ws, list)
+	local proxy = resolve_proxy(ws, o)
+	if type(proxy) == "string" and type(o.proxy) ~= "function" then
+		-- the environment names a proxy wsbeat cannot use: say so now
+		ws:close()
+		error("connect: " .. proxy, 2)
+	end
+	core.attempt(ws, list, proxy)
 	return ws
 end
 
