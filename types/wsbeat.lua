@@ -6,7 +6,7 @@
 
 ---@alias wsbeat.State "connecting"|"open"|"reconnecting"|"closing"|"closed"
 ---@alias wsbeat.Kind "text"|"binary"
----@alias wsbeat.Cause "connected"|"reconnect"|"heartbeat_timeout"|"refused"|"dns"|"connect_timeout"|"tls"|"http_status"|"handshake"|"network"|"protocol_error"|"too_big"|"closed_by_peer"|"connection_lost"|"closed_by_user"|"gave_up"
+---@alias wsbeat.Cause "connected"|"reconnect"|"heartbeat_timeout"|"refused"|"dns"|"connect_timeout"|"tls"|"http_status"|"handshake"|"network"|"protocol_error"|"too_big"|"closed_by_peer"|"connection_lost"|"closed_by_user"|"gave_up"|"proxy"|"proxy_auth"
 ---@alias wsbeat.LogLevel "error"|"warn"|"info"|"debug"
 
 ---@class wsbeat.Heartbeat
@@ -43,6 +43,7 @@
 ---@field close_timeout? number seconds to wait for the peer's close frame (default 3)
 ---@field heartbeat? wsbeat.Heartbeat|boolean false disables, true means the defaults
 ---@field reconnect? wsbeat.Reconnect|boolean false disables, true means the defaults
+---@field proxy? string|false|fun(ws: wsbeat.Client): string|false|nil http://[user:pass@]host:port, socks5://, socks5h://; false = direct; absent = the environment
 ---@field max_message_size? integer bytes; larger incoming messages close with 1009 (default 16 MiB)
 ---@field max_queue? integer messages held for receive() before reading pauses (default 256)
 ---@field send_buffer? integer bytes buffered while not open or while the socket is slow (default 1 MiB)
@@ -62,6 +63,7 @@
 
 ---@class wsbeat.ClientStats
 ---@field rtt? number last round trip in seconds, from the pong of a heartbeat probe or of ping()
+---@field proxy? string the proxy of the current or last attempt (scheme://host:port, never the password)
 ---@field messages_sent integer
 ---@field messages_received integer
 ---@field bytes_sent integer
