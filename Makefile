@@ -23,7 +23,7 @@ SRCS = src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/cli
 OBJS = $(SRCS:src/%.c=build/%.o)
 CORE = build/wsbeat/core.so
 
-.PHONY: all test lint install clean check-memory demo asan fuzz bench bench-bin bench-scale
+.PHONY: all test lint install clean check-memory demo asan fuzz bench bench-bin bench-scale dist
 all: $(CORE)
 
 build/%.o: src/%.c src/wsbeat.h
@@ -95,6 +95,29 @@ install: all
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# A source archive and a source rock, made offline from the working tree
+# (the files git tracks or would track, as they are now):
+#   luarocks --lua-version 5.4 install dist/wsbeat-VERSION-1.src.rock
+# The rock's rockspec is rockspec/wsbeat-scm-1.rockspec with the version
+# of lua/wsbeat/init.lua and, as its source, the archive by a file:// URL
+# (luarocks pack fetches it from there; installing the rock does not).
+DISTDIR ?= dist
+DIST_VERSION = $(shell sed -n '/_VERSION = "wsbeat [0-9]/{s/.*_VERSION = "wsbeat \([^"]*\)".*/\1/p;q;}' lua/wsbeat/init.lua)
+DIST_NAME = wsbeat-$(DIST_VERSION)
+dist:
+	@test -n "$(DIST_VERSION)" || { echo "make dist: no version found in lua/wsbeat/init.lua" >&2; exit 1; }
+	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || { echo "make dist: needs a git checkout (for its list of files)" >&2; exit 1; }
+	@mkdir -p $(DISTDIR)
+	rm -f $(DISTDIR)/$(DIST_NAME).tar.gz $(DISTDIR)/$(DIST_NAME)-1.rockspec $(DISTDIR)/$(DIST_NAME)-1.src.rock
+	git ls-files -z --cached --others --exclude-standard | tr '\0' '\n' | LC_ALL=C sort -u | \
+		while IFS= read -r f; do if [ -f "$$f" ]; then printf '%s\n' "$$f"; fi; done | \
+		tar --create --files-from=- --verbatim-files-from --sort=name \
+			--owner=0 --group=0 --numeric-owner --transform='s,^,$(DIST_NAME)/,S' | \
+		gzip -n -9 >$(DISTDIR)/$(DIST_NAME).tar.gz
+	$(LUA) -e 'local s = io.read("a"):gsub("\nversion = [^\n]*", "\nversion = \"$(DIST_VERSION)-1\"", 1); io.write((s:gsub("\nsource = %b{}", "\nsource = {\n\turl = \"file://$(abspath $(DISTDIR))/$(DIST_NAME).tar.gz\",\n\tdir = \"$(DIST_NAME)\",\n}", 1)))' \
+		<rockspec/wsbeat-scm-1.rockspec >$(DISTDIR)/$(DIST_NAME)-1.rockspec
+	cd $(DISTDIR) && luarocks --lua-version $(LUA_VERSION) pack $(DIST_NAME)-1.rockspec
 
 demo: all
 	LUA_PATH="./lua/?.lua;./lua/?/init.lua;;" LUA_CPATH="./build/?.so;;" $(LUA) scripts/demo.lua .

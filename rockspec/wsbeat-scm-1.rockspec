@@ -28,7 +28,7 @@ build = {
 	type = "builtin",
 	copy_directories = { "docs", "types" },
 	install = {
-		-- the command-line client; it needs lua-cqueues at run time
+		-- the command-line client; it needs nothing but wsbeat itself
 		bin = { wsbeat = "bin/wsbeat" },
 	},
 	modules = {

@@ -1,6 +1,14 @@
 local H = require "helper"
 
 describe("packaging", function()
+	it("the rockspec builds the core from the Makefile's sources", function()
+		local make = H.read_file(H.ROOT .. "/Makefile"):match("\nSRCS = ([^\n]*)")
+		local spec = H.read_file(H.ROOT .. "/rockspec/wsbeat-scm-1.rockspec"):match('%["wsbeat%.core"%] = {%s*sources = (%b{})')
+		local listed = {}
+		for f in spec:gmatch('"([^"]+)"') do listed[#listed + 1] = f end
+		assert.equal(make, table.concat(listed, " "))
+	end)
+
 	it("builds and installs with luarocks make, offline, without linking liblua", function()
 		local tree = H.tmpdir() .. "/rocktree"
 		local out = H.sh(("cd %s && luarocks --lua-version 5.4 --tree %s make rockspec/wsbeat-scm-1.rockspec 2>&1; echo rc=$?")
@@ -15,6 +23,48 @@ describe("packaging", function()
 		assert.equal("wsbeat 0.1.0\n", v)
 		-- luarocks builds in the source tree: leave it as it was
 		os.execute(("cd %s && rm -f src/*.o wsbeat/core.so && rmdir wsbeat 2>/dev/null"):format(H.ROOT))
+	end)
+
+	it("make dist: a source rock that installs offline into an empty tree, whose command needs no cqueues", function()
+		local dir, tree = H.tmpdir() .. "/dist", H.tmpdir() .. "/disttree"
+		local srv
+		finally(function()
+			if srv then srv:stop() end
+			os.execute(("rm -rf %s %s"):format(dir, tree))
+		end)
+		local had_dist = os.execute(("test -e %s/dist"):format(H.ROOT))
+		local out = H.sh(("cd %s && make -s dist DISTDIR=%s 2>&1; echo rc=$?"):format(H.ROOT, dir))
+		assert.matches("rc=0\n$", out)
+		-- the working tree's sources, under one top directory; nothing built
+		local list = H.sh(("tar tzf %s/wsbeat-0.1.0.tar.gz"):format(dir))
+		for _, f in ipairs { "rockspec/wsbeat-scm-1.rockspec", "src/lcli.c", "lua/wsbeat/init.lua", "bin/wsbeat" } do
+			assert.matches("\nwsbeat%-0%.1%.0/" .. f:gsub("%p", "%%%0") .. "\n", "\n" .. list)
+		end
+		assert.not_matches("\n[^/]*/build/", "\n" .. list)
+		assert.not_matches("%.o\n", list)
+		for line in list:gmatch("[^\n]+") do assert.matches("^wsbeat%-0%.1%.0/", line) end
+		-- installed without a network (where a network namespace can be made)
+		local offline = os.execute("unshare -n true 2>/dev/null") and "unshare -n " or ""
+		out = H.sh(("cd /tmp && %sluarocks --lua-version 5.4 --tree %s install %s/wsbeat-0.1.0-1.src.rock 2>&1; echo rc=$?")
+			:format(offline, tree, dir))
+		assert.matches("wsbeat 0.1.0-1 is now installed", out, 1, true)
+		assert.matches("rc=0\n$", out)
+		-- no cqueues on the paths, and any require of it raises
+		local env = "LUA_PATH='/nonexistent/?.lua' LUA_CPATH='/nonexistent/?.so' LUA_INIT_5_4='for _, m in ipairs "
+			.. "{ \"cqueues\", \"cqueues.socket\", \"cqueues.signal\", \"cqueues.errno\", \"_cqueues\" } do "
+			.. "package.preload[m] = function() error(\"cqueues is not loadable here\", 2) end end'"
+		assert.matches("^false\t", H.sh(("cd /tmp && %s lua5.4 -e 'print(pcall(require, \"cqueues\"))' 2>&1"):format(env)))
+		assert.equal("wsbeat 0.1.0\n", H.sh(("cd /tmp && %s %s/bin/wsbeat --version 2>&1"):format(env, tree)))
+		out = H.sh(("cd /tmp && %s %s/bin/wsbeat --help 2>&1; echo rc=$?"):format(env, tree))
+		assert.matches("^Usage: wsbeat %[options%] URL\n", out)
+		assert.matches("\nrc=0\n$", out)
+		-- and talks to a peer
+		srv = H.server {}
+		out = H.sh(("cd /tmp && printf 'installed\\n' | %s timeout 10 %s/bin/wsbeat -q %s 2>&1; echo rc=$?")
+			:format(env, tree, srv:url("/echo")))
+		assert.equal("installed\nrc=0\n", out)
+		-- the checkout is as it was: make dist wrote only into DISTDIR
+		assert.equal(had_dist, os.execute(("test -e %s/dist"):format(H.ROOT)))
 	end)
 
 	it("installs with make install DESTDIR/PREFIX", function()

@@ -34,7 +34,8 @@ end
 
 --- Run bin/wsbeat to its end. opts.input: bytes piped to stdin (through
 -- cat, so stdin is a pipe); opts.redirect: a shell redirection for stdin
--- instead. Returns stdout, stderr, exit code, seconds taken.
+-- instead; opts.env: more environment assignments. Returns stdout, stderr,
+-- exit code, seconds taken.
 local function wsbeat(args, opts)
 	opts = opts or {}
 	local out, err = tmp("out"), tmp("err")
@@ -44,22 +45,23 @@ local function wsbeat(args, opts)
 		write_file(input, opts.input)
 		prefix = "cat " .. input .. " | "
 	end
-	local cmd = ("cd %s && %s%s timeout 10 lua5.4 bin/wsbeat %s %s >%s 2>%s"):format(
-		ROOT, prefix, ENV, argstr(args), redirect, out, err)
+	local cmd = ("cd %s && %s%s %s timeout 10 lua5.4 bin/wsbeat %s %s >%s 2>%s"):format(
+		ROOT, prefix, ENV, opts.env or "", argstr(args), redirect, out, err)
 	local t0 = core.now()
 	local _, _, code = os.execute(cmd)
 	return read_file(out), read_file(err), code, core.now() - t0
 end
 
 --- Start bin/wsbeat in the background with stdin on a FIFO that the test
--- holds open (so stdin never ends until :eof()).
-local function start(args)
+-- holds open (so stdin never ends until :eof()); env: more environment
+-- assignments.
+local function start(args, env)
 	local p = { fifo = tmp("fifo"), out = tmp("out"), err = tmp("err"), rc = tmp("rc"), pidf = tmp("pid") }
 	assert(os.execute("mkfifo " .. p.fifo))
 	p.w = assert(io.open(p.fifo, "r+")) -- read-write: opening does not wait for a reader
 	local script = tmp("run.sh")
-	write_file(script, ("cd %s\n%s lua5.4 bin/wsbeat %s <%s >%s 2>%s &\necho $! >%s\nwait $!\necho $? >%s\n")
-		:format(ROOT, ENV, argstr(args), p.fifo, p.out, p.err, p.pidf, p.rc))
+	write_file(script, ("cd %s\n%s %s lua5.4 bin/wsbeat %s <%s >%s 2>%s &\necho $! >%s\nwait $!\necho $? >%s\n")
+		:format(ROOT, ENV, env or "", argstr(args), p.fifo, p.out, p.err, p.pidf, p.rc))
 	H.sh("sh " .. script .. " </dev/null >/dev/null 2>&1 &")
 	local deadline = core.now() + 5
 	while not p.pid do
@@ -103,6 +105,61 @@ local function start(args)
 	end
 	return p
 end
+
+-- An environment in which no cqueues module can be loaded: every require
+-- of one raises (LUA_INIT runs before the script).
+local NO_CQUEUES = "LUA_INIT_5_4=" .. q('for _, m in ipairs { "cqueues", "cqueues.socket", "cqueues.signal", '
+	.. '"cqueues.errno", "cqueues.thread", "_cqueues" } do '
+	.. 'package.preload[m] = function() error("cqueues is not loadable here", 2) end end')
+
+-- Drives a command on a pseudo-terminal: argv[1] is a shell command, then
+-- steps "send:TEXT" (written to the terminal), "wait:TEXT" (until the
+-- output since the last mark holds TEXT), "mark"; TEXT takes \n and \x04
+-- escapes.  Then reads to the end and prints the output and "STATUS n".
+local PTY_DRIVER = [==[
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv("/bin/sh", ["sh", "-c", sys.argv[1]])
+out, mark = b"", 0
+def more(deadline):
+    global out
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return False
+    if select.select([fd], [], [], left)[0]:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            return False
+        out += data
+    return True
+def fail(what):
+    sys.stdout.write(out.decode("utf-8", "replace"))
+    print("FAILED " + what)
+    os.kill(pid, 9)
+    sys.exit(1)
+for step in sys.argv[2:]:
+    kind, _, arg = step.partition(":")
+    arg = arg.encode().decode("unicode_escape").encode("latin-1")
+    if kind == "send":
+        os.write(fd, arg)
+    elif kind == "mark":
+        mark = len(out)
+    else:
+        deadline = time.monotonic() + 10
+        while arg not in out[mark:]:
+            if not more(deadline):
+                fail("waiting for %r" % arg)
+deadline = time.monotonic() + 10
+while more(deadline):
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode("utf-8", "replace"))
+print("STATUS %d" % os.waitstatus_to_exitcode(status))
+]==]
 
 --- The JSON lines of --json output, decoded.
 local function events(out)
@@ -175,6 +232,7 @@ describe("wsbeat command", function()
 				{ { "-Z", "ws://127.0.0.1:1/" }, "unknown option '-Z'" },
 				{ { "ws://127.0.0.1:1/", "extra" }, "one URL expected" },
 				{ { "http://127.0.0.1:1/" }, "invalid URL: unsupported scheme 'http'" },
+				{ { "127.0.0.1:1" }, "invalid URL: expected ws://host[:port][/path]\n" },
 				{ { "--heartbeat", "0,1", "ws://127.0.0.1:1/" }, "--heartbeat: expected a number of seconds > 0, got '0'" },
 				{ { "--heartbeat" }, "--heartbeat needs a value" },
 				{ { "--max-attempts", "1.5", "ws://127.0.0.1:1/" }, "--max-attempts: expected a positive integer" },
@@ -192,6 +250,7 @@ describe("wsbeat command", function()
 				assert.equal("", out)
 				assert.matches("wsbeat: " .. c[2], err, 1, true)
 				assert.matches("Usage: wsbeat [options] URL", err, 1, true)
+				assert.not_matches("invalid URL: invalid URL", err, 1, true)
 			end
 		end)
 	end)
@@ -302,6 +361,65 @@ describe("wsbeat command", function()
 			assert.equal(1000, server_conn(srv, "/echo?t=null").close().code)
 		end)
 
+		it("reads a terminal without making it non-blocking; a partial line does not hold the loop", function()
+			local driver = tmp("pty.py")
+			write_file(driver, PTY_DRIVER)
+			-- the terminal's flags are those of the open file description
+			-- that wsbeat shared with this shell: read them after it ended
+			local cmd = ("stty -echo; cd %s && %s lua5.4 bin/wsbeat --heartbeat 0.05,5 %s; echo rc=$?; "
+				.. "grep '^flags' /proc/self/fdinfo/0"):format(q(ROOT), ENV, q(srv:url("/echo?t=tty")))
+			local out = H.sh(("%s %s %s %s 2>&1"):format(H.PYTHON, driver, q(cmd), argstr {
+				"wait:* open", "send:hello\\n", "wait:hello\\r\\n",
+				-- a partial line, then Ctrl-D: read() returns "abc"; the loop
+				-- goes on (two more heartbeats), the line waits for its end
+				"send:abc\\x04", "mark", "wait:* rtt ", "mark", "wait:* rtt ",
+				"send:\\x04", "wait:abc\\r\\n", "wait:* closed (closed_by_user" }))
+			assert.matches("\nrc=0\r?\n", out)
+			assert.matches("\nSTATUS 0\n$", out)
+			local flags = out:match("flags:%s*(%d+)")
+			assert.is_not_nil(flags, out)
+			assert.equal(0, tonumber(flags, 8) & 0x800, "O_NONBLOCK left set on the terminal") -- 04000
+			local conn = server_conn(srv, "/echo?t=tty")
+			assert.equal(1000, conn.close().code)
+			local got = {}
+			for _, m in ipairs(conn.messages()) do got[#got + 1] = m.data end
+			assert.same({ "hello", "abc" }, got)
+		end)
+
+		it("ends quietly with a close and exit 0 when stdout is a closed pipe (no death by SIGPIPE)", function()
+			-- the read end is closed before wsbeat starts, so every write
+			-- fails; python restores SIGPIPE's default action for the child
+			local input, err = tmp("in"), tmp("err")
+			write_file(input, "x\n")
+			local py = "import os, subprocess, sys\nr, w = os.pipe()\nos.close(r)\n"
+				.. "print(subprocess.call(['sh', '-c', sys.argv[1]], stdout=w))\n"
+			local cmd = ("cd %s && %s timeout 10 lua5.4 bin/wsbeat -q %s <%s 2>%s"):format(
+				q(ROOT), ENV, q(srv:url("/echo?t=epipe")), input, err)
+			assert.equal("0\n", H.sh(("%s -c %s %s"):format(H.PYTHON, q(py), q(cmd))))
+			assert.equal("", read_file(err))
+			local conn = server_conn(srv, "/echo?t=epipe")
+			assert.equal(1000, conn.close().code)
+			assert.same({ "x" }, { conn.messages()[1].data })
+		end)
+
+		it("a second signal during the close exits at once with 128 + its number", function()
+			-- behind a blackholed proxy, the close is never answered
+			local proxy = H.proxy(srv.port)
+			local p = start { "-n", "--no-heartbeat", "--close-timeout", "30", proxy:url("/echo?t=twice") }
+			finally(function()
+				p:stop()
+				proxy:stop()
+			end)
+			p:wait_for(function(s) return s:stderr():find("* open\n", 1, true) end, 5, "open")
+			proxy:mode("blackhole")
+			p:signal("INT")
+			p:wait_for(function(s) return s:stderr():find("* closing (closed_by_user", 1, true) end, 5, "closing")
+			local t0 = core.now()
+			p:signal("HUP")
+			assert.equal(128 + 1, p:wait_exit())
+			assert.is_true(core.now() - t0 < 5)
+		end)
+
 		it("sends lines as they are typed; SIGINT closes with 1000 and exits 0", function()
 			local p = start { srv:url("/echo?t=sigint") }
 			finally(function() p:stop() end)
@@ -366,6 +484,7 @@ describe("wsbeat command", function()
 			assert.equal("closed_by_peer", rc.cause)
 			assert.equal(4000, rc.code)
 			assert.equal(1, rc.attempt)
+			assert.same({ "connecting", "reconnect", 1 }, { evs[3].state, evs[3].cause, evs[3].attempt })
 			assert.is_true(rc.delay >= 0 and rc.delay <= 0.05)
 			assert.equal("gave_up", evs[5].cause)
 			assert.matches("wsbeat: gave up after 2 attempts: server closed (4000", p:stderr(), 1, true)
@@ -373,8 +492,10 @@ describe("wsbeat command", function()
 			p = start { "--max-attempts", "2", "--retry-delay", "0.05", srv:url("/close/4000?reason=words") }
 			assert.equal(1, p:wait_exit())
 			p:stop()
-			assert.matches("\n%* reconnecting %(closed_by_peer: server closed %(4000 [^\n]*again%)%) next attempt 2 in 0%.0%ds\n%* connecting %(attempt 2%)\n",
-				p:stderr():gsub("words", "again"))
+			-- info.attempt as the library gives it: 1 = the first reconnect
+			assert.matches("\n%* reconnecting %(closed_by_peer: server closed %(4000 [^\n]*again%)%) reconnect attempt 1 in 0%.0%ds\n"
+				.. "%* connecting %(reconnect attempt 1%)\n", (p:stderr():gsub("words", "again")))
+			assert.not_matches("attempt 2", p:stderr(), 1, true)
 		end)
 
 		it("exits 0 when the server closes normally (1000) and reconnecting is off", function()
@@ -393,6 +514,81 @@ describe("wsbeat command", function()
 			assert.is_true(rtts[1].rtt > 0 and rtts[1].rtt < 0.5)
 			local _, err = wsbeat({ "--heartbeat", "0.05,2", "--wait", "0.4", srv:url("/echo?t=rtt2") }, { input = "x\n" })
 			assert.matches("\n%* rtt %d+%.%d%d ms\n", err)
+		end)
+	end)
+
+	describe("without cqueues", function()
+		local srv
+		setup(function() srv = H.server {} end)
+		teardown(function() srv:stop() end)
+
+		it("is not required by the command", function()
+			assert.not_matches("cqueues", read_file(ROOT .. "/bin/wsbeat"), 1, true)
+		end)
+
+		it("talks to a peer through a pipe and a FIFO and obeys signals when cqueues cannot be loaded", function()
+			-- the setting works
+			local probe = H.sh(("cd %s && %s %s lua5.4 -e 'print(pcall(require, \"cqueues\"))' 2>&1"):format(
+				q(ROOT), ENV, NO_CQUEUES))
+			assert.matches("^false\t[^\n]*cqueues is not loadable here", probe)
+			local out, err, code = wsbeat({ srv:url("/echo?t=nocq") }, { input = "one\ntwo\n", env = NO_CQUEUES })
+			assert.equal(0, code, err)
+			assert.equal("one\ntwo\n", out)
+			assert.matches("* closed (closed_by_user: closed by user)\n", err, 1, true)
+			local p = start({ srv:url("/echo?t=nocqfifo") }, NO_CQUEUES)
+			finally(function() p:stop() end)
+			p:wait_for(function(s) return s:stderr():find("* open\n", 1, true) end, 5, "open")
+			p:write("live\n")
+			p:wait_for(function(s) return s:stdout() == "live\n" end, 5, "echo")
+			p:signal("HUP")
+			assert.equal(0, p:wait_exit())
+			assert.equal(1000, server_conn(srv, "/echo?t=nocqfifo").close().code)
+		end)
+	end)
+
+	describe("private helpers in wsbeat.core", function()
+		it("raise on misuse, naming the argument", function()
+			assert.has_error(function() core._cli_read_stdin(0) end,
+				"bad argument #1 to '_cli_read_stdin' (expected a size from 1 to 16777216)")
+			assert.has_error(function() core._cli_watch_stdin("yes") end,
+				"bad argument #1 to '_cli_watch_stdin' (boolean expected, got string)")
+			assert.equal(32, core._cli_EPIPE)
+		end)
+
+		it("read a pipe, a file and /dev/null, record signals, and close their handles when the Lua state closes", function()
+			local script = tmp("helpers.lua")
+			write_file(script, [[
+local core = require "wsbeat.core"
+local mode = assert(core._cli_open_stdin())
+assert(core._cli_signals())
+if mode == "poll" then core._cli_watch_stdin(true) end
+local got = {}
+while true do
+	if mode == "poll" then core.wait(5) end
+	local data = core._cli_read_stdin(3)
+	if data == nil then break end
+	if data ~= "" then got[#got + 1] = data end
+end
+-- a signal to this process wakes the loop and is recorded, not obeyed
+local pid = io.open("/proc/self/stat"):read("n")
+os.execute("kill -HUP " .. pid .. "; kill -TERM " .. pid)
+local sigs = {}
+while #sigs < 2 do
+	core.wait(5)
+	for signo in core._cli_next_signal do sigs[#sigs + 1] = signo end
+end
+print(mode, table.concat(got, "|"), table.concat(sigs, ","))
+-- the state closes with the stdin poll and the signal handles active
+]])
+			local file = tmp("file")
+			write_file(file, "abcdefg")
+			-- under make check-memory, these children run under valgrind too
+			local vg = os.getenv("WSBEAT_UNDER_VALGRIND") and "valgrind --quiet --error-exitcode=99 "
+				.. "--leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect " or ""
+			local run = ("(cd %s && %s timeout %d %slua5.4 %s)"):format(q(ROOT), ENV, 10 * H.SLOW, vg, script)
+			assert.equal("poll\tabc|def|g\t1,15\nrc=0\n", H.sh(("printf abcdefg | %s 2>&1; echo rc=$?"):format(run)))
+			assert.equal("file\tabc|def|g\t1,15\nrc=0\n", H.sh(("%s <%s 2>&1; echo rc=$?"):format(run, file)))
+			assert.equal("file\t\t1,15\nrc=0\n", H.sh(("%s </dev/null 2>&1; echo rc=$?"):format(run)))
 		end)
 	end)
 
@@ -454,6 +650,9 @@ describe("wsbeat command", function()
 			assert.equal("tls", evs[1].cause)
 			assert.matches("unable to get local issuer certificate", evs[1].reason, 1, true)
 			assert.matches("wsbeat: TLS handshake failed: certificate verify failed", err, 1, true)
+			-- the reason, then what to do about it
+			assert.equal("wsbeat: " .. evs[1].reason .. "\nwsbeat: hint: use --ca FILE to trust the server's CA "
+				.. "(or --capath DIR), or -k/--insecure to skip verification\n", err)
 			out, err, code = wsbeat({ "-q", "-k", srv:url("/echo?t=insecure") }, { input = "x\n" })
 			assert.equal(0, code)
 			assert.equal("", err)
@@ -469,7 +668,8 @@ describe("wsbeat command", function()
 				{ input = "" })
 			assert.equal(1, code)
 			assert.equal("", out)
-			assert.matches("^wsbeat: ", err)
+			assert.equal("wsbeat: the server requires a client certificate and none is configured (tls.cert_file); "
+				.. "it closed the connection\nwsbeat: hint: present a client certificate with --cert FILE and --key FILE\n", err)
 		end)
 
 		it("checks the name given with --server-name", function()
@@ -477,6 +677,9 @@ describe("wsbeat command", function()
 				srv:url("/echo?t=name") }, { input = "" })
 			assert.equal(1, code)
 			assert.matches("does not match host name 'other.example'", err, 1, true)
+			local hint = "\nwsbeat: hint: connect by a name the certificate holds, or give that name with "
+				.. "--server-name NAME; -k/--insecure skips verification\n"
+			assert.equal(hint, err:sub(-#hint))
 		end)
 	end)
 end)
