@@ -467,10 +467,11 @@ static int http_answer(struct wsb_tunnel *t)
 	for (eol = 12; eol < hlen && p[eol] != '\r'; eol++)
 		;
 	status_text(p + 12, eol - 12, phrase, sizeof(phrase));
-	if (status == 407) {
+	/* (tinyproxy answers wrong credentials with 401, missing ones 407) */
+	if (status == 407 || status == 401) {
 		tn_fail(t, "proxy_auth", status, "the proxy %s wants %s "
-			"(HTTP 407%s)", c->px.display, c->px.user ?
-			"other credentials" : "credentials", phrase);
+			"(HTTP %d%s)", c->px.display, c->px.user ?
+			"other credentials" : "credentials", status, phrase);
 		return 1;
 	}
 	if (status < 200 || status > 299) {
