@@ -57,15 +57,21 @@ fuzz: fuzz/url_fuzz.c fuzz/utf8_fuzz.c fuzz/frame_fuzz.c src/url.c src/utf8.c sr
 	build-fuzz/utf8_fuzz $(FUZZ_ARGS) build-fuzz/utf8-corpus
 	build-fuzz/frame_fuzz $(FUZZ_ARGS) build-fuzz/frame-corpus
 
+# The specs start their own proxies: a proxy set in the caller's environment
+# would otherwise carry every loopback connection of the suite.
+NO_PROXY_ENV = env -u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY \
+	-u all_proxy -u ALL_PROXY -u ws_proxy -u WS_PROXY -u wss_proxy -u WSS_PROXY \
+	-u no_proxy -u NO_PROXY
+
 test: all
-	$(LUA) $(BUSTED) $(BUSTED_ARGS)
+	$(NO_PROXY_ENV) $(LUA) $(BUSTED) $(BUSTED_ARGS)
 
 lint:
 	luacheck --std lua54 lua bench scripts examples bin/wsbeat spec/helper.lua spec/fixtures
 	luacheck --std lua54+busted --no-unused-args --no-max-line-length spec
 
 check-memory: all
-	sh scripts/check-memory.sh $(BUSTED_ARGS)
+	$(NO_PROXY_ENV) sh scripts/check-memory.sh $(BUSTED_ARGS)
 
 # Benchmarks (not part of the tests): docs/BENCHMARKS.md says what they show.
 BENCH_BIN = build/bench/lws-client
