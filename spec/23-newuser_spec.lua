@@ -250,19 +250,22 @@ describe("ping() and rtt", function()
 	end)
 
 	it("the pong of ping(payload) sets it too, and a steady stream of messages does not stop it", function()
-		local ws = H.client(srv:url("/echo?rtt2"), { reconnect = false, heartbeat = { interval = 0.2, timeout = 1 } })
+		local interval = 0.5 * H.SLOW
+		local ws = H.client(srv:url("/echo?rtt2"), { reconnect = false, heartbeat = { interval = interval, timeout = 1 } })
 		H.wait_state(ws, "open")
-		-- a message every 20 ms: the heartbeat never needs a probe
+		-- a message every 20 ms for three intervals: the heartbeat never
+		-- needs a probe (each echo is heard well within the interval)
 		local sent = 0
 		local t0 = require("wsbeat.core").now()
+		local total = math.floor(3 * interval / 0.02)
 		H.run_until(function()
 			local due = math.floor((require("wsbeat.core").now() - t0) / 0.02)
-			while sent < due and sent < 30 do
+			while sent < due and sent < total do
 				sent = sent + 1
 				ws:send("tick")
 			end
-			return sent >= 30
-		end, 10, "traffic")
+			return sent >= total
+		end, 10 * H.SLOW, "traffic")
 		assert.is_nil(ws:stats().rtt, "no probe under steady traffic")
 		assert.is_true(ws:ping("mine"))
 		H.run_until(function() return ws:stats().rtt end, 5, "rtt from ping(payload)")
@@ -270,6 +273,31 @@ describe("ping() and rtt", function()
 		assert.is_truthy(ev)
 		ws:close()
 		H.wait_state(ws, "closed")
+	end)
+end)
+
+describe("reconnect jitter", function()
+	it("differs between processes (the random source is seeded)", function()
+		-- the first delay of a refused client, jitter 1: anywhere in [0, 10]
+		local port, hold = H.refusing_port()
+		finally(function() hold:close() end)
+		local script = H.tmpdir() .. "/jitter.lua"
+		local f = assert(io.open(script, "w"))
+		f:write(([[
+local wsbeat = require "wsbeat"
+local ws = wsbeat.connect("ws://127.0.0.1:%d/", { reconnect = { delay = 10, jitter = 1 },
+  on_state = function(ws, st, info) if st == "reconnecting" then print(("%%.17g"):format(info.delay)) ws:close() end end })
+wsbeat.run(5)
+]]):format(port))
+		f:close()
+		local delays = {}
+		for i = 1, 3 do
+			delays[i] = H.sh(("cd '%s' && LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' lua5.4 %s")
+				:format(H.ROOT, script)):match("^(%S+)")
+			assert.is_truthy(tonumber(delays[i]), tostring(delays[i]))
+		end
+		-- three equal draws of a 32-bit source would be a 1 in 2^64 chance
+		assert.is_false(delays[1] == delays[2] and delays[2] == delays[3], table.concat(delays, " "))
 	end)
 end)
 

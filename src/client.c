@@ -11,6 +11,8 @@
 #include <math.h>
 #include <errno.h>
 #include <poll.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <stdarg.h>
@@ -538,8 +540,15 @@ static double backoff(struct wsb_client *c)
 
 	if (d > c->o.rc_max_delay || !isfinite(d))
 		d = c->o.rc_max_delay;
-	if (c->o.rc_jitter > 0)
-		d -= d * c->o.rc_jitter * ((double)rand() / RAND_MAX);
+	if (c->o.rc_jitter > 0) {
+		/* OpenSSL's generator, not rand(): unseeded, rand() gave every
+		 * process the same delays, which jitter exists to prevent */
+		uint32_t r = 0;
+
+		if (!wsb_random((unsigned char *)&r, sizeof(r)))
+			r = (uint32_t)rand();
+		d -= d * c->o.rc_jitter * ((double)r / UINT32_MAX);
+	}
 	if (c->retry_after > 0 && d < c->retry_after)
 		d = c->retry_after;
 	return d;
@@ -814,6 +823,32 @@ static int input_waiting(struct wsb_client *c)
 	       (pfd.revents & (POLLIN | POLLHUP | POLLERR));
 }
 
+/*
+ * Did bytes arrive in the last `window` seconds?  lws answers a server's
+ * PING itself and tells us nothing, so a peer that floods pings (and, busy
+ * with them, is slow to answer our probe) would otherwise look dead while
+ * it talks.  The kernel knows when data last came (TCP_INFO); through a
+ * proxy the relay does.  Bytes of anything count, as the heartbeat says.
+ */
+static int received_within(struct wsb_client *c, double window)
+{
+	struct tcp_info ti;
+	socklen_t sl = sizeof(ti);
+	double last;
+	int fd;
+
+	if (!c->wsi)
+		return 0;
+	if (c->tunnel) {
+		last = wsb_tunnel_last_rx(c);
+		return last > 0 && wsb_now(c->e) - last < window;
+	}
+	fd = lws_get_socket_fd(c->wsi);
+	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &sl))
+		return 0;
+	return ti.tcpi_last_data_recv < window * 1000;
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	struct wsb_client *c = t->data;
@@ -847,6 +882,9 @@ static void on_timer(uv_timer_t *t)
 		if (input_waiting(c)) {
 			/* read what arrived first; judge again right after */
 			c->t_dead = now + 0.002;
+		} else if (received_within(c, c->o.hb_timeout)) {
+			/* something came after the probe: alive */
+			hb_restart(c, now);
 		} else {
 			c->t_dead = 0;
 			lost(c, "heartbeat_timeout", 1006, 0,
@@ -1519,6 +1557,10 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 		lost(c, "refused", 0, 0, "connection refused");
 	} else if (soerr) {
 		lost(c, "network", 0, 0, "connection failed: %s", strerror(soerr));
+	} else if (!strcmp(msg, "HS: URI missing")) {
+		/* (lws's words for a head that ended without a status line) */
+		lost(c, "handshake", 0, 0,
+		     "handshake failed: no HTTP status line in the response");
 	} else if (!strncmp(msg, "HS: ", 4)) {
 		lost(c, "handshake", 0, 0, "handshake failed: %s", msg + 4);
 	} else if (!strcmp(msg, "problems parsing header")) {

@@ -66,6 +66,7 @@ struct wsb_tunnel {
 	unsigned char *buf_up, *buf_down; /* read buffers: from up, from down */
 	int to_down_busy, to_up_busy;
 	int up_done, down_done; /* EOF or error seen on that side */
+	double last_rx;         /* when bytes last came from the proxy */
 };
 
 struct tn_write {
@@ -290,7 +291,11 @@ static void relay(struct wsb_tunnel *t, int from_up, ssize_t n,
 
 static void on_read_up(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
-	relay(s->data, 1, n, b);
+	struct wsb_tunnel *t = s->data;
+
+	if (n > 0)
+		t->last_rx = wsb_now(t->e);
+	relay(t, 1, n, b);
 }
 
 static void on_read_down(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
@@ -905,6 +910,12 @@ void wsb_tunnel_abandon(struct wsb_client *c)
 		uv_cancel((uv_req_t *)&t->gai);
 	tn_close_all(t);
 	tn_free_if_done(t);
+}
+
+/* When bytes last came from the proxy (0: never), for the heartbeat. */
+double wsb_tunnel_last_rx(struct wsb_client *c)
+{
+	return c->tunnel ? c->tunnel->last_rx : 0;
 }
 
 /*
