@@ -1,19 +1,15 @@
 local H = require "helper"
 local core = require "wsbeat.core"
 
-local function free_port()
-	-- bind port 0, read the port, close: nothing listens there afterwards
-	local out = H.sh([[/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])']])
-	return tonumber(out)
-end
-
 describe("connection failures", function()
 	local srv
 	setup(function() srv = H.server {} end)
 	teardown(function() srv:stop() end)
 
 	it("reports a refused port as cause refused", function()
-		local ws, rec = H.client(("ws://127.0.0.1:%d/"):format(free_port()), { reconnect = false })
+		local port, hold = H.refusing_port()
+		finally(function() hold:close() end)
+		local ws, rec = H.client(("ws://127.0.0.1:%d/"):format(port), { reconnect = false })
 		H.wait_state(ws, "closed")
 		assert.same({ "closed" }, rec.states)
 		assert.equal("refused", rec.infos[1].cause)
@@ -23,8 +19,10 @@ describe("connection failures", function()
 	end)
 
 	it("gives up after max_attempts with cause gave_up", function()
+		local port, hold = H.refusing_port()
+		finally(function() hold:close() end)
 		local t0 = core.now()
-		local ws, rec = H.client(("ws://127.0.0.1:%d/"):format(free_port()),
+		local ws, rec = H.client(("ws://127.0.0.1:%d/"):format(port),
 			{ reconnect = { delay = 0.05, factor = 2, jitter = 0, max_attempts = 3 } })
 		H.wait_state(ws, "closed")
 		assert.same({ "reconnecting", "connecting", "reconnecting", "connecting", "closed" }, rec.states)

@@ -52,6 +52,15 @@ local function pong_watch(ws)
 	return w
 end
 
+-- Wait (driving the loop) until the client has seen a pong: a fixed run of
+-- a few probe cycles is no proof that one came back in time.
+local function wait_pong(pong)
+	H.run_until(function()
+		pong.check()
+		return pong.n >= 1
+	end, 3, "a pong before the fault")
+end
+
 -- Stop the proxy first (it resets every connection), then end the client.
 local function cleanup(px, ws)
 	if px then px:stop() end
@@ -96,7 +105,7 @@ describe("proxy faults", function()
 		H.wait_state(ws, "open")
 		local pong = pong_watch(ws)
 		run_for(0.35, pong.check) -- a few probe cycles
-		assert.is_true(pong.n >= 1, "no pong before the fault")
+		wait_pong(pong)
 		local t_before = core.now()
 		px:mode("blackhole")
 		local t_after = core.now()
@@ -140,6 +149,7 @@ describe("proxy faults", function()
 		H.wait_state(ws, "open")
 		local pong = pong_watch(ws)
 		run_for(0.6, pong.check)
+		wait_pong(pong)
 		px:mode("blackhole")
 		H.run_until(function()
 			pong.check()
@@ -165,6 +175,7 @@ describe("proxy faults", function()
 		H.wait_state(ws, "open")
 		local pong = pong_watch(ws)
 		run_for(0.35, pong.check)
+		wait_pong(pong)
 		local t_before = core.now()
 		px:mode("freeze")
 		local t_after = core.now()
@@ -238,11 +249,17 @@ describe("proxy faults", function()
 		px:mode("delay 100")
 		local pong = pong_watch(ws)
 		local rtts = {}
-		run_for(2, function()
+		local function collect()
 			local n = pong.n
 			pong.check()
 			if pong.n ~= n then rtts[#rtts + 1] = pong.rtt end
-		end)
+		end
+		run_for(2, collect)
+		-- (two pongs are due well within 2 s; wait for them rather than assume them)
+		H.run_until(function()
+			collect()
+			return #rtts >= 2
+		end, 5, "two pongs")
 		assert.same({ "open" }, rec.states) -- no "reconnecting", nothing at all
 		assert.equal("open", ws:state())
 		local parts = {}
@@ -332,6 +349,8 @@ describe("proxy faults", function()
 			ws, rec = H.client(px:url(), { heartbeat = hb, reconnect = { delay = 0.05, jitter = 0 } })
 			H.wait_state(ws, "open")
 			run_for(1)
+			-- (about 20 probes are due in 1 s; wait for 3 echoes rather than assume them)
+			H.run_until(function() return #rec.messages >= 3 end, 5, "three echoed heartbeats")
 			assert.same({ "open" }, rec.states)
 			assert.equal("open", ws:state())
 			-- the probes were real messages, echoed back to on_message

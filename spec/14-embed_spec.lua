@@ -135,7 +135,8 @@ describe("embedding in C (examples/embed)", function()
 	it("fires wsbeat's timers on time while its own tick keeps waking the loop", function()
 		-- nothing listens there: two reconnect delays (0.1-0.2 s, 0.2-0.4 s)
 		-- pass with no I/O at all, only wsbeat.timeout() and 50 ms ticks
-		local port = tonumber(H.sh([[/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])']]))
+		local port, hold = H.refusing_port()
+		finally(function() hold:close() end)
 		local t0 = core.now()
 		local out, err, rc = run_host(nil, ("ws://127.0.0.1:%d/"):format(port), N)
 		local dt = core.now() - t0

@@ -9,11 +9,13 @@ describe("protocol violations by the server", function()
 	-- A frame that arrives in the same read as the 101 response takes
 	-- another path in libwebsockets 4.1.6, which then drops the link
 	-- without a close frame (DESIGN.md, known limits); the frames whose
-	-- close code the server must see are written a moment after the upgrade.
-	local after = "?after=" .. 0.1 * H.SLOW
+	-- close code the server must see are written once the client's first
+	-- message arrived, so after the client has read the 101.
+	local after = "?on=message"
+	local function ready(ws, st) if st == "open" then ws:send("ready") end end
 
 	it("invalid UTF-8 in a text message: closed with 1007 as the server sees it, not retried", function()
-		local ws, rec = H.client(srv:url("/raw/8102ff41" .. after), { reconnect = { delay = 0.01 } })
+		local ws, rec = H.client(srv:url("/raw/8102ff41" .. after), { reconnect = { delay = 0.01 }, on_state = ready })
 		H.wait_state(ws, "closed")
 		assert.same({ "open", "closed" }, rec.states)
 		assert.equal("protocol_error", rec.infos[2].cause)
@@ -33,7 +35,7 @@ describe("protocol violations by the server", function()
 		{ "invalid UTF-8 in a close reason", "88040fa1ff41", 1002 },
 	} do
 		it(case[1] .. ": the server sees " .. case[3] .. ", cause protocol_error, not retried", function()
-			local ws, rec = H.client(srv:url("/raw/" .. case[2] .. after), { reconnect = { delay = 0.01 } })
+			local ws, rec = H.client(srv:url("/raw/" .. case[2] .. after), { reconnect = { delay = 0.01 }, on_state = ready })
 			H.wait_state(ws, "closed")
 			assert.same({ "open", "closed" }, rec.states)
 			assert.equal("protocol_error", rec.infos[2].cause)
@@ -55,7 +57,7 @@ describe("protocol violations by the server", function()
 		local tsrv = H.server { tls = true }
 		finally(function() tsrv:stop() end)
 		local ws, rec = H.client(tsrv:url("/raw/c10161" .. after), {
-			tls = { ca_file = certs .. "/ca.pem" }, reconnect = { delay = 0.01 },
+			tls = { ca_file = certs .. "/ca.pem" }, reconnect = { delay = 0.01 }, on_state = ready,
 		})
 		H.wait_state(ws, "closed")
 		assert.same({ "open", "closed" }, rec.states)
@@ -68,7 +70,7 @@ describe("protocol violations by the server", function()
 		-- RFC 6455 5.1 says close with 1002; lws unmasks and delivers it, and
 		-- gives no way to see frame headers. If this starts failing, lws
 		-- got stricter: update DESIGN.md "Known limits" and this spec.
-		local ws, rec = H.client(srv:url("/raw/818537fa213d5f9f4d5158" .. after), { reconnect = false })
+		local ws, rec = H.client(srv:url("/raw/818537fa213d5f9f4d5158" .. after), { reconnect = false, on_state = ready })
 		H.run_until(function() return #rec.messages == 1 end, 5, "the masked message")
 		assert.equal("hello", rec.messages[1].data)
 		assert.equal("open", ws:state())
@@ -77,7 +79,7 @@ describe("protocol violations by the server", function()
 	end)
 
 	it("a close with an invalid code (1) is answered with 1002", function()
-		local ws, rec = H.client(srv:url("/raw/88020001" .. after), { reconnect = false })
+		local ws, rec = H.client(srv:url("/raw/88020001" .. after), { reconnect = false, on_state = ready })
 		H.wait_state(ws, "closed")
 		assert.equal(1002, rec.infos[2].code)
 		assert.equal(1002, srv:wait_event("close", function(e) return e.code == 1002 end).code)

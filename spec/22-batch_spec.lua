@@ -3,6 +3,7 @@
 -- and are not lost when that write fails.
 local H = require "helper"
 local wsbeat = require "wsbeat"
+local core = require "wsbeat.core"
 local certs = H.certs()
 
 local function tls_for(scheme)
@@ -158,38 +159,48 @@ print("GOT " .. got)
 		end
 	end
 
-	-- The server resets the link while a callback runs; the batch's write
-	-- then fails, and the messages go on the next connection, in order.
+	-- The link is reset while a callback runs; the batch's write then fails,
+	-- and the messages go on the next connection, in order.  The proxy in
+	-- between resets it from inside the callback, so the reset comes after
+	-- the client has read the server's message and before the batch is
+	-- written, however the machine schedules the two processes.
 	for _, scheme in ipairs { "ws", "wss" } do
 		it(scheme .. ": a batch whose write fails is sent on the next connection, in order", function()
 			local s = H.server { tls = scheme == "wss" }
+			local px = H.proxy(s.port)
 			local lines = {}
 			wsbeat.log(function(_, text) lines[#lines + 1] = text end, "info")
 			-- (one finally per test: busted keeps only the last one)
-			finally(function() wsbeat.log(nil); s:stop() end)
-			local key = tostring(math.random(1, 1e9))
-			-- (the reset must come after the client has read "go", or the
-			-- client sees the loss before the callback and queues instead)
-			local ws, rec = H.client(s:url("/reset/" .. key .. "?after=" .. 0.5 * H.SLOW), {
+			finally(function() wsbeat.log(nil); px:stop(); s:stop() end)
+			-- (the client's end of its connection to the proxy, while it lasts)
+			local established = ("ss -Htn state established '( dport = :%d )'"):format(px.port)
+			local reset_done = false
+			local ws, rec = H.client(("%s://127.0.0.1:%d/send/1/2?then=log"):format(scheme, px.port), {
 				tls = tls_for(scheme), reconnect = { delay = 0.05, max_delay = 0.05 },
 				heartbeat = false,
-				on_message = function(w, data)
-					if data ~= "go" then return end
-					-- stay in the callback until the server has reset the link
-					local deadline = os.time() + 20
-					while #s:events("reset") == 0 and os.time() < deadline do H.sleep(0.02) end
-					H.sleep(0.1) -- (for the RST to land)
+				on_message = function(w)
+					if reset_done then return end -- (the next connection's message)
+					-- reset the link (both sides, RST) while this callback runs, and
+					-- wait until the client's socket has taken the RST
+					px:mode("reset")
+					local deadline = core.now() + 5 * H.SLOW
+					while H.sh(established) ~= "" do
+						assert(core.now() < deadline, "the client's socket outlived the reset")
+						H.sleep(0.01)
+					end
+					reset_done = true
 					for i = 1, 5 do assert(w:send("k" .. i)) end
 				end,
 			})
 			H.run_until(function() return #received(s) >= 5 end, 10, "the five messages")
 			ws:close()
 			H.wait_state(ws, "closed")
+			assert.is_true(reset_done)
 			assert.same({ "open", "reconnecting", "connecting", "open", "closing", "closed" }, rec.states)
-			local reset = s:wait_event("reset")
-			local second = s:wait_event("connect", function(e) return e.id ~= reset.id end)
-			assert.same({}, received(s, reset.id))
-			assert.same({ "k1", "k2", "k3", "k4", "k5" }, received(s, second.id))
+			local connects = s:events("connect")
+			assert.equal(2, #connects)
+			assert.same({}, received(s, connects[1].id))
+			assert.same({ "k1", "k2", "k3", "k4", "k5" }, received(s, connects[2].id))
 			local found
 			for _, l in ipairs(lines) do
 				if l:find("failed under 5 message(s) sent from callbacks", 1, true) then found = l end

@@ -239,9 +239,26 @@ function H.big_pattern(k, n)
 	return (block:rep(n // 256 + 1)):sub(1, n)
 end
 
+--- A port on 127.0.0.1 that refuses connections for as long as the returned
+-- socket lives: bound, so that no other process can take it meanwhile (a
+-- server of a test running next to this one, binding port 0), but not
+-- listening.  (A port found free and closed again could be taken before
+-- the client connected.)  Returns port, socket (close it when done).
+function H.refusing_port()
+	local s = assert(require("socket").tcp())
+	assert(s:bind("127.0.0.1", 0))
+	local _, port = s:getsockname()
+	return assert(tonumber(port)), s
+end
+
+local nnetns = 0
+
 --- A private network namespace with loopback up; deleted by :delete().
+-- (Named by process id and a counter: runs side by side never collide.)
 function H.netns()
-	local name = ("wsbeat%d%04d"):format(os.time() % 100000, math.random(0, 9999))
+	nnetns = nnetns + 1
+	local pid = H.sh("echo $PPID"):gsub("%s+$", "") -- (the shell's parent: this process)
+	local name = ("wsbeat%s-%d"):format(pid, nnetns)
 	assert(os.execute("ip netns add " .. name), "ip netns add failed (root and iproute2 needed)")
 	local ns = { name = name }
 	function ns.exec(_, cmd) return H.sh(("ip netns exec %s %s"):format(name, cmd)) end
