@@ -23,7 +23,7 @@ SRCS = src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/cli
 OBJS = $(SRCS:src/%.c=build/%.o)
 CORE = build/wsbeat/core.so
 
-.PHONY: all test lint install clean check-memory demo asan fuzz bench bench-bin bench-scale dist
+.PHONY: all test lint install clean check-memory demo asan fuzz bench bench-bin bench-scale bench-proxy dist
 all: $(CORE)
 
 build/%.o: src/%.c src/wsbeat.h
@@ -91,6 +91,10 @@ bench: all bench-bin
 
 bench-scale: all
 	bash bench/scale.sh
+
+# wsbeat direct and through tinyproxy, microsocks and dante, side by side
+bench-proxy: all bench-bin
+	$(NO_PROXY_ENV) $(LUA) bench/proxy.lua $(ROUNDS)
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR)/wsbeat $(DESTDIR)$(LUADIR)/wsbeat

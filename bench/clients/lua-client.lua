@@ -96,13 +96,17 @@ local function load_wsbeat()
 end
 
 local function wsbeat_opts(url, size, W, ca)
-	return {
+	local o = {
 		heartbeat = false, reconnect = false,
 		-- room for the whole window: the pipelined test must not be limited
 		-- by the default 1 MiB of buffered output
 		send_buffer = math.max(1 << 20, 2 * W * size),
 		tls = url:match("^wss:") and { ca_file = ca } or nil,
 	}
+	-- WSBEAT_BENCH_PROXY: through this proxy (bench/proxy.lua); unset for
+	-- the other benchmarks (a wsbeat-before may not know the option)
+	o.proxy = os.getenv("WSBEAT_BENCH_PROXY")
+	return o
 end
 
 -- Event-driven, as a wsbeat program is meant to be written: the callbacks
