@@ -1,0 +1,294 @@
+/*
+ * One connection attempt: name resolution on the loop, the proxy tunnel
+ * or a direct connect, and the admission queue that keeps at most
+ * WSB_MAX_ATTEMPTS handshakes in lws at once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wsbeat.h"
+#include "conn.h"
+
+struct wsb_dns {
+	uv_getaddrinfo_t req;
+	struct wsb_client *c; /* NULL once abandoned */
+};
+
+/* Drop the current wsi without a close handshake. */
+void wsb_detach_wsi(struct wsb_client *c)
+{
+	struct lws *wsi = c->wsi;
+
+	if (!wsi)
+		return;
+	c->wsi = NULL;
+	if (c->tx_hold) {
+		/* lws may still be deflating from the held message: hand it to
+		 * a tombstone that the wsi frees when lws destroys it */
+		struct wsb_tomb *t = malloc(sizeof(*t));
+
+		if (t) {
+			t->magic = WSB_TOMB_MAGIC;
+			t->hold = c->tx_hold;
+			c->tx_hold = NULL;
+		}
+		lws_set_wsi_user(wsi, t);
+	} else {
+		lws_set_wsi_user(wsi, NULL);
+	}
+	/* ASYNC: safe even from inside this wsi's own callback; every reason
+	 * but keep-alive marks the socket unusable, so no close frame. */
+	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	wsb_engine_kick(c->e);
+}
+
+void wsb_cancel_dns(struct wsb_client *c)
+{
+	if (c->dns) {
+		c->dns->c = NULL;
+		uv_cancel((uv_req_t *)&c->dns->req);
+		c->dns = NULL;
+	}
+}
+
+/*
+ * No lws "validity" timer: wsbeat runs its own heartbeat.  lws's default
+ * policy (ping after 300 s) re-inserts a timer into one sorted list of all
+ * connections on every frame received, a walk over every connection: at
+ * 10,000 heartbeating connections that alone took half a core.
+ */
+static const lws_retry_bo_t no_validity = { 0 };
+
+/* Give the slot of c's attempt back, or take c out of the queue. */
+static void release_attempt(struct wsb_client *c)
+{
+	struct wsb_engine *e = c->e;
+
+	if (c->admit_state == 2) {
+		e->attempts--;
+	} else if (c->admit_state == 1) {
+		/* doubly linked: closing thousands of queued clients is linear */
+		if (c->admit_prev)
+			c->admit_prev->admit_next = c->admit_next;
+		else
+			e->admit_head = c->admit_next;
+		if (c->admit_next)
+			c->admit_next->admit_prev = c->admit_prev;
+		else
+			e->admit_tail = c->admit_prev;
+		c->admit_next = c->admit_prev = NULL;
+	}
+	c->admit_state = 0;
+}
+
+/* Start queued attempts while slots are free (not re-entered: a connect
+ * that fails at once releases its slot inside this loop). */
+static void admit_waiting(struct wsb_engine *e)
+{
+	if (e->admitting || e->destroyed)
+		return;
+	e->admitting = 1;
+	while (e->admit_head && e->attempts < WSB_MAX_ATTEMPTS) {
+		struct wsb_client *c = e->admit_head;
+
+		e->admit_head = c->admit_next;
+		if (e->admit_head)
+			e->admit_head->admit_prev = NULL;
+		else
+			e->admit_tail = NULL;
+		c->admit_next = NULL;
+		c->admit_state = 0;
+		/* the wait did not count: connect_timeout starts now */
+		c->t_connect = wsb_now(e) + c->o.connect_timeout;
+		wsb_client_timer_arm(c);
+		wsb_connect_lws(c, c->admit_addr);
+	}
+	e->admitting = 0;
+}
+
+void wsb_attempt_over(struct wsb_client *c)
+{
+	int held = c->admit_state == 2;
+
+	release_attempt(c);
+	if (held)
+		admit_waiting(c->e);
+}
+
+void wsb_connect_lws(struct wsb_client *c, const char *address)
+{
+	struct lws_client_connect_info ci;
+	struct lws_vhost *vh;
+	char err[256];
+
+	/* (admit_waiting() itself has made sure a slot is free) */
+	if (!c->e->admitting &&
+	    (c->e->attempts >= WSB_MAX_ATTEMPTS || c->e->admit_head)) {
+		snprintf(c->admit_addr, sizeof(c->admit_addr), "%s", address);
+		c->admit_state = 1;
+		c->t_connect = 0;
+		c->admit_prev = c->e->admit_tail;
+		c->admit_next = NULL;
+		if (c->e->admit_tail)
+			c->e->admit_tail->admit_next = c;
+		else
+			c->e->admit_head = c;
+		c->e->admit_tail = c;
+		wsb_client_timer_arm(c);
+		return;
+	}
+	c->admit_state = 2;
+	c->e->attempts++;
+
+	vh = wsb_vhost_for(c->e, c, err, sizeof(err));
+	if (!vh) {
+		wsb_lost(c, "tls", 0, 0, "TLS setup failed: %s", err);
+		return;
+	}
+	memset(&ci, 0, sizeof(ci));
+	ci.context = c->e->ctx;
+	ci.vhost = vh;
+	ci.address = address;
+	ci.port = c->url.port;
+	ci.path = c->url.path;
+	ci.host = c->host_hdr;
+	ci.origin = c->o.origin;
+	ci.protocol = c->o.protocols;
+	ci.ietf_version_or_minus_one = -1;
+	ci.userdata = c;
+	ci.pwsi = &c->wsi;
+	ci.local_protocol_name = "wsbeat";
+	ci.alpn = "http/1.1";
+	ci.retry_and_idle_policy = &no_validity;
+	if (c->url.tls) {
+		ci.ssl_connection = LCCSCF_USE_SSL |
+				    LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
+		if (!c->o.verify)
+			ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
+					     LCCSCF_ALLOW_EXPIRED |
+					     LCCSCF_ALLOW_INSECURE;
+	}
+	wsb_engine_kick(c->e);
+	if (!lws_client_connect_via_info(&ci) && c->st == WSB_CONNECTING &&
+	    !c->attempt_done) {
+		/* lws fails some attempts synchronously without a
+		 * CONNECTION_ERROR callback (the connect() itself failed) */
+		c->wsi = NULL;
+		wsb_lost(c, "refused", 0, 0, "connection refused (%s port %d)",
+		     address, c->url.port);
+	}
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
+{
+	struct wsb_dns *d = (struct wsb_dns *)req;
+	struct wsb_client *c = d->c;
+	char addr[INET6_ADDRSTRLEN];
+
+	free(d);
+	if (!c) {
+		uv_freeaddrinfo(ai);
+		return;
+	}
+	c->dns = NULL;
+	if (status || !ai) {
+		uv_freeaddrinfo(ai);
+		wsb_lost(c, "dns", 0, 0, "cannot resolve '%s': %s", c->url.host,
+		     status ? uv_strerror(status) : "no address");
+		return;
+	}
+	if (ai->ai_family == AF_INET6)
+		uv_ip6_name((struct sockaddr_in6 *)ai->ai_addr, addr,
+			    sizeof(addr));
+	else
+		uv_ip4_name((struct sockaddr_in *)ai->ai_addr, addr,
+			    sizeof(addr));
+	uv_freeaddrinfo(ai);
+	wsb_connect_lws(c, addr);
+}
+
+void wsb_client_start(struct wsb_client *c)
+{
+	struct addrinfo hints;
+	struct wsb_dns *d;
+	int r;
+
+	if (c->st == WSB_RECONNECTING)
+		wsb_set_state(c, WSB_CONNECTING, "reconnect", strdup("reconnecting"),
+			  0, 0, -1, -1);
+	c->t_retry = 0;
+	c->attempt_done = 0;
+	c->peer_close_code = 0;
+	c->peer_close_reason[0] = '\0';
+	c->close_sent = c->peer_closed = 0;
+	c->tls_err[0] = '\0';
+	c->cert_unanswered = 0;
+	c->retry_after = -1;
+	c->pending_cause = NULL;
+	c->t_connect = wsb_now(c->e) + c->o.connect_timeout;
+	wsb_client_timer_arm(c);
+
+	if (c->px_error) {
+		wsb_lost(c, "proxy", 0, 0, "%s", c->px_error);
+		return;
+	}
+	if (c->px.kind != WSB_PROXY_NONE) {
+		/* connect_timeout covers the proxy's part as well */
+		wsb_tunnel_start(c);
+		return;
+	}
+	if (wsb_is_ip_literal(c->url.host)) {
+		wsb_connect_lws(c, c->url.host);
+		return;
+	}
+	/* never block step(): resolve on libuv's thread pool */
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		wsb_lost(c, "dns", 0, 0, "out of memory");
+		return;
+	}
+	d->c = c;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	c->dns = d;
+	r = uv_getaddrinfo(&c->e->loop, &d->req, on_resolved, c->url.host, NULL,
+			   &hints);
+	if (r) {
+		c->dns = NULL;
+		free(d);
+		wsb_lost(c, "dns", 0, 0, "cannot resolve '%s': %s", c->url.host,
+		     uv_strerror(r));
+	}
+}
+
+/*
+ * The proxy of the next attempt: p (copied; NULL = direct) or, with err,
+ * the reason no proxy could be chosen (the attempt then fails with cause
+ * "proxy").  Credentials are wiped when replaced.
+ */
+void wsb_client_set_proxy(struct wsb_client *c, const struct wsb_proxy *p)
+{
+	if (c->px.pass)
+		memset(c->px.pass, 0, strlen(c->px.pass));
+	free(c->px.user);
+	free(c->px.pass);
+	free(c->px_error);
+	memset(&c->px, 0, sizeof(c->px));
+	c->px_error = NULL;
+	if (p)
+		c->px = *p;
+}
+
+void wsb_client_set_proxy_error(struct wsb_client *c, const char *err)
+{
+	wsb_client_set_proxy(c, NULL);
+	c->px_error = strdup(err);
+}
+
+/* The tunnel stands: lws connects to its local end. */
+void wsb_client_tunnel_ready(struct wsb_client *c, const char *address)
+{
+	wsb_connect_lws(c, address);
+}

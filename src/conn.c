@@ -1,0 +1,399 @@
+/*
+ * The life of one client connection: its state and the events that tell
+ * Lua about it, the end of an attempt (lost: reconnect or close), the
+ * close handshake, deferred work and teardown.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wsbeat.h"
+#include "conn.h"
+
+static char *vfmt(const char *fmt, va_list ap)
+{
+	char buf[512];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	return strdup(buf);
+}
+
+/* The one place the real state changes: keeps the engine's live count. */
+static void wsb_set_st(struct wsb_client *c, enum wsb_state st)
+{
+	if (c->st != WSB_CLOSED && st == WSB_CLOSED)
+		c->e->live--;
+	c->st = st;
+}
+
+void wsb_set_state(struct wsb_client *c, enum wsb_state st,
+		      const char *cause, char *reason, int code, int status,
+		      double delay, int unsent)
+{
+	struct wsb_event *ev = calloc(1, sizeof(*ev));
+
+	if (!ev) {
+		free(reason);
+		wsb_set_st(c, st);
+		return;
+	}
+	ev->kind = WSB_EV_STATE;
+	ev->c = c;
+	ev->state = st;
+	ev->previous = c->st;
+	ev->info.cause = cause;
+	ev->info.reason = reason;
+	ev->info.code = code;
+	ev->info.status = status;
+	ev->info.attempt = c->attempt;
+	ev->info.delay = delay;
+	ev->info.unsent = unsent;
+	wsb_log(c->e, st == WSB_RECONNECTING || (st == WSB_CLOSED &&
+		    strcmp(cause, "closed_by_user")) ? WSB_LOG_WARN : WSB_LOG_INFO,
+		"%s://%s:%d%s: %s -> %s (%s: %s)%s", c->url.tls ? "wss" : "ws",
+		c->url.host, c->url.port, c->url.path, wsb_state_names[c->st],
+		wsb_state_names[st], cause, reason ? reason : "",
+		delay >= 0 ? " retry scheduled" : "");
+	wsb_set_st(c, st);
+	wsb_push_event(c->e, ev);
+}
+
+void wsb_push_simple(struct wsb_client *c, enum wsb_ev_kind kind,
+			struct wsb_msg *m)
+{
+	struct wsb_event *ev = calloc(1, sizeof(*ev));
+
+	if (!ev) {
+		free(m);
+		return;
+	}
+	ev->kind = kind;
+	ev->c = c;
+	ev->msg = m;
+	wsb_push_event(c->e, ev);
+}
+
+const char *const wsb_state_names[] = {
+	"connecting", "open", "reconnecting", "closing", "closed"
+};
+
+void wsb_msg_free_list(struct wsb_msg *m)
+{
+	while (m) {
+		struct wsb_msg *n = m->next;
+
+		free(m);
+		m = n;
+	}
+}
+
+void wsb_end_attempt(struct wsb_client *c)
+{
+	wsb_attempt_over(c);
+	wsb_tx_drop_partial(c); /* first: wsb_detach_wsi() may need to keep it */
+	wsb_cork_requeue(c); /* (the link went before the batch ended) */
+	wsb_cork_free(c);
+	wsb_detach_wsi(c);
+	free(c->tx_hold);   /* no wsi any more: nobody reads it */
+	c->tx_hold = NULL;
+	wsb_cancel_dns(c);
+	wsb_tunnel_abandon(c);
+	wsb_rx_reset(c);
+	c->t_connect = c->t_close = c->t_probe = c->t_dead = 0;
+	c->open_gate = 0;
+	c->closing_after_flush = 0;
+	c->write_requested = 0;
+	c->ping_pending = 0;
+	c->rx_paused = 0;
+	c->connected_at = 0;
+	c->protocol[0] = '\0';
+}
+
+static void finish_closed_info(struct wsb_client *c, const char *cause,
+			       int code, int status, char *reason)
+{
+	int unsent;
+
+	wsb_end_attempt(c); /* (first: it may put batched messages back) */
+	unsent = (int)(c->tx_count + c->tx_dropped);
+	c->t_retry = 0;
+	wsb_client_timer_arm(c);
+	wsb_msg_free_list(c->tx_head);
+	c->tx_head = c->tx_tail = c->tx_prio = NULL;
+	c->tx_bytes = c->tx_count = 0;
+	c->tx_dropped = 0;
+	wsb_set_state(c, WSB_CLOSED, cause, reason, code, status, -1, unsent);
+}
+
+void wsb_finish_closed(struct wsb_client *c, const char *cause, int code,
+			  char *reason)
+{
+	finish_closed_info(c, cause, code, 0, reason);
+}
+
+/*
+ * The attempt or connection is over for a reason other than a completed
+ * user close: decide between "reconnecting" and "closed".
+ */
+void wsb_lost(struct wsb_client *c, const char *cause, int code,
+		 int status, const char *fmt, ...)
+{
+	char *reason;
+	va_list ap;
+	double now = wsb_now(c->e);
+
+	if (c->attempt_done || c->st == WSB_CLOSED)
+		return;
+	c->attempt_done = 1;
+	va_start(ap, fmt);
+	reason = vfmt(fmt, ap);
+	va_end(ap);
+
+	if (c->st == WSB_CLOSING) {
+		/* the user asked to close: that is what happened */
+		free(reason);
+		wsb_finish_closed(c, "closed_by_user", c->close_code,
+			      strdup("closed by user"));
+		return;
+	}
+	if (c->opened_mono > 0 && now - c->opened_mono >= c->o.rc_min_uptime)
+		c->attempt = 0;
+	c->opened_mono = 0;
+	c->attempt++;
+	wsb_end_attempt(c);
+
+	c->pend_cause = cause;
+	c->pend_code = code;
+	c->pend_status = status;
+	c->pend_reason = reason;
+	if (!c->o.reconnect || !c->o.rc_has_retry) {
+		wsb_client_decide(c, wsb_default_retry(cause, code, status));
+		return;
+	}
+	/* reconnect.retry(ws, info) decides, in Lua: ask through the FIFO */
+	{
+		struct wsb_event *ev = calloc(1, sizeof(*ev));
+
+		if (!ev) {
+			wsb_client_decide(c, wsb_default_retry(cause, code, status));
+			return;
+		}
+		ev->kind = WSB_EV_DECIDE;
+		ev->c = c;
+		ev->previous = c->st;
+		ev->info.cause = cause;
+		ev->info.reason = strdup(reason);
+		ev->info.code = code;
+		ev->info.status = status;
+		ev->info.attempt = c->attempt;
+		ev->info.delay = -1;
+		ev->info.unsent = -1;
+		ev->info.retry = wsb_default_retry(cause, code, status);
+		wsb_push_event(c->e, ev);
+	}
+}
+
+void wsb_client_lost(struct wsb_client *c, const char *cause, int status,
+		     const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	wsb_lost(c, cause, 0, status, "%s", msg);
+}
+
+/*
+ * A uniform draw in [0, 1] for the jitter, from OpenSSL's generator: the
+ * unseeded rand() gave every process the same delays, which jitter exists
+ * to prevent.
+ */
+static double jitter_draw(void)
+{
+	uint32_t r = 0;
+
+	if (!wsb_random((unsigned char *)&r, sizeof(r)))
+		r = (uint32_t)rand();
+	return (double)r / UINT32_MAX;
+}
+
+/*
+ * Conclude a loss: reconnect (when `retry` and attempts remain) or close.
+ * Called at once with the default policy, or from Lua with the answer of
+ * reconnect.retry.
+ */
+void wsb_client_decide(struct wsb_client *c, int retry)
+{
+	const char *cause = c->pend_cause;
+	char *reason = c->pend_reason;
+	int code = c->pend_code, status = c->pend_status;
+
+	if (!cause)
+		return; /* nothing pending (closed meanwhile) */
+	c->pend_cause = NULL;
+	c->pend_reason = NULL;
+	if (!c->o.reconnect || !retry) {
+		finish_closed_info(c, cause, code, status, reason);
+		return;
+	}
+	if (c->attempt >= c->o.rc_max_attempts) {
+		char *r2;
+
+		if (asprintf(&r2, "gave up after %d attempts: %s", c->attempt,
+			     reason) < 0)
+			r2 = NULL;
+		free(reason);
+		finish_closed_info(c, "gave_up", code, status, r2);
+		return;
+	}
+	{
+		double delay = wsb_backoff(&c->o, c->attempt, jitter_draw(),
+					   c->retry_after);
+
+		c->t_retry = wsb_now(c->e) + delay;
+		wsb_client_timer_arm(c);
+		wsb_set_state(c, WSB_RECONNECTING, cause, reason, code, status,
+			  delay, -1);
+	}
+}
+
+/*
+ * Send our close frame ourselves, as raw bytes, instead of asking lws to
+ * close: lws would then wait for the answer in a state in which it drops
+ * every data frame, so the messages the server sent before it saw our
+ * close (the reply to our last request) would be lost.  lws stays in its
+ * open state, keeps delivering, and the server's close frame ends the link
+ * (WS_PEER_INITIATED_CLOSE answers -1 once ours is sent).  When the server
+ * closed first, lws echoes its close and ours is not sent.
+ */
+static void start_close(struct wsb_client *c)
+{
+	unsigned char buf[LWS_PRE + 125], payload[125];
+	struct lws *wsi = c->wsi;
+
+	if (!wsi || c->close_sent || c->peer_closed)
+		return;
+	if (wsb_uncork(c) < 0)
+		return; /* the link is going: close_timeout ends the wait */
+	payload[0] = (unsigned char)(c->close_code >> 8);
+	payload[1] = (unsigned char)(c->close_code & 0xff);
+	memcpy(payload + 2, c->close_reason, c->close_reason_len);
+	c->close_sent = 1;
+	if (wsb_write_frame(c, wsi, 0x80 | WSB_OP_CLOSE, buf + LWS_PRE, payload,
+			2 + c->close_reason_len) < 0)
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	wsb_engine_kick(c->e);
+}
+
+void wsb_client_close(struct wsb_client *c, int code, const char *reason,
+		      size_t len)
+{
+	if (c->st == WSB_CLOSED || c->st == WSB_CLOSING)
+		return;
+	wsb_uncork(c); /* what the callbacks sent goes before the close */
+	if (len > sizeof(c->close_reason) - 1)
+		len = sizeof(c->close_reason) - 1;
+	c->close_code = code;
+	memcpy(c->close_reason, reason, len);
+	c->close_reason[len] = '\0';
+	c->close_reason_len = len;
+	if (c->pend_cause) {
+		free(c->pend_reason);
+		c->pend_reason = NULL;
+		c->pend_cause = NULL;
+		}
+	if (c->st != WSB_OPEN || !c->wsi) {
+		/* nothing to hand-shake with */
+		c->attempt_done = 1;
+		wsb_finish_closed(c, "closed_by_user", code,
+			      strdup("closed by user"));
+		return;
+	}
+	wsb_set_state(c, WSB_CLOSING, "closed_by_user", strdup("closed by user"),
+		  code, 0, -1, -1);
+	c->t_probe = c->t_dead = 0;
+	c->t_close = wsb_now(c->e) + c->o.close_timeout;
+	wsb_client_timer_arm(c);
+	c->open_gate = 0;
+	if (c->tx_head || c->tx_hold) {
+		/* (after a deflate drain too: the next WRITEABLE) */
+		c->closing_after_flush = 1;
+		wsb_request_writable(c);
+	} else if (c->e->in_service) {
+		wsb_defer(c, WSB_DEF_CLOSE);
+	} else {
+		start_close(c);
+	}
+}
+
+void wsb_client_do_deferred(struct wsb_client *c, unsigned what)
+{
+	if ((what & WSB_DEF_RXPAUSE) && c->wsi && !c->rx_paused &&
+	    c->rq_count >= c->o.max_queue) {
+		c->rx_paused = 1;
+		lws_rx_flow_control(c->wsi, 0);
+	}
+	if (what & WSB_DEF_CLOSE)
+		start_close(c);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void wsb_client_free(struct wsb_client *c)
+{
+	struct wsb_engine *e = c->e;
+	struct wsb_client **pp;
+
+	e->gone_msgs_sent += c->msgs_sent;
+	e->gone_msgs_recv += c->msgs_recv;
+	e->gone_bytes_sent += c->bytes_sent;
+	e->gone_bytes_recv += c->bytes_recv;
+	e->gone_reconnects += c->reconnects;
+	if (c->st != WSB_CLOSED)
+		e->live--;
+
+	for (pp = &e->deferred; *pp; pp = &(*pp)->def_next)
+		if (*pp == c) {
+			*pp = c->def_next;
+			break;
+		}
+	for (pp = &e->corked; c->cork_listed && *pp; pp = &(*pp)->cork_next)
+		if (*pp == c) {
+			*pp = c->cork_next;
+			break;
+		}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		e->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+
+	wsb_attempt_over(c);
+	wsb_detach_wsi(c);
+	wsb_cancel_dns(c);
+	wsb_tunnel_abandon(c);
+	wsb_rx_reset(c);
+	wsb_msg_free_list(c->tx_head);
+	wsb_msg_free_list(c->rq_head);
+	free(c->tx_hold);
+	free(c->cork);
+	free(c->headers);
+	free(c->pend_reason);
+	free(c->o.ca_file);
+	free(c->o.ca_path);
+	free(c->o.cert_file);
+	free(c->o.key_file);
+	free(c->o.server_name);
+	free(c->o.protocols);
+	free(c->o.origin);
+	free(c->o.hb_message);
+	wsb_client_set_proxy(c, NULL);
+	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+}

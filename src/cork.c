@@ -1,0 +1,148 @@
+/*
+ * Batching ("corking"): what callbacks send during one delivery leaves in
+ * one write per connection when the batch is over.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "wsbeat.h"
+#include "conn.h"
+
+#define CORK_MAX 16384 /* one TLS record's worth of plaintext */
+
+#define CORK_KEEP 4096 /* a buffer kept between batches at most this big */
+
+/*
+ * The link failed under corked frames that send() had already accepted:
+ * unmask them back into messages at the front of the send queue, where a
+ * message that could not be written at once would have gone, so that they
+ * leave on the next connection.  Our own frames only: data frames with
+ * 2- or 4-byte headers (DIRECT_MAX < 65536; PINGs are never corked).
+ */
+void wsb_cork_requeue(struct wsb_client *c)
+{
+	unsigned char *p = c->cork, *end = c->cork + c->cork_len;
+	struct wsb_msg *head = NULL, **tail = &head, *last = NULL;
+
+	if (!c->cork_len)
+		return;
+	while (p < end) {
+		unsigned op = p[0] & 0x0f;
+		size_t len = p[1] & 0x7f, hl = 2;
+		struct wsb_msg *m;
+
+		if (len == 126) {
+			len = (size_t)p[2] << 8 | p[3];
+			hl = 4;
+		}
+		m = wsb_msg_out(NULL, len, op == WSB_OP_BINARY);
+		if (m) {
+			wsb_mask(m->data, p + hl + 4, len, p + hl);
+			*tail = last = m;
+			tail = &m->next;
+			c->tx_bytes += len;
+			c->tx_count++;
+		} else {
+			c->tx_dropped++; /* out of memory: counted as unsent */
+		}
+		p += hl + 4 + len;
+	}
+	if (head) {
+		last->next = c->tx_head;
+		c->tx_head = head;
+		if (!c->tx_tail)
+			c->tx_tail = last;
+	}
+	c->cork_len = c->cork_msgs = c->cork_bytes = 0;
+}
+
+void wsb_cork_free(struct wsb_client *c)
+{
+	free(c->cork);
+	c->cork = NULL;
+	c->cork_cap = 0;
+}
+
+/* Write the corked frames: 0, or -1 when the link is broken (the frames
+ * are back in the send queue and lws is told to close the link). */
+int wsb_uncork(struct wsb_client *c)
+{
+	if (!c->cork_len)
+		return 0;
+	if (!c->wsi ||
+	    lws_write(c->wsi, c->cork, c->cork_len, LWS_WRITE_RAW) < 0) {
+		wsb_log(c->e, WSB_LOG_INFO, "%s: the link failed under %zu "
+			"message(s) sent from callbacks: kept for the next "
+			"connection", c->url.host, c->cork_msgs);
+		wsb_cork_requeue(c);
+		if (c->wsi) {
+			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK,
+					LWS_TO_KILL_ASYNC);
+			wsb_engine_kick(c->e);
+		}
+		return -1;
+	}
+	c->msgs_sent += c->cork_msgs;
+	c->bytes_sent += c->cork_bytes;
+	c->cork_len = c->cork_msgs = c->cork_bytes = 0;
+	if (c->cork_cap > CORK_KEEP)
+		wsb_cork_free(c); /* a big batch: give the memory back */
+	if (lws_partial_buffered(c->wsi))
+		wsb_engine_kick(c->e);
+	return 0;
+}
+
+/* The batch is delivered: write every client's corked frames. */
+void wsb_engine_uncork(struct wsb_engine *e)
+{
+	e->corking = 0;
+	while (e->corked) {
+		struct wsb_client *c = e->corked;
+
+		e->corked = c->cork_next;
+		c->cork_next = NULL;
+		c->cork_listed = 0;
+		wsb_uncork(c);
+	}
+}
+
+/* Frame a message into the cork; 1 when taken, 0 when it must be queued. */
+int wsb_cork_add(struct wsb_client *c, unsigned first,
+		    const unsigned char *src, size_t len)
+{
+	size_t need = 14 + len;
+	const unsigned char *key;
+
+	if (c->cork_len && c->cork_len + need > CORK_MAX &&
+	    (wsb_uncork(c) < 0 || lws_partial_buffered(c->wsi)))
+		return 0;
+	if (c->cork_cap < c->cork_len + need) {
+		size_t cap = c->cork_cap ? c->cork_cap : 512;
+		unsigned char *b;
+
+		while (cap < c->cork_len + need)
+			cap *= 2;
+		if (cap > CORK_MAX + 14)
+			cap = CORK_MAX + 14; /* (the most a batch can hold) */
+		b = realloc(c->cork, cap);
+		if (!b)
+			return 0;
+		c->cork = b;
+		c->cork_cap = cap;
+	}
+	key = wsb_mask_key(c->e);
+	if (!key)
+		return 0;
+	c->cork_len += wsb_frame_header(c->cork + c->cork_len, first, len);
+	memcpy(c->cork + c->cork_len, key, 4);
+	wsb_mask(c->cork + c->cork_len + 4, src, len, key);
+	c->cork_len += 4 + len;
+	c->cork_msgs++;
+	c->cork_bytes += len;
+	if (!c->cork_listed) {
+		c->cork_listed = 1;
+		c->cork_next = c->e->corked;
+		c->e->corked = c;
+	}
+	return 1;
+}

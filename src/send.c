@@ -1,0 +1,363 @@
+/*
+ * Sending: the send queue, small messages written at once, PINGs, and the
+ * WRITEABLE callback that drains the queue in fragments; frames are built
+ * and masked here (src/frame.c) with keys from OpenSSL.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "wsbeat.h"
+#include "conn.h"
+
+#define TX_CHUNK WSB_TX_CHUNK /* fragment size: a probe never waits longer */
+
+#define DIRECT_MAX 16384 /* largest message written straight from send() */
+
+/*
+ * Frame, mask and hand one frame to lws as raw bytes.  The payload goes to
+ * p (LWS_PRE bytes of room before it), masked while copied from src (which
+ * may be p).  lws's own framing reads every mask key from /dev/urandom: a
+ * syscall per frame, a third of the heartbeat's.  The keys come from
+ * OpenSSL's DRBG instead (userspace, seeded by the kernel), 64 at a time.
+ * LWS_WRITE_RAW keeps lws's order and its buffering of a partial write.
+ * Not with permessage-deflate, whose framing is lws's.  -1: link failed.
+ */
+const unsigned char *wsb_mask_key(struct wsb_engine *e)
+{
+	if (e->masks_left < 4) {
+		if (!wsb_random(e->masks, (int)sizeof(e->masks)))
+			return NULL;
+		e->masks_left = sizeof(e->masks);
+	}
+	e->masks_left -= 4;
+	return e->masks + e->masks_left;
+}
+
+int wsb_write_frame(struct wsb_client *c, struct lws *wsi, unsigned first,
+		       unsigned char *p, const unsigned char *src, size_t len)
+{
+	const unsigned char *key = wsb_mask_key(c->e);
+	unsigned char hdr[10];
+	size_t hl;
+
+	if (!key)
+		return -1;
+	hl = wsb_frame_header(hdr, first, len);
+	wsb_mask(p, src, len, key);
+	memcpy(p - 4, key, 4);
+	memcpy(p - 4 - hl, hdr, hl);
+	return lws_write(wsi, p - 4 - hl, hl + 4 + len, LWS_WRITE_RAW) < 0 ? -1 : 0;
+}
+
+/*
+ * Write a PING at once rather than through WRITEABLE, whose request and end
+ * re-register the socket with epoll (four syscalls per probe: at 10,000
+ * connections and a 5 s interval that was most of the heartbeat's cost).
+ * A control frame may go between the fragments of a message, so only
+ * bytes lws still holds (they must go first) and a deflate drain (which
+ * must not be interrupted) send it the slow way.  1 when written.
+ */
+int wsb_ping_now(struct wsb_client *c, const unsigned char *payload,
+		    size_t len)
+{
+	unsigned char buf[LWS_PRE + 125];
+
+	if (c->st != WSB_OPEN || !c->wsi || c->o.compression ||
+	    lws_partial_buffered(c->wsi))
+		return 0;
+	if (wsb_uncork(c) < 0)
+		return 0; /* (frames written from callbacks go first) */
+	if (wsb_write_frame(c, c->wsi, 0x80 | WSB_OP_PING, buf + LWS_PRE, payload,
+			len) < 0)
+		return 0; /* the link is going: the pending ping dies with it */
+	if (lws_partial_buffered(c->wsi))
+		wsb_engine_kick(c->e);
+	return 1;
+}
+
+struct wsb_msg *wsb_msg_out(const char *data, size_t len, int binary)
+{
+	struct wsb_msg *m = malloc(sizeof(*m) + LWS_PRE + len);
+
+	if (!m)
+		return NULL;
+	m->next = NULL;
+	m->len = len;
+	m->off = 0;
+	m->binary = binary;
+	m->data = m->buf + LWS_PRE;
+	if (data && len)
+		memcpy(m->data, data, len);
+	return m;
+}
+
+/* Ask lws for WRITEABLE once: every request costs an epoll_ctl under libuv. */
+void wsb_request_writable(struct wsb_client *c)
+{
+	if (c->wsi && !c->write_requested) {
+		c->write_requested = 1;
+		lws_callback_on_writable(c->wsi);
+		wsb_engine_kick(c->e);
+	}
+}
+
+static void want_write(struct wsb_client *c)
+{
+	if (c->st >= WSB_OPEN && !c->open_gate)
+		wsb_request_writable(c);
+}
+
+/* Queue ahead of everything not yet started (heartbeat messages). */
+void wsb_client_send_front(struct wsb_client *c, const char *data, size_t len,
+			   int binary)
+{
+	struct wsb_msg *m = wsb_msg_out(data, len, binary), **pp = &c->tx_head;
+
+	if (!m)
+		return;
+	if (c->tx_started && *pp)
+		pp = &(*pp)->next;
+	m->next = *pp;
+	*pp = m;
+	if (!m->next)
+		c->tx_tail = m;
+	c->tx_bytes += len;
+	c->tx_count++;
+}
+
+/* A message partly handed to lws can't be resent (it might arrive twice or
+ * as a torn message), so an attempt that ends mid-message drops it. */
+void wsb_tx_drop_partial(struct wsb_client *c)
+{
+	struct wsb_msg *m = c->tx_head;
+
+	if (!c->tx_started || !m)
+		return;
+	c->tx_head = m->next;
+	if (!c->tx_head)
+		c->tx_tail = NULL;
+	if (c->tx_prio == m)
+		c->tx_prio = NULL;
+	c->tx_bytes -= m->len;
+	c->tx_count--;
+	c->tx_dropped++;
+	c->tx_started = 0;
+	if (c->o.compression && c->wsi && !c->tx_hold)
+		c->tx_hold = m; /* lws may still be deflating from it */
+	else
+		free(m);
+}
+
+/*
+ * The fast path for a small message on an idle open link: write it at once
+ * instead of queueing it and asking for WRITEABLE.  Under libuv every
+ * WRITEABLE request and its end re-register the socket (four epoll_ctl
+ * calls) and an API call outside step() must wake the loop (an eventfd
+ * write and read): that was two thirds of the syscalls of a round trip.
+ * Not with permessage-deflate (its drain needs the WRITEABLE discipline),
+ * not while lws still holds unsent bytes (they must go first and would
+ * grow without the send_buffer bound), not from inside lws's service.
+ * Returns 1 when the message is gone to lws.
+ */
+static int send_now(struct wsb_client *c, const char *data, size_t len,
+		    int binary)
+{
+	unsigned char buf[LWS_PRE + DIRECT_MAX];
+
+	if (c->st != WSB_OPEN || !c->wsi || c->open_gate || c->tx_head ||
+	    c->o.compression || len > DIRECT_MAX || c->e->in_service ||
+	    lws_partial_buffered(c->wsi))
+		return 0;
+	if (c->e->corking)
+		return wsb_cork_add(c, 0x80 | (binary ? WSB_OP_BINARY : WSB_OP_TEXT),
+				(const unsigned char *)data, len);
+	if (wsb_write_frame(c, c->wsi, 0x80 | (binary ? WSB_OP_BINARY : WSB_OP_TEXT),
+			buf + LWS_PRE, (const unsigned char *)data, len) < 0) {
+		/* nothing went out (lws reports partial writes as complete
+		 * and keeps the rest): the link is broken; let lws close it
+		 * and keep the message for the next connection */
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK,
+				LWS_TO_KILL_ASYNC);
+		wsb_engine_kick(c->e);
+		return 0;
+	}
+	c->msgs_sent++;
+	c->bytes_sent += len;
+	/* lws keeps what the kernel did not take and asks for POLLOUT,
+	 * which libuv applies only inside uv_run: wake the loop */
+	if (lws_partial_buffered(c->wsi))
+		wsb_engine_kick(c->e);
+	return 1;
+}
+
+/* 0 ok; -1 buffer full; -2 closed; -3 out of memory */
+int wsb_client_send(struct wsb_client *c, const char *data, size_t len,
+		    int binary)
+{
+	struct wsb_msg *m;
+
+	if (c->st >= WSB_CLOSING)
+		return -2;
+	/* One message larger than send_buffer may go when nothing waits on
+	 * an open link, so big sends work with the default limit. */
+	if (c->tx_bytes + len > c->o.send_buffer &&
+	    !(c->tx_count == 0 && c->st == WSB_OPEN))
+		return -1;
+	if (send_now(c, data, len, binary))
+		return 0;
+	m = wsb_msg_out(data, len, binary);
+	if (!m)
+		return -3;
+	if (c->open_gate) {
+		/* inside on_state(ws, "open"): ahead of the buffered ones */
+		struct wsb_msg **pp = c->tx_prio ? &c->tx_prio->next : &c->tx_head;
+
+		m->next = *pp;
+		*pp = m;
+		if (!m->next)
+			c->tx_tail = m;
+		c->tx_prio = m;
+	} else {
+		if (c->tx_tail)
+			c->tx_tail->next = m;
+		else
+			c->tx_head = m;
+		c->tx_tail = m;
+	}
+	c->tx_bytes += len;
+	c->tx_count++;
+	want_write(c);
+	return 0;
+}
+
+int wsb_client_ping(struct wsb_client *c, const char *data, size_t len)
+{
+	unsigned char stamp[9];
+
+	if (c->st != WSB_OPEN || !c->wsi)
+		return -1;
+	if (len == 0) {
+		/* no payload of the caller's: time it like a probe */
+		len = wsb_stamp_payload(stamp);
+		data = (const char *)stamp;
+	} else {
+		/* the caller's payload: its pong is recognised by content */
+		memcpy(c->uping, data, len);
+		c->uping_len = len;
+		c->uping_t = uv_hrtime();
+	}
+	if (!c->e->in_service && !c->ping_pending &&
+	    wsb_ping_now(c, (const unsigned char *)data, len))
+		return 0;
+	memcpy(c->ping_payload, data, len);
+	c->ping_len = len;
+	c->ping_pending = 1;
+	c->ping_is_probe = 0;
+	wsb_request_writable(c);
+	return 0;
+}
+
+/* The Lua side has delivered on_state(ws, "open"): release the queue. */
+void wsb_client_opened(struct wsb_client *c)
+{
+	if (!c->open_gate)
+		return;
+	c->open_gate = 0;
+	c->tx_prio = NULL;
+	if (c->tx_head || c->ping_pending)
+		want_write(c);
+}
+
+int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
+{
+	size_t budget = 4 * TX_CHUNK; /* fairness between connections */
+	/*
+	 * With permessage-deflate, an lws_write() whose deflated output does
+	 * not fit lws's 1 KiB tx buffer returns "all sent" but keeps pointing
+	 * into our buffer and drains it on later POLLOUTs, without calling
+	 * WRITEABLE meanwhile.  So: one write per callback, and a finished
+	 * message is held (tx_hold) until the next WRITEABLE proves the drain
+	 * is over.  Freeing it early corrupted frames and writing again during
+	 * a drain tripped an assertion in lws (found by Autobahn 12.2.x).
+	 */
+	int compressed = c->o.compression;
+
+	c->write_requested = 0;
+	free(c->tx_hold);
+	c->tx_hold = NULL;
+	if (wsb_uncork(c) < 0)
+		return 0; /* (lws is closing the link) */
+	if (c->ping_pending) {
+		unsigned char buf[LWS_PRE + 125];
+
+		c->ping_pending = 0;
+		if (compressed) {
+			memcpy(buf + LWS_PRE, c->ping_payload, c->ping_len);
+			if (lws_write(wsi, buf + LWS_PRE, c->ping_len,
+				      LWS_WRITE_PING) < 0)
+				return -1;
+		} else if (wsb_write_frame(c, wsi, 0x80 | WSB_OP_PING, buf + LWS_PRE,
+				       c->ping_payload, c->ping_len) < 0) {
+			return -1;
+		}
+	}
+	/* lws_send_pipe_choked() polls the socket: ask once, then rely on
+	 * lws_partial_buffered(), which turns on when the kernel took less */
+	if (c->tx_head && lws_send_pipe_choked(wsi))
+		budget = 0;
+	while (c->tx_head && !c->open_gate && budget && !lws_partial_buffered(wsi)) {
+		struct wsb_msg *m = c->tx_head;
+		size_t n = m->len - m->off;
+		int first = m->off == 0, final = 1;
+		int flags;
+
+		if (n > TX_CHUNK) {
+			n = TX_CHUNK;
+			final = 0;
+		}
+		if (compressed) {
+			flags = lws_write_ws_flags(m->binary ? LWS_WRITE_BINARY :
+							       LWS_WRITE_TEXT,
+						   first, final);
+			if (lws_write(wsi, m->data + m->off, n,
+				      (enum lws_write_protocol)flags) < (int)n)
+				return -1;
+		} else {
+			unsigned op = !first ? WSB_OP_CONTINUATION :
+				      m->binary ? WSB_OP_BINARY : WSB_OP_TEXT;
+
+			/* masked in place: a message cut short is dropped,
+			 * never resent (drop_partial_tx) */
+			if (wsb_write_frame(c, wsi, (final ? 0x80 : 0) | op,
+					m->data + m->off, m->data + m->off,
+					n) < 0)
+				return -1;
+		}
+		m->off += n;
+		budget = budget > n + 64 ? budget - n - 64 : 0;
+		if (compressed)
+			budget = 0;
+		c->tx_started = !final;
+		if (!final)
+			continue;
+		c->tx_head = m->next;
+		if (!c->tx_head)
+			c->tx_tail = NULL;
+		c->tx_bytes -= m->len;
+		c->tx_count--;
+		c->msgs_sent++;
+		c->bytes_sent += m->len;
+		if (compressed)
+			c->tx_hold = m;
+		else
+			free(m);
+	}
+	if (c->tx_head || c->ping_pending || (c->closing_after_flush && c->tx_hold)) {
+		/* (a close waits for a deflate drain too: the next WRITEABLE) */
+		wsb_request_writable(c);
+	} else if (c->closing_after_flush) {
+		c->closing_after_flush = 0;
+		wsb_defer(c, WSB_DEF_CLOSE);
+	}
+	return 0;
+}
