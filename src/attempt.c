@@ -23,15 +23,15 @@ void wsb_detach_wsi(struct wsb_client *c)
 	if (!wsi)
 		return;
 	c->wsi = NULL;
-	if (c->tx_hold) {
+	if (c->tx.hold) {
 		/* lws may still be deflating from the held message: hand it to
 		 * a tombstone that the wsi frees when lws destroys it */
 		struct wsb_tomb *t = malloc(sizeof(*t));
 
 		if (t) {
 			t->magic = WSB_TOMB_MAGIC;
-			t->hold = c->tx_hold;
-			c->tx_hold = NULL;
+			t->hold = c->tx.hold;
+			c->tx.hold = NULL;
 		}
 		lws_set_wsi_user(wsi, t);
 	} else {
@@ -45,10 +45,10 @@ void wsb_detach_wsi(struct wsb_client *c)
 
 void wsb_cancel_dns(struct wsb_client *c)
 {
-	if (c->dns) {
-		c->dns->c = NULL;
-		uv_cancel((uv_req_t *)&c->dns->req);
-		c->dns = NULL;
+	if (c->at.dns) {
+		c->at.dns->c = NULL;
+		uv_cancel((uv_req_t *)&c->at.dns->req);
+		c->at.dns = NULL;
 	}
 }
 
@@ -65,21 +65,21 @@ static void release_attempt(struct wsb_client *c)
 {
 	struct wsb_engine *e = c->e;
 
-	if (c->admit_state == 2) {
+	if (c->at.admit == WSB_ADMIT_HOLDS_SLOT) {
 		e->attempts--;
-	} else if (c->admit_state == 1) {
+	} else if (c->at.admit == WSB_ADMIT_QUEUED) {
 		/* doubly linked: closing thousands of queued clients is linear */
-		if (c->admit_prev)
-			c->admit_prev->admit_next = c->admit_next;
+		if (c->at.admit_prev)
+			c->at.admit_prev->at.admit_next = c->at.admit_next;
 		else
-			e->admit_head = c->admit_next;
-		if (c->admit_next)
-			c->admit_next->admit_prev = c->admit_prev;
+			e->admit_head = c->at.admit_next;
+		if (c->at.admit_next)
+			c->at.admit_next->at.admit_prev = c->at.admit_prev;
 		else
-			e->admit_tail = c->admit_prev;
-		c->admit_next = c->admit_prev = NULL;
+			e->admit_tail = c->at.admit_prev;
+		c->at.admit_next = c->at.admit_prev = NULL;
 	}
-	c->admit_state = 0;
+	c->at.admit = WSB_ADMIT_NONE;
 }
 
 /* Start queued attempts while slots are free (not re-entered: a connect
@@ -92,24 +92,24 @@ static void admit_waiting(struct wsb_engine *e)
 	while (e->admit_head && e->attempts < WSB_MAX_ATTEMPTS) {
 		struct wsb_client *c = e->admit_head;
 
-		e->admit_head = c->admit_next;
+		e->admit_head = c->at.admit_next;
 		if (e->admit_head)
-			e->admit_head->admit_prev = NULL;
+			e->admit_head->at.admit_prev = NULL;
 		else
 			e->admit_tail = NULL;
-		c->admit_next = NULL;
-		c->admit_state = 0;
+		c->at.admit_next = NULL;
+		c->at.admit = WSB_ADMIT_NONE;
 		/* the wait did not count: connect_timeout starts now */
-		c->t_connect = wsb_now(e) + c->o.connect_timeout;
+		c->at.t_connect = wsb_now(e) + c->o.connect_timeout;
 		wsb_client_timer_arm(c);
-		wsb_connect_lws(c, c->admit_addr);
+		wsb_connect_lws(c, c->at.admit_addr);
 	}
 	e->admitting = 0;
 }
 
 void wsb_attempt_over(struct wsb_client *c)
 {
-	int held = c->admit_state == 2;
+	int held = c->at.admit == WSB_ADMIT_HOLDS_SLOT;
 
 	release_attempt(c);
 	if (held)
@@ -125,20 +125,20 @@ void wsb_connect_lws(struct wsb_client *c, const char *address)
 	/* (admit_waiting() itself has made sure a slot is free) */
 	if (!c->e->admitting &&
 	    (c->e->attempts >= WSB_MAX_ATTEMPTS || c->e->admit_head)) {
-		snprintf(c->admit_addr, sizeof(c->admit_addr), "%s", address);
-		c->admit_state = 1;
-		c->t_connect = 0;
-		c->admit_prev = c->e->admit_tail;
-		c->admit_next = NULL;
+		snprintf(c->at.admit_addr, sizeof(c->at.admit_addr), "%s", address);
+		c->at.admit = WSB_ADMIT_QUEUED;
+		c->at.t_connect = 0;
+		c->at.admit_prev = c->e->admit_tail;
+		c->at.admit_next = NULL;
 		if (c->e->admit_tail)
-			c->e->admit_tail->admit_next = c;
+			c->e->admit_tail->at.admit_next = c;
 		else
 			c->e->admit_head = c;
 		c->e->admit_tail = c;
 		wsb_client_timer_arm(c);
 		return;
 	}
-	c->admit_state = 2;
+	c->at.admit = WSB_ADMIT_HOLDS_SLOT;
 	c->e->attempts++;
 
 	vh = wsb_vhost_for(c->e, c, err, sizeof(err));
@@ -171,7 +171,7 @@ void wsb_connect_lws(struct wsb_client *c, const char *address)
 	}
 	wsb_engine_kick(c->e);
 	if (!lws_client_connect_via_info(&ci) && c->st == WSB_CONNECTING &&
-	    !c->attempt_done) {
+	    !c->at.done) {
 		/* lws fails some attempts synchronously without a
 		 * CONNECTION_ERROR callback (the connect() itself failed) */
 		c->wsi = NULL;
@@ -191,7 +191,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
 		uv_freeaddrinfo(ai);
 		return;
 	}
-	c->dns = NULL;
+	c->at.dns = NULL;
 	if (status || !ai) {
 		uv_freeaddrinfo(ai);
 		wsb_lost(c, "dns", 0, 0, "cannot resolve '%s': %s", c->url.host,
@@ -218,22 +218,22 @@ void wsb_client_start(struct wsb_client *c)
 		wsb_set_state(c, WSB_CONNECTING, "reconnect", strdup("reconnecting"),
 			  0, 0, -1, -1);
 	c->t_retry = 0;
-	c->attempt_done = 0;
-	c->peer_close_code = 0;
-	c->peer_close_reason[0] = '\0';
-	c->close_sent = c->peer_closed = 0;
-	c->tls_err[0] = '\0';
-	c->cert_unanswered = 0;
-	c->retry_after = -1;
-	c->pending_cause = NULL;
-	c->t_connect = wsb_now(c->e) + c->o.connect_timeout;
+	c->at.done = 0;
+	c->close.peer_code = 0;
+	c->close.peer_reason[0] = '\0';
+	c->close.sent = c->close.peer_closed = 0;
+	c->at.tls_err[0] = '\0';
+	c->at.cert_unanswered = 0;
+	c->at.retry_after = -1;
+	c->close.cause = NULL;
+	c->at.t_connect = wsb_now(c->e) + c->o.connect_timeout;
 	wsb_client_timer_arm(c);
 
-	if (c->px_error) {
-		wsb_lost(c, "proxy", 0, 0, "%s", c->px_error);
+	if (c->at.proxy_error) {
+		wsb_lost(c, "proxy", 0, 0, "%s", c->at.proxy_error);
 		return;
 	}
-	if (c->px.kind != WSB_PROXY_NONE) {
+	if (c->at.proxy.kind != WSB_PROXY_NONE) {
 		/* connect_timeout covers the proxy's part as well */
 		wsb_tunnel_start(c);
 		return;
@@ -252,11 +252,11 @@ void wsb_client_start(struct wsb_client *c)
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	c->dns = d;
+	c->at.dns = d;
 	r = uv_getaddrinfo(&c->e->loop, &d->req, on_resolved, c->url.host, NULL,
 			   &hints);
 	if (r) {
-		c->dns = NULL;
+		c->at.dns = NULL;
 		free(d);
 		wsb_lost(c, "dns", 0, 0, "cannot resolve '%s': %s", c->url.host,
 		     uv_strerror(r));
@@ -270,21 +270,21 @@ void wsb_client_start(struct wsb_client *c)
  */
 void wsb_client_set_proxy(struct wsb_client *c, const struct wsb_proxy *p)
 {
-	if (c->px.pass)
-		memset(c->px.pass, 0, strlen(c->px.pass));
-	free(c->px.user);
-	free(c->px.pass);
-	free(c->px_error);
-	memset(&c->px, 0, sizeof(c->px));
-	c->px_error = NULL;
+	if (c->at.proxy.pass)
+		memset(c->at.proxy.pass, 0, strlen(c->at.proxy.pass));
+	free(c->at.proxy.user);
+	free(c->at.proxy.pass);
+	free(c->at.proxy_error);
+	memset(&c->at.proxy, 0, sizeof(c->at.proxy));
+	c->at.proxy_error = NULL;
 	if (p)
-		c->px = *p;
+		c->at.proxy = *p;
 }
 
 void wsb_client_set_proxy_error(struct wsb_client *c, const char *err)
 {
 	wsb_client_set_proxy(c, NULL);
-	c->px_error = strdup(err);
+	c->at.proxy_error = strdup(err);
 }
 
 /* The tunnel stands: lws connects to its local end. */

@@ -17,13 +17,13 @@ static void on_established(struct wsb_client *c, struct lws *wsi)
 	double now = wsb_now(c->e);
 
 	wsb_attempt_over(c);
-	c->t_connect = 0;
+	c->at.t_connect = 0;
 	c->connected_at = (double)time(NULL);
 	c->opened_mono = now;
 	if (c->opened_once)
 		c->reconnects++;
 	c->opened_once = 1;
-	c->open_gate = 1;
+	c->tx.open_gate = 1;
 	wsb_set_state(c, WSB_OPEN, "connected", strdup("connected"), 0, 0, -1, -1);
 	wsb_hb_restart(c, now);
 	wsb_client_timer_arm(c);
@@ -61,14 +61,14 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 	if (status && status != 101) {
 		if (lws_hdr_copy(wsi, ra, sizeof(ra),
 				 WSI_TOKEN_HTTP_RETRY_AFTER) > 0)
-			c->retry_after = atoi(ra);
+			c->at.retry_after = atoi(ra);
 		wsb_lost(c, "http_status", 0, status,
 		     "handshake failed: HTTP %d", status);
-	} else if (c->tls_err[0]) {
-		wsb_lost(c, "tls", 0, 0, "TLS handshake failed: %s", c->tls_err);
+	} else if (c->at.tls_err[0]) {
+		wsb_lost(c, "tls", 0, 0, "TLS handshake failed: %s", c->at.tls_err);
 	} else if (c->url.tls && (alert = wsb_tls_alert(lws_get_ssl(wsi)))) {
 		wsb_lost(c, "tls", 0, 0, "TLS alert from the server: %s", alert);
-	} else if (c->url.tls && (c->cert_unanswered ||
+	} else if (c->url.tls && (c->at.cert_unanswered ||
 				  wsb_tls_cert_unanswered(lws_get_ssl(wsi)))) {
 		lost_no_cert(c);
 	} else if (!strncmp(msg, "connect SSL", 11) ||
@@ -139,7 +139,7 @@ static void drain_input(struct lws *wsi)
 
 static void on_closed(struct wsb_client *c, struct lws *wsi)
 {
-	int code = c->peer_close_code;
+	int code = c->close.peer_code;
 	int sent = 0;
 
 	/*
@@ -150,7 +150,7 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 	 * it (client frames are always masked).  A socket with no FIN or RST
 	 * pending means lws dropped a live peer: a protocol error as well.
 	 */
-	if (!code && c->st != WSB_CLOSING && !c->pending_cause) {
+	if (!code && c->st != WSB_CLOSING && !c->close.cause) {
 		if (lws_get_close_length(wsi) >= 2) {
 			const unsigned char *p = lws_get_close_payload(wsi);
 			int v = (p[0] ^ p[-4]) << 8 | (p[1] ^ p[-3]);
@@ -169,17 +169,17 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 	drain_input(wsi);
 	c->wsi = NULL;
 	lws_set_wsi_user(wsi, NULL);
-	free(c->tx_hold); /* the wsi is closing: lws drains nothing more */
-	c->tx_hold = NULL;
+	free(c->tx.hold); /* the wsi is closing: lws drains nothing more */
+	c->tx.hold = NULL;
 	if (c->st == WSB_CLOSING) {
-		c->attempt_done = 1;
-		wsb_finish_closed(c, "closed_by_user", c->close_code,
+		c->at.done = 1;
+		wsb_finish_closed(c, "closed_by_user", c->close.code,
 			      strdup("closed by user"));
-	} else if (c->pending_cause) {
-		wsb_lost(c, c->pending_cause, c->close_code, 0, "%s (%d %s)",
-		     !strcmp(c->pending_cause, "too_big") ?
+	} else if (c->close.cause) {
+		wsb_lost(c, c->close.cause, c->close.code, 0, "%s (%d %s)",
+		     !strcmp(c->close.cause, "too_big") ?
 			     "incoming message too big" : "protocol error",
-		     c->close_code, wsb_close_code_name(c->close_code));
+		     c->close.code, wsb_close_code_name(c->close.code));
 	} else if (sent > 0) {
 		wsb_lost(c, "protocol_error", sent, 0,
 		     "protocol error by the server (closed with %d %s)", sent,
@@ -190,8 +190,8 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 	} else if (code) {
 		wsb_lost(c, "closed_by_peer", code, 0, "server closed (%d %s%s%s)",
 		     code, wsb_close_code_name(code),
-		     c->peer_close_reason[0] ? ": " : "",
-		     c->peer_close_reason);
+		     c->close.peer_reason[0] ? ": " : "",
+		     c->close.peer_reason);
 	} else {
 		wsb_lost(c, "connection_lost", 1006, 0,
 		     "connection wsb_lost (1006 abnormal closure)");
@@ -226,7 +226,7 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		/* the TLS handshake is over here and the SSL may be gone by the
 		 * time a rejected link is noticed: take note now */
 		if (c->url.tls)
-			c->cert_unanswered =
+			c->at.cert_unanswered =
 				wsb_tls_cert_unanswered(lws_get_ssl(wsi));
 
 		while (h && h < c->headers + c->headers_len) {
@@ -269,17 +269,17 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		const unsigned char *b = in;
 
 		wsb_heard(c);
-		if (c->close_sent)
+		if (c->close.sent)
 			return -1; /* the answer to ours (start_close): done */
-		c->peer_closed = 1; /* lws echoes it: ours is not sent */
-		c->peer_close_code = len >= 2 ? (b[0] << 8 | b[1]) : 1005;
+		c->close.peer_closed = 1; /* lws echoes it: ours is not sent */
+		c->close.peer_code = len >= 2 ? (b[0] << 8 | b[1]) : 1005;
 		if (len > 2) {
 			size_t n = len - 2;
 
-			if (n > sizeof(c->peer_close_reason) - 1)
-				n = sizeof(c->peer_close_reason) - 1;
-			memcpy(c->peer_close_reason, b + 2, n);
-			c->peer_close_reason[n] = '\0';
+			if (n > sizeof(c->close.peer_reason) - 1)
+				n = sizeof(c->close.peer_reason) - 1;
+			memcpy(c->close.peer_reason, b + 2, n);
+			c->close.peer_reason[n] = '\0';
 		}
 		return 0;
 	}
@@ -292,7 +292,7 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			 * does that when the link breaks while it waits for
 			 * the upgrade response */
 			c->wsi = NULL;
-			if (c->st == WSB_CONNECTING && c->cert_unanswered)
+			if (c->st == WSB_CONNECTING && c->at.cert_unanswered)
 				lost_no_cert(c);
 			else
 				wsb_lost(c, "network", 0, 0,

@@ -95,17 +95,17 @@ void wsb_end_attempt(struct wsb_client *c)
 	wsb_cork_requeue(c); /* (the link went before the batch ended) */
 	wsb_cork_free(c);
 	wsb_detach_wsi(c);
-	free(c->tx_hold);   /* no wsi any more: nobody reads it */
-	c->tx_hold = NULL;
+	free(c->tx.hold);   /* no wsi any more: nobody reads it */
+	c->tx.hold = NULL;
 	wsb_cancel_dns(c);
 	wsb_tunnel_abandon(c);
 	wsb_rx_reset(c);
-	c->t_connect = c->t_close = c->t_probe = c->t_dead = 0;
-	c->open_gate = 0;
-	c->closing_after_flush = 0;
-	c->write_requested = 0;
-	c->ping_pending = 0;
-	c->rx_paused = 0;
+	c->at.t_connect = c->close.t_close = c->hb.t_probe = c->hb.t_dead = 0;
+	c->tx.open_gate = 0;
+	c->tx.close_after_flush = 0;
+	c->tx.write_requested = 0;
+	c->tx.ping_pending = 0;
+	c->rx.paused = 0;
 	c->connected_at = 0;
 	c->protocol[0] = '\0';
 }
@@ -116,13 +116,13 @@ static void finish_closed_info(struct wsb_client *c, const char *cause,
 	int unsent;
 
 	wsb_end_attempt(c); /* (first: it may put batched messages back) */
-	unsent = (int)(c->tx_count + c->tx_dropped);
+	unsent = (int)(c->tx.count + c->tx.dropped);
 	c->t_retry = 0;
 	wsb_client_timer_arm(c);
-	wsb_msg_free_list(c->tx_head);
-	c->tx_head = c->tx_tail = c->tx_prio = NULL;
-	c->tx_bytes = c->tx_count = 0;
-	c->tx_dropped = 0;
+	wsb_msg_free_list(c->tx.head);
+	c->tx.head = c->tx.tail = c->tx.prio = NULL;
+	c->tx.bytes = c->tx.count = 0;
+	c->tx.dropped = 0;
 	wsb_set_state(c, WSB_CLOSED, cause, reason, code, status, -1, unsent);
 }
 
@@ -143,9 +143,9 @@ void wsb_lost(struct wsb_client *c, const char *cause, int code,
 	va_list ap;
 	double now = wsb_now(c->e);
 
-	if (c->attempt_done || c->st == WSB_CLOSED)
+	if (c->at.done || c->st == WSB_CLOSED)
 		return;
-	c->attempt_done = 1;
+	c->at.done = 1;
 	va_start(ap, fmt);
 	reason = vfmt(fmt, ap);
 	va_end(ap);
@@ -153,7 +153,7 @@ void wsb_lost(struct wsb_client *c, const char *cause, int code,
 	if (c->st == WSB_CLOSING) {
 		/* the user asked to close: that is what happened */
 		free(reason);
-		wsb_finish_closed(c, "closed_by_user", c->close_code,
+		wsb_finish_closed(c, "closed_by_user", c->close.code,
 			      strdup("closed by user"));
 		return;
 	}
@@ -163,10 +163,10 @@ void wsb_lost(struct wsb_client *c, const char *cause, int code,
 	c->attempt++;
 	wsb_end_attempt(c);
 
-	c->pend_cause = cause;
-	c->pend_code = code;
-	c->pend_status = status;
-	c->pend_reason = reason;
+	c->decide.cause = cause;
+	c->decide.code = code;
+	c->decide.status = status;
+	c->decide.reason = reason;
 	if (!c->o.reconnect || !c->o.rc_has_retry) {
 		wsb_client_decide(c, wsb_default_retry(cause, code, status));
 		return;
@@ -227,14 +227,14 @@ static double jitter_draw(void)
  */
 void wsb_client_decide(struct wsb_client *c, int retry)
 {
-	const char *cause = c->pend_cause;
-	char *reason = c->pend_reason;
-	int code = c->pend_code, status = c->pend_status;
+	const char *cause = c->decide.cause;
+	char *reason = c->decide.reason;
+	int code = c->decide.code, status = c->decide.status;
 
 	if (!cause)
 		return; /* nothing pending (closed meanwhile) */
-	c->pend_cause = NULL;
-	c->pend_reason = NULL;
+	c->decide.cause = NULL;
+	c->decide.reason = NULL;
 	if (!c->o.reconnect || !retry) {
 		finish_closed_info(c, cause, code, status, reason);
 		return;
@@ -251,7 +251,7 @@ void wsb_client_decide(struct wsb_client *c, int retry)
 	}
 	{
 		double delay = wsb_backoff(&c->o, c->attempt, jitter_draw(),
-					   c->retry_after);
+					   c->at.retry_after);
 
 		c->t_retry = wsb_now(c->e) + delay;
 		wsb_client_timer_arm(c);
@@ -274,16 +274,16 @@ static void start_close(struct wsb_client *c)
 	unsigned char buf[LWS_PRE + 125], payload[125];
 	struct lws *wsi = c->wsi;
 
-	if (!wsi || c->close_sent || c->peer_closed)
+	if (!wsi || c->close.sent || c->close.peer_closed)
 		return;
 	if (wsb_uncork(c) < 0)
 		return; /* the link is going: close_timeout ends the wait */
-	payload[0] = (unsigned char)(c->close_code >> 8);
-	payload[1] = (unsigned char)(c->close_code & 0xff);
-	memcpy(payload + 2, c->close_reason, c->close_reason_len);
-	c->close_sent = 1;
+	payload[0] = (unsigned char)(c->close.code >> 8);
+	payload[1] = (unsigned char)(c->close.code & 0xff);
+	memcpy(payload + 2, c->close.reason, c->close.reason_len);
+	c->close.sent = 1;
 	if (wsb_write_frame(c, wsi, 0x80 | WSB_OP_CLOSE, buf + LWS_PRE, payload,
-			2 + c->close_reason_len) < 0)
+			2 + c->close.reason_len) < 0)
 		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 	wsb_engine_kick(c->e);
 }
@@ -294,33 +294,33 @@ void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 	if (c->st == WSB_CLOSED || c->st == WSB_CLOSING)
 		return;
 	wsb_uncork(c); /* what the callbacks sent goes before the close */
-	if (len > sizeof(c->close_reason) - 1)
-		len = sizeof(c->close_reason) - 1;
-	c->close_code = code;
-	memcpy(c->close_reason, reason, len);
-	c->close_reason[len] = '\0';
-	c->close_reason_len = len;
-	if (c->pend_cause) {
-		free(c->pend_reason);
-		c->pend_reason = NULL;
-		c->pend_cause = NULL;
+	if (len > sizeof(c->close.reason) - 1)
+		len = sizeof(c->close.reason) - 1;
+	c->close.code = code;
+	memcpy(c->close.reason, reason, len);
+	c->close.reason[len] = '\0';
+	c->close.reason_len = len;
+	if (c->decide.cause) {
+		free(c->decide.reason);
+		c->decide.reason = NULL;
+		c->decide.cause = NULL;
 		}
 	if (c->st != WSB_OPEN || !c->wsi) {
 		/* nothing to hand-shake with */
-		c->attempt_done = 1;
+		c->at.done = 1;
 		wsb_finish_closed(c, "closed_by_user", code,
 			      strdup("closed by user"));
 		return;
 	}
 	wsb_set_state(c, WSB_CLOSING, "closed_by_user", strdup("closed by user"),
 		  code, 0, -1, -1);
-	c->t_probe = c->t_dead = 0;
-	c->t_close = wsb_now(c->e) + c->o.close_timeout;
+	c->hb.t_probe = c->hb.t_dead = 0;
+	c->close.t_close = wsb_now(c->e) + c->o.close_timeout;
 	wsb_client_timer_arm(c);
-	c->open_gate = 0;
-	if (c->tx_head || c->tx_hold) {
+	c->tx.open_gate = 0;
+	if (c->tx.head || c->tx.hold) {
 		/* (after a deflate drain too: the next WRITEABLE) */
-		c->closing_after_flush = 1;
+		c->tx.close_after_flush = 1;
 		wsb_request_writable(c);
 	} else if (c->e->in_service) {
 		wsb_defer(c, WSB_DEF_CLOSE);
@@ -331,9 +331,9 @@ void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 
 void wsb_client_do_deferred(struct wsb_client *c, unsigned what)
 {
-	if ((what & WSB_DEF_RXPAUSE) && c->wsi && !c->rx_paused &&
-	    c->rq_count >= c->o.max_queue) {
-		c->rx_paused = 1;
+	if ((what & WSB_DEF_RXPAUSE) && c->wsi && !c->rx.paused &&
+	    c->rx.q_count >= c->o.max_queue) {
+		c->rx.paused = 1;
 		lws_rx_flow_control(c->wsi, 0);
 	}
 	if (what & WSB_DEF_CLOSE)
@@ -363,9 +363,9 @@ void wsb_client_free(struct wsb_client *c)
 			*pp = c->def_next;
 			break;
 		}
-	for (pp = &e->corked; c->cork_listed && *pp; pp = &(*pp)->cork_next)
+	for (pp = &e->corked; c->cork.listed && *pp; pp = &(*pp)->cork.next)
 		if (*pp == c) {
-			*pp = c->cork_next;
+			*pp = c->cork.next;
 			break;
 		}
 	if (c->prev)
@@ -380,12 +380,12 @@ void wsb_client_free(struct wsb_client *c)
 	wsb_cancel_dns(c);
 	wsb_tunnel_abandon(c);
 	wsb_rx_reset(c);
-	wsb_msg_free_list(c->tx_head);
-	wsb_msg_free_list(c->rq_head);
-	free(c->tx_hold);
-	free(c->cork);
+	wsb_msg_free_list(c->tx.head);
+	wsb_msg_free_list(c->rx.q_head);
+	free(c->tx.hold);
+	free(c->cork.buf);
 	free(c->headers);
-	free(c->pend_reason);
+	free(c->decide.reason);
 	free(c->o.ca_file);
 	free(c->o.ca_path);
 	free(c->o.cert_file);

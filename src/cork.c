@@ -21,10 +21,10 @@
  */
 void wsb_cork_requeue(struct wsb_client *c)
 {
-	unsigned char *p = c->cork, *end = c->cork + c->cork_len;
+	unsigned char *p = c->cork.buf, *end = c->cork.buf + c->cork.len;
 	struct wsb_msg *head = NULL, **tail = &head, *last = NULL;
 
-	if (!c->cork_len)
+	if (!c->cork.len)
 		return;
 	while (p < end) {
 		unsigned op = p[0] & 0x0f;
@@ -40,40 +40,40 @@ void wsb_cork_requeue(struct wsb_client *c)
 			wsb_mask(m->data, p + hl + 4, len, p + hl);
 			*tail = last = m;
 			tail = &m->next;
-			c->tx_bytes += len;
-			c->tx_count++;
+			c->tx.bytes += len;
+			c->tx.count++;
 		} else {
-			c->tx_dropped++; /* out of memory: counted as unsent */
+			c->tx.dropped++; /* out of memory: counted as unsent */
 		}
 		p += hl + 4 + len;
 	}
 	if (head) {
-		last->next = c->tx_head;
-		c->tx_head = head;
-		if (!c->tx_tail)
-			c->tx_tail = last;
+		last->next = c->tx.head;
+		c->tx.head = head;
+		if (!c->tx.tail)
+			c->tx.tail = last;
 	}
-	c->cork_len = c->cork_msgs = c->cork_bytes = 0;
+	c->cork.len = c->cork.msgs = c->cork.bytes = 0;
 }
 
 void wsb_cork_free(struct wsb_client *c)
 {
-	free(c->cork);
-	c->cork = NULL;
-	c->cork_cap = 0;
+	free(c->cork.buf);
+	c->cork.buf = NULL;
+	c->cork.cap = 0;
 }
 
 /* Write the corked frames: 0, or -1 when the link is broken (the frames
  * are back in the send queue and lws is told to close the link). */
 int wsb_uncork(struct wsb_client *c)
 {
-	if (!c->cork_len)
+	if (!c->cork.len)
 		return 0;
 	if (!c->wsi ||
-	    lws_write(c->wsi, c->cork, c->cork_len, LWS_WRITE_RAW) < 0) {
+	    lws_write(c->wsi, c->cork.buf, c->cork.len, LWS_WRITE_RAW) < 0) {
 		wsb_log(c->e, WSB_LOG_INFO, "%s: the link failed under %zu "
 			"message(s) sent from callbacks: kept for the next "
-			"connection", c->url.host, c->cork_msgs);
+			"connection", c->url.host, c->cork.msgs);
 		wsb_cork_requeue(c);
 		if (c->wsi) {
 			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK,
@@ -82,10 +82,10 @@ int wsb_uncork(struct wsb_client *c)
 		}
 		return -1;
 	}
-	c->msgs_sent += c->cork_msgs;
-	c->bytes_sent += c->cork_bytes;
-	c->cork_len = c->cork_msgs = c->cork_bytes = 0;
-	if (c->cork_cap > CORK_KEEP)
+	c->msgs_sent += c->cork.msgs;
+	c->bytes_sent += c->cork.bytes;
+	c->cork.len = c->cork.msgs = c->cork.bytes = 0;
+	if (c->cork.cap > CORK_KEEP)
 		wsb_cork_free(c); /* a big batch: give the memory back */
 	if (lws_partial_buffered(c->wsi))
 		wsb_engine_kick(c->e);
@@ -99,9 +99,9 @@ void wsb_engine_uncork(struct wsb_engine *e)
 	while (e->corked) {
 		struct wsb_client *c = e->corked;
 
-		e->corked = c->cork_next;
-		c->cork_next = NULL;
-		c->cork_listed = 0;
+		e->corked = c->cork.next;
+		c->cork.next = NULL;
+		c->cork.listed = 0;
 		wsb_uncork(c);
 	}
 }
@@ -113,35 +113,35 @@ int wsb_cork_add(struct wsb_client *c, unsigned first,
 	size_t need = 14 + len;
 	const unsigned char *key;
 
-	if (c->cork_len && c->cork_len + need > CORK_MAX &&
+	if (c->cork.len && c->cork.len + need > CORK_MAX &&
 	    (wsb_uncork(c) < 0 || lws_partial_buffered(c->wsi)))
 		return 0;
-	if (c->cork_cap < c->cork_len + need) {
-		size_t cap = c->cork_cap ? c->cork_cap : 512;
+	if (c->cork.cap < c->cork.len + need) {
+		size_t cap = c->cork.cap ? c->cork.cap : 512;
 		unsigned char *b;
 
-		while (cap < c->cork_len + need)
+		while (cap < c->cork.len + need)
 			cap *= 2;
 		if (cap > CORK_MAX + 14)
 			cap = CORK_MAX + 14; /* (the most a batch can hold) */
-		b = realloc(c->cork, cap);
+		b = realloc(c->cork.buf, cap);
 		if (!b)
 			return 0;
-		c->cork = b;
-		c->cork_cap = cap;
+		c->cork.buf = b;
+		c->cork.cap = cap;
 	}
 	key = wsb_mask_key(c->e);
 	if (!key)
 		return 0;
-	c->cork_len += wsb_frame_header(c->cork + c->cork_len, first, len);
-	memcpy(c->cork + c->cork_len, key, 4);
-	wsb_mask(c->cork + c->cork_len + 4, src, len, key);
-	c->cork_len += 4 + len;
-	c->cork_msgs++;
-	c->cork_bytes += len;
-	if (!c->cork_listed) {
-		c->cork_listed = 1;
-		c->cork_next = c->e->corked;
+	c->cork.len += wsb_frame_header(c->cork.buf + c->cork.len, first, len);
+	memcpy(c->cork.buf + c->cork.len, key, 4);
+	wsb_mask(c->cork.buf + c->cork.len + 4, src, len, key);
+	c->cork.len += 4 + len;
+	c->cork.msgs++;
+	c->cork.bytes += len;
+	if (!c->cork.listed) {
+		c->cork.listed = 1;
+		c->cork.next = c->e->corked;
 		c->e->corked = c;
 	}
 	return 1;

@@ -18,8 +18,8 @@ static void on_timer(uv_timer_t *t);
 void wsb_client_timer_arm(struct wsb_client *c)
 {
 	double next = 0, now;
-	double d[] = { c->t_connect, c->t_close, c->t_retry, c->t_probe,
-		       c->t_dead };
+	double d[] = { c->at.t_connect, c->close.t_close, c->t_retry, c->hb.t_probe,
+		       c->hb.t_dead };
 
 	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++)
 		if (d[i] > 0 && (next == 0 || d[i] < next))
@@ -57,8 +57,8 @@ void wsb_hb_restart(struct wsb_client *c, double now)
 {
 	if (!c->o.heartbeat || c->st != WSB_OPEN)
 		return;
-	c->t_probe = hb_snap(c, now + c->o.hb_interval);
-	c->t_dead = 0;
+	c->hb.t_probe = hb_snap(c, now + c->o.hb_interval);
+	c->hb.t_dead = 0;
 }
 
 /*
@@ -70,9 +70,9 @@ void wsb_hb_restart(struct wsb_client *c, double now)
  */
 void wsb_heard(struct wsb_client *c)
 {
-	if (c->o.heartbeat && (c->t_dead || c->t_probe)) {
+	if (c->o.heartbeat && (c->hb.t_dead || c->hb.t_probe)) {
 		wsb_hb_restart(c, wsb_now(c->e));
-		if (!c->armed_at || c->t_probe < c->armed_at)
+		if (!c->armed_at || c->hb.t_probe < c->armed_at)
 			wsb_client_timer_arm(c);
 	}
 }
@@ -89,21 +89,21 @@ size_t wsb_stamp_payload(unsigned char *p)
 
 static void send_probe(struct wsb_client *c, double now)
 {
-	c->t_probe = 0;
-	c->t_dead = hb_snap(c, now + c->o.hb_timeout);
+	c->hb.t_probe = 0;
+	c->hb.t_dead = hb_snap(c, now + c->o.hb_timeout);
 	if (!c->wsi)
 		return;
 	if (c->o.hb_message_mode) {
 		/* an application message, sent ahead of anything queued */
 		wsb_client_send_front(c, c->o.hb_message, c->o.hb_message_len, 0);
 	} else {
-		c->ping_len = wsb_stamp_payload(c->ping_payload);
-		c->ping_is_probe = 1;
-		c->ping_pending = !wsb_ping_now(c, c->ping_payload, c->ping_len);
+		c->tx.ping_len = wsb_stamp_payload(c->tx.ping_payload);
+		c->tx.ping_is_probe = 1;
+		c->tx.ping_pending = !wsb_ping_now(c, c->tx.ping_payload, c->tx.ping_len);
 	}
 	wsb_log(c->e, WSB_LOG_DEBUG, "%s: heartbeat probe sent (%s)",
 		c->url.host, c->o.hb_message_mode ? "message" : "ping");
-	if (c->o.hb_message_mode || c->ping_pending)
+	if (c->o.hb_message_mode || c->tx.ping_pending)
 		wsb_request_writable(c);
 }
 
@@ -138,7 +138,7 @@ static int received_within(struct wsb_client *c, double window)
 
 	if (!c->wsi)
 		return 0;
-	if (c->tunnel) {
+	if (c->at.tunnel) {
 		last = wsb_tunnel_last_rx(c);
 		return last > 0 && wsb_now(c->e) - last < window;
 	}
@@ -155,16 +155,16 @@ void wsb_on_pong(struct wsb_client *c, const unsigned char *in, size_t len)
 
 	if (len == 9 && in[0] == 'W') {
 		memcpy(&t, in + 1, 8);
-	} else if (c->uping_len && len == c->uping_len &&
-		   !memcmp(in, c->uping, len)) {
-		t = c->uping_t;
-		c->uping_len = 0;
+	} else if (c->hb.uping_len && len == c->hb.uping_len &&
+		   !memcmp(in, c->hb.uping, len)) {
+		t = c->hb.uping_t;
+		c->hb.uping_len = 0;
 	}
 	if (!t || t > now)
 		return;
-	c->rtt = (double)(now - t) / 1e9;
+	c->hb.rtt = (double)(now - t) / 1e9;
 	wsb_log(c->e, WSB_LOG_DEBUG, "%s: pong, rtt %.3f ms", c->url.host,
-		c->rtt * 1000);
+		c->hb.rtt * 1000);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -172,16 +172,16 @@ static void on_timer(uv_timer_t *t)
 	struct wsb_client *c = t->data;
 	double now = wsb_now(c->e) + 0.0005;
 
-	if (c->t_connect && now >= c->t_connect &&
+	if (c->at.t_connect && now >= c->at.t_connect &&
 	    (c->st == WSB_CONNECTING)) {
-		c->t_connect = 0;
+		c->at.t_connect = 0;
 		wsb_lost(c, "connect_timeout", 0, 0,
 		     "connect timed out after %gs", c->o.connect_timeout);
 	}
-	if (c->t_close && now >= c->t_close && c->st == WSB_CLOSING) {
-		c->t_close = 0;
-		c->attempt_done = 1;
-		wsb_finish_closed(c, "closed_by_user", c->close_code,
+	if (c->close.t_close && now >= c->close.t_close && c->st == WSB_CLOSING) {
+		c->close.t_close = 0;
+		c->at.done = 1;
+		wsb_finish_closed(c, "closed_by_user", c->close.code,
 			      strdup("closed by user (no close answer in time)"));
 	}
 	if (c->t_retry && now >= c->t_retry && c->st == WSB_RECONNECTING) {
@@ -189,22 +189,22 @@ static void on_timer(uv_timer_t *t)
 		/* the Lua side refreshes headers, then calls attempt() */
 		wsb_push_simple(c, WSB_EV_ATTEMPT, NULL);
 	}
-	if (c->rx_paused && (c->t_dead || c->t_probe) &&
-	    ((c->t_dead && now >= c->t_dead) ||
-	     (c->t_probe && now >= c->t_probe))) {
+	if (c->rx.paused && (c->hb.t_dead || c->hb.t_probe) &&
+	    ((c->hb.t_dead && now >= c->hb.t_dead) ||
+	     (c->hb.t_probe && now >= c->hb.t_probe))) {
 		/* input held back by flow control counts as received: a full
 		 * max_queue never makes a peer look dead */
 		wsb_hb_restart(c, now);
 	}
-	if (c->t_dead && now >= c->t_dead && c->st == WSB_OPEN) {
+	if (c->hb.t_dead && now >= c->hb.t_dead && c->st == WSB_OPEN) {
 		if (input_waiting(c)) {
 			/* read what arrived first; judge again right after */
-			c->t_dead = now + 0.002;
+			c->hb.t_dead = now + 0.002;
 		} else if (received_within(c, c->o.hb_timeout)) {
 			/* something came after the probe: alive */
 			wsb_hb_restart(c, now);
 		} else {
-			c->t_dead = 0;
+			c->hb.t_dead = 0;
 			wsb_lost(c, "heartbeat_timeout", 1006, 0,
 			     "heartbeat timeout (nothing received for %gs)",
 			     c->o.hb_interval + c->o.hb_timeout);
@@ -212,7 +212,7 @@ static void on_timer(uv_timer_t *t)
 	}
 	/* (no input_waiting() check here: a probe sent while a frame waits
 	 * is harmless, and a syscall per probe adds up over many clients) */
-	if (c->t_probe && now >= c->t_probe && c->st == WSB_OPEN)
+	if (c->hb.t_probe && now >= c->hb.t_probe && c->st == WSB_OPEN)
 		send_probe(c, now);
 	wsb_client_timer_arm(c);
 }

@@ -181,8 +181,8 @@ static int l_new(lua_State *L)
 	if (e->clients)
 		e->clients->prev = c;
 	e->clients = c;
-	c->rtt = -1;
-	c->retry_after = -1;
+	c->hb.rtt = -1;
+	c->at.retry_after = -1;
 	c->st = c->pub_state = WSB_CONNECTING;
 	e->live++;
 
@@ -267,7 +267,7 @@ static int l_attempt(lua_State *L)
 
 	if (c->st != WSB_CONNECTING && c->st != WSB_RECONNECTING)
 		return 0;
-	if (c->wsi || c->dns || c->tunnel)
+	if (c->wsi || c->at.dns || c->at.tunnel)
 		return 0; /* never two attempts at once */
 	read_proxy(L, 3, c);
 	free(c->headers);
@@ -315,7 +315,7 @@ static int m_send(lua_State *L)
 	size_t len;
 	const char *data = luaL_checklstring(L, 2, &len);
 	int binary = luaL_checkoption(L, 3, "text", kinds);
-	int r;
+	enum wsb_send r;
 
 	if (!binary && !wsb_utf8_valid((const unsigned char *)data, len)) {
 		luaL_pushfail(L);
@@ -323,13 +323,13 @@ static int m_send(lua_State *L)
 		return 2;
 	}
 	r = wsb_client_send(c, data, len, binary);
-	if (r == 0) {
+	if (r == WSB_SENT) {
 		lua_pushboolean(L, 1);
 		return 1;
 	}
 	luaL_pushfail(L);
-	lua_pushstring(L, r == -1 ? "send buffer full" :
-			  r == -2 ? "closed" : "out of memory");
+	lua_pushstring(L, r == WSB_SEND_FULL ? "send buffer full" :
+			  r == WSB_SEND_CLOSED ? "closed" : "out of memory");
 	return 2;
 }
 
@@ -420,8 +420,8 @@ static int m_stats(lua_State *L)
 	struct wsb_client *c = check(L, 1);
 
 	lua_createtable(L, 0, 10);
-	if (c->rtt >= 0) {
-		lua_pushnumber(L, c->rtt);
+	if (c->hb.rtt >= 0) {
+		lua_pushnumber(L, c->hb.rtt);
 		lua_setfield(L, -2, "rtt");
 	}
 	set_int(L, "messages_sent", c->msgs_sent);
@@ -429,14 +429,14 @@ static int m_stats(lua_State *L)
 	set_int(L, "bytes_sent", c->bytes_sent);
 	set_int(L, "bytes_received", c->bytes_recv);
 	set_int(L, "reconnects", c->reconnects);
-	set_int(L, "buffered", c->tx_bytes + c->cork_bytes);
-	set_int(L, "queued", c->rq_count);
+	set_int(L, "buffered", c->tx.bytes + c->cork.bytes);
+	set_int(L, "queued", c->rx.q_count);
 	if (c->connected_at > 0) {
 		lua_pushnumber(L, c->connected_at);
 		lua_setfield(L, -2, "connected_at");
 	}
-	if (c->px.kind != WSB_PROXY_NONE) {
-		lua_pushstring(L, c->px.display);
+	if (c->at.proxy.kind != WSB_PROXY_NONE) {
+		lua_pushstring(L, c->at.proxy.display);
 		lua_setfield(L, -2, "proxy");
 	}
 	return 1;
@@ -467,14 +467,14 @@ static int m_gc(lua_State *L)
 static int m_pop(lua_State *L)
 {
 	struct wsb_client *c = check(L, 1);
-	struct wsb_msg *m = c->rq_head;
+	struct wsb_msg *m = c->rx.q_head;
 
 	if (!m)
 		return 0;
-	c->rq_head = m->next;
-	if (!c->rq_head)
-		c->rq_tail = NULL;
-	c->rq_count--;
+	c->rx.q_head = m->next;
+	if (!c->rx.q_head)
+		c->rx.q_tail = NULL;
+	c->rx.q_count--;
 	lua_pushlstring(L, (const char *)m->buf, m->len);
 	lua_pushstring(L, m->binary ? "binary" : "text");
 	free(m);

@@ -203,7 +203,7 @@ static void on_written(uv_write_t *req, int status)
 			relay_finish(t);
 		} else {
 			tn_fail(t, "proxy", 0, "cannot write to the proxy %s: %s",
-				t->c->px.display, uv_strerror(status));
+				t->c->at.proxy.display, uv_strerror(status));
 		}
 		return;
 	}
@@ -339,7 +339,7 @@ static void on_lws_connection(uv_stream_t *lsn, int status)
 	}
 	if (t->early_len && tn_write(t, 0, t->early, t->early_len)) {
 		tn_fail(t, "proxy", 0, "cannot relay through %s",
-			t->c->px.display);
+			t->c->at.proxy.display);
 		return;
 	}
 	relay_resume(t, 1);
@@ -405,15 +405,15 @@ static void send_connect(struct wsb_tunnel *t)
 			     c->url.host, c->url.port);
 	n += snprintf(req + n, sizeof(req) - (size_t)n,
 		      "User-Agent: wsbeat/%s\r\n", WSB_VERSION);
-	if (c->px.user) {
+	if (c->at.proxy.user) {
 		char cred[400];
-		int cl = snprintf(cred, sizeof(cred), "%s:%s", c->px.user,
-				  c->px.pass ? c->px.pass : "");
+		int cl = snprintf(cred, sizeof(cred), "%s:%s", c->at.proxy.user,
+				  c->at.proxy.pass ? c->at.proxy.pass : "");
 
 		if (cl < 0 || cl >= (int)sizeof(cred) ||
 		    lws_b64_encode_string(cred, cl, auth, sizeof(auth)) < 0) {
 			tn_fail(t, "proxy_auth", 0, "proxy credentials too long for %s",
-				c->px.display);
+				c->at.proxy.display);
 			return;
 		}
 		n += snprintf(req + n, sizeof(req) - (size_t)n,
@@ -423,7 +423,7 @@ static void send_connect(struct wsb_tunnel *t)
 	n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
 	if (tn_write(t, 1, req, (size_t)n))
 		tn_fail(t, "proxy", 0, "cannot write to the proxy %s",
-			c->px.display);
+			c->at.proxy.display);
 	memset(req, 0, sizeof(req));
 	memset(auth, 0, sizeof(auth));
 }
@@ -457,7 +457,7 @@ static int http_answer(struct wsb_tunnel *t)
 	if (!end) {
 		if (t->ans_len >= ANSWER_MAX)
 			tn_fail(t, "proxy", 0, "the proxy %s sent an answer over %d "
-				"bytes", c->px.display, ANSWER_MAX);
+				"bytes", c->at.proxy.display, ANSWER_MAX);
 		return t->ans_len >= ANSWER_MAX;
 	}
 	hlen = (size_t)(end - t->ans);
@@ -465,7 +465,7 @@ static int http_answer(struct wsb_tunnel *t)
 	    p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' ||
 	    p[11] < '0' || p[11] > '9') {
 		tn_fail(t, "proxy", 0, "the proxy %s did not answer with HTTP",
-			c->px.display);
+			c->at.proxy.display);
 		return 1;
 	}
 	status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
@@ -475,13 +475,13 @@ static int http_answer(struct wsb_tunnel *t)
 	/* (tinyproxy answers wrong credentials with 401, missing ones 407) */
 	if (status == 407 || status == 401) {
 		tn_fail(t, "proxy_auth", status, "the proxy %s wants %s "
-			"(HTTP %d%s)", c->px.display, c->px.user ?
+			"(HTTP %d%s)", c->at.proxy.display, c->at.proxy.user ?
 			"other credentials" : "credentials", status, phrase);
 		return 1;
 	}
 	if (status < 200 || status > 299) {
 		tn_fail(t, "proxy", status, "the proxy %s refused the tunnel "
-			"(HTTP %d%s)", c->px.display, status, phrase);
+			"(HTTP %d%s)", c->at.proxy.display, status, phrase);
 		return 1;
 	}
 	if (t->ans_len > hlen) {
@@ -505,7 +505,7 @@ static void socks_greet(struct wsb_tunnel *t)
 	unsigned char g[4] = { 5, 1, 0, 0 };
 	size_t n = 3;
 
-	if (t->c->px.user) {
+	if (t->c->at.proxy.user) {
 		g[1] = 2;
 		g[3] = 2; /* no authentication, or username/password */
 		n = 4;
@@ -513,7 +513,7 @@ static void socks_greet(struct wsb_tunnel *t)
 	t->socks = S_METHOD;
 	if (tn_write(t, 1, g, n))
 		tn_fail(t, "proxy", 0, "cannot write to the proxy %s",
-			t->c->px.display);
+			t->c->at.proxy.display);
 }
 
 static void socks_request(struct wsb_tunnel *t)
@@ -550,7 +550,7 @@ static void socks_request(struct wsb_tunnel *t)
 	t->socks = S_CONNECT;
 	if (tn_write(t, 1, r, n))
 		tn_fail(t, "proxy", 0, "cannot write to the proxy %s",
-			c->px.display);
+			c->at.proxy.display);
 }
 
 static const char *socks_error(int rep)
@@ -588,37 +588,37 @@ static int socks_answer(struct wsb_tunnel *t)
 			return 0;
 		if (a[0] != 5) {
 			tn_fail(t, "proxy", 0, "%s is not a SOCKS5 proxy",
-				c->px.display);
+				c->at.proxy.display);
 			return 1;
 		}
-		if (a[1] == 2 && c->px.user) {
+		if (a[1] == 2 && c->at.proxy.user) {
 			unsigned char m[3 + 255 + 255];
-			size_t ul = strlen(c->px.user);
-			size_t pl = c->px.pass ? strlen(c->px.pass) : 0;
+			size_t ul = strlen(c->at.proxy.user);
+			size_t pl = c->at.proxy.pass ? strlen(c->at.proxy.pass) : 0;
 
 			if (ul > 255 || pl > 255) {
 				tn_fail(t, "proxy_auth", 0, "SOCKS5 credentials "
 					"longer than 255 bytes for %s",
-					c->px.display);
+					c->at.proxy.display);
 				return 1;
 			}
 			m[0] = 1;
 			m[1] = (unsigned char)ul;
-			memcpy(m + 2, c->px.user, ul);
+			memcpy(m + 2, c->at.proxy.user, ul);
 			m[2 + ul] = (unsigned char)pl;
-			memcpy(m + 3 + ul, c->px.pass ? c->px.pass : "", pl);
+			memcpy(m + 3 + ul, c->at.proxy.pass ? c->at.proxy.pass : "", pl);
 			t->socks = S_AUTH;
 			consume(t, 2);
 			if (tn_write(t, 1, m, 3 + ul + pl))
 				tn_fail(t, "proxy", 0, "cannot write to the proxy %s",
-					c->px.display);
+					c->at.proxy.display);
 			memset(m, 0, sizeof(m));
 			return 1;
 		}
 		if (a[1] != 0) {
 			tn_fail(t, "proxy_auth", 0, "the SOCKS5 proxy %s accepts "
 				"none of our authentication methods (%s)",
-				c->px.display, c->px.user ? "none, username" :
+				c->at.proxy.display, c->at.proxy.user ? "none, username" :
 				"none: it may want a username and password");
 			return 1;
 		}
@@ -630,7 +630,7 @@ static int socks_answer(struct wsb_tunnel *t)
 			return 0;
 		if (a[1] != 0) {
 			tn_fail(t, "proxy_auth", 0, "the SOCKS5 proxy %s refused "
-				"the username and password", c->px.display);
+				"the username and password", c->at.proxy.display);
 			return 1;
 		}
 		consume(t, 2);
@@ -641,7 +641,7 @@ static int socks_answer(struct wsb_tunnel *t)
 			return 0;
 		if (a[0] != 5) {
 			tn_fail(t, "proxy", 0, "the proxy %s broke the SOCKS5 "
-				"protocol", c->px.display);
+				"protocol", c->at.proxy.display);
 			return 1;
 		}
 		if (a[1] != 0) {
@@ -651,7 +651,7 @@ static int socks_answer(struct wsb_tunnel *t)
 					    "proxy";
 
 			tn_fail(t, cause, 0, "the SOCKS5 proxy %s could not "
-				"connect to %s:%d: %s", c->px.display,
+				"connect to %s:%d: %s", c->at.proxy.display,
 				c->url.host, c->url.port, socks_error(a[1]));
 			return 1;
 		}
@@ -659,7 +659,7 @@ static int socks_answer(struct wsb_tunnel *t)
 		       a[3] == 3 ? 4 + 1 + (size_t)a[4] + 2 : 0;
 		if (!need) {
 			tn_fail(t, "proxy", 0, "the proxy %s broke the SOCKS5 "
-				"protocol", c->px.display);
+				"protocol", c->at.proxy.display);
 			return 1;
 		}
 		if (t->ans_len < need)
@@ -710,14 +710,14 @@ static void on_answer(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	}
 	if (n < 0) {
 		tn_fail(t, "proxy", 0, "the proxy %s closed the connection "
-			"during the %s exchange%s%s", c->px.display,
-			c->px.kind == WSB_PROXY_HTTP ? "CONNECT" : "SOCKS5",
+			"during the %s exchange%s%s", c->at.proxy.display,
+			c->at.proxy.kind == WSB_PROXY_HTTP ? "CONNECT" : "SOCKS5",
 			n == UV_EOF ? "" : ": ", n == UV_EOF ? "" :
 			uv_strerror((int)n));
 		return;
 	}
 	t->ans_len += (size_t)n;
-	if (c->px.kind == WSB_PROXY_HTTP) {
+	if (c->at.proxy.kind == WSB_PROXY_HTTP) {
 		http_answer(t);
 		return;
 	}
@@ -736,17 +736,17 @@ static void on_proxy_connected(uv_connect_t *req, int status)
 		return;
 	if (status < 0) {
 		tn_fail(t, "proxy", 0, "cannot reach the proxy %s: %s",
-			c->px.display, uv_strerror(status));
+			c->at.proxy.display, uv_strerror(status));
 		return;
 	}
 	t->state = TN_HANDSHAKE;
 	uv_tcp_nodelay(&t->up, 1);
 	if (uv_read_start((uv_stream_t *)&t->up, alloc_answer, on_answer)) {
 		tn_fail(t, "proxy", 0, "cannot read from the proxy %s",
-			c->px.display);
+			c->at.proxy.display);
 		return;
 	}
-	if (c->px.kind == WSB_PROXY_HTTP)
+	if (c->at.proxy.kind == WSB_PROXY_HTTP)
 		send_connect(t);
 	else
 		socks_greet(t);
@@ -770,7 +770,7 @@ static void tn_connect(struct wsb_tunnel *t)
 			   on_proxy_connected);
 	if (r)
 		tn_fail(t, "proxy", 0, "cannot reach the proxy %s: %s",
-			t->c->px.display, uv_strerror(r));
+			t->c->at.proxy.display, uv_strerror(r));
 }
 
 static void resolve(struct wsb_tunnel *t, const char *host);
@@ -791,7 +791,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
 		uv_freeaddrinfo(ai);
 		if (t->state == TN_RESOLVE_PROXY)
 			tn_fail(t, "proxy", 0, "cannot resolve the proxy %s: %s",
-				c->px.display, status ? uv_strerror(status) :
+				c->at.proxy.display, status ? uv_strerror(status) :
 				"no address");
 		else
 			tn_fail(t, "dns", 0, "cannot resolve '%s': %s",
@@ -811,7 +811,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
 					       ai->ai_addr)->sin_addr, 4);
 	}
 	uv_freeaddrinfo(ai);
-	if (t->state == TN_RESOLVE_PROXY && c->px.kind == WSB_PROXY_SOCKS5 &&
+	if (t->state == TN_RESOLVE_PROXY && c->at.proxy.kind == WSB_PROXY_SOCKS5 &&
 	    !t->target_family) {
 		t->state = TN_RESOLVE_TARGET;
 		resolve(t, c->url.host);
@@ -829,7 +829,7 @@ static void resolve(struct wsb_tunnel *t, const char *host)
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	snprintf(port, sizeof(port), "%d", t->c->px.port);
+	snprintf(port, sizeof(port), "%d", t->c->at.proxy.port);
 	t->gai.data = t;
 	t->resolving = 1;
 	r = uv_getaddrinfo(&t->e->loop, &t->gai, on_resolved, host,
@@ -881,15 +881,15 @@ void wsb_tunnel_start(struct wsb_client *c)
 	}
 	t->c = c;
 	t->e = c->e;
-	c->tunnel = t;
-	if (c->px.kind == WSB_PROXY_SOCKS5)
+	c->at.tunnel = t;
+	if (c->at.proxy.kind == WSB_PROXY_SOCKS5)
 		literal(t, c->url.host, 0, 1);
-	if (!literal(t, c->px.host, c->px.port, 0)) {
+	if (!literal(t, c->at.proxy.host, c->at.proxy.port, 0)) {
 		t->state = TN_RESOLVE_PROXY;
-		resolve(t, c->px.host);
+		resolve(t, c->at.proxy.host);
 		return;
 	}
-	if (c->px.kind == WSB_PROXY_SOCKS5 && !t->target_family) {
+	if (c->at.proxy.kind == WSB_PROXY_SOCKS5 && !t->target_family) {
 		t->state = TN_RESOLVE_TARGET;
 		resolve(t, c->url.host);
 		return;
@@ -900,11 +900,11 @@ void wsb_tunnel_start(struct wsb_client *c)
 /* The attempt is over: close everything; memory goes when libuv is done. */
 void wsb_tunnel_abandon(struct wsb_client *c)
 {
-	struct wsb_tunnel *t = c->tunnel;
+	struct wsb_tunnel *t = c->at.tunnel;
 
 	if (!t)
 		return;
-	c->tunnel = NULL;
+	c->at.tunnel = NULL;
 	t->c = NULL;
 	if (t->resolving)
 		uv_cancel((uv_req_t *)&t->gai);
@@ -915,7 +915,7 @@ void wsb_tunnel_abandon(struct wsb_client *c)
 /* When bytes last came from the proxy (0: never), for the heartbeat. */
 double wsb_tunnel_last_rx(struct wsb_client *c)
 {
-	return c->tunnel ? c->tunnel->last_rx : 0;
+	return c->at.tunnel ? c->at.tunnel->last_rx : 0;
 }
 
 /*
@@ -925,7 +925,7 @@ double wsb_tunnel_last_rx(struct wsb_client *c)
  */
 int wsb_tunnel_input_waiting(struct wsb_client *c)
 {
-	struct wsb_tunnel *t = c->tunnel;
+	struct wsb_tunnel *t = c->at.tunnel;
 	struct pollfd pfd;
 	uv_os_fd_t fd;
 

@@ -94,8 +94,8 @@ struct wsb_msg *wsb_msg_out(const char *data, size_t len, int binary)
 /* Ask lws for WRITEABLE once: every request costs an epoll_ctl under libuv. */
 void wsb_request_writable(struct wsb_client *c)
 {
-	if (c->wsi && !c->write_requested) {
-		c->write_requested = 1;
+	if (c->wsi && !c->tx.write_requested) {
+		c->tx.write_requested = 1;
 		lws_callback_on_writable(c->wsi);
 		wsb_engine_kick(c->e);
 	}
@@ -103,7 +103,7 @@ void wsb_request_writable(struct wsb_client *c)
 
 static void want_write(struct wsb_client *c)
 {
-	if (c->st >= WSB_OPEN && !c->open_gate)
+	if (c->st >= WSB_OPEN && !c->tx.open_gate)
 		wsb_request_writable(c);
 }
 
@@ -111,39 +111,39 @@ static void want_write(struct wsb_client *c)
 void wsb_client_send_front(struct wsb_client *c, const char *data, size_t len,
 			   int binary)
 {
-	struct wsb_msg *m = wsb_msg_out(data, len, binary), **pp = &c->tx_head;
+	struct wsb_msg *m = wsb_msg_out(data, len, binary), **pp = &c->tx.head;
 
 	if (!m)
 		return;
-	if (c->tx_started && *pp)
+	if (c->tx.started && *pp)
 		pp = &(*pp)->next;
 	m->next = *pp;
 	*pp = m;
 	if (!m->next)
-		c->tx_tail = m;
-	c->tx_bytes += len;
-	c->tx_count++;
+		c->tx.tail = m;
+	c->tx.bytes += len;
+	c->tx.count++;
 }
 
 /* A message partly handed to lws can't be resent (it might arrive twice or
  * as a torn message), so an attempt that ends mid-message drops it. */
 void wsb_tx_drop_partial(struct wsb_client *c)
 {
-	struct wsb_msg *m = c->tx_head;
+	struct wsb_msg *m = c->tx.head;
 
-	if (!c->tx_started || !m)
+	if (!c->tx.started || !m)
 		return;
-	c->tx_head = m->next;
-	if (!c->tx_head)
-		c->tx_tail = NULL;
-	if (c->tx_prio == m)
-		c->tx_prio = NULL;
-	c->tx_bytes -= m->len;
-	c->tx_count--;
-	c->tx_dropped++;
-	c->tx_started = 0;
-	if (c->o.compression && c->wsi && !c->tx_hold)
-		c->tx_hold = m; /* lws may still be deflating from it */
+	c->tx.head = m->next;
+	if (!c->tx.head)
+		c->tx.tail = NULL;
+	if (c->tx.prio == m)
+		c->tx.prio = NULL;
+	c->tx.bytes -= m->len;
+	c->tx.count--;
+	c->tx.dropped++;
+	c->tx.started = 0;
+	if (c->o.compression && c->wsi && !c->tx.hold)
+		c->tx.hold = m; /* lws may still be deflating from it */
 	else
 		free(m);
 }
@@ -164,7 +164,7 @@ static int send_now(struct wsb_client *c, const char *data, size_t len,
 {
 	unsigned char buf[LWS_PRE + DIRECT_MAX];
 
-	if (c->st != WSB_OPEN || !c->wsi || c->open_gate || c->tx_head ||
+	if (c->st != WSB_OPEN || !c->wsi || c->tx.open_gate || c->tx.head ||
 	    c->o.compression || len > DIRECT_MAX || c->e->in_service ||
 	    lws_partial_buffered(c->wsi))
 		return 0;
@@ -190,44 +190,43 @@ static int send_now(struct wsb_client *c, const char *data, size_t len,
 	return 1;
 }
 
-/* 0 ok; -1 buffer full; -2 closed; -3 out of memory */
-int wsb_client_send(struct wsb_client *c, const char *data, size_t len,
+enum wsb_send wsb_client_send(struct wsb_client *c, const char *data, size_t len,
 		    int binary)
 {
 	struct wsb_msg *m;
 
 	if (c->st >= WSB_CLOSING)
-		return -2;
+		return WSB_SEND_CLOSED;
 	/* One message larger than send_buffer may go when nothing waits on
 	 * an open link, so big sends work with the default limit. */
-	if (c->tx_bytes + len > c->o.send_buffer &&
-	    !(c->tx_count == 0 && c->st == WSB_OPEN))
-		return -1;
+	if (c->tx.bytes + len > c->o.send_buffer &&
+	    !(c->tx.count == 0 && c->st == WSB_OPEN))
+		return WSB_SEND_FULL;
 	if (send_now(c, data, len, binary))
-		return 0;
+		return WSB_SENT;
 	m = wsb_msg_out(data, len, binary);
 	if (!m)
-		return -3;
-	if (c->open_gate) {
+		return WSB_SEND_NOMEM;
+	if (c->tx.open_gate) {
 		/* inside on_state(ws, "open"): ahead of the buffered ones */
-		struct wsb_msg **pp = c->tx_prio ? &c->tx_prio->next : &c->tx_head;
+		struct wsb_msg **pp = c->tx.prio ? &c->tx.prio->next : &c->tx.head;
 
 		m->next = *pp;
 		*pp = m;
 		if (!m->next)
-			c->tx_tail = m;
-		c->tx_prio = m;
+			c->tx.tail = m;
+		c->tx.prio = m;
 	} else {
-		if (c->tx_tail)
-			c->tx_tail->next = m;
+		if (c->tx.tail)
+			c->tx.tail->next = m;
 		else
-			c->tx_head = m;
-		c->tx_tail = m;
+			c->tx.head = m;
+		c->tx.tail = m;
 	}
-	c->tx_bytes += len;
-	c->tx_count++;
+	c->tx.bytes += len;
+	c->tx.count++;
 	want_write(c);
-	return 0;
+	return WSB_SENT;
 }
 
 int wsb_client_ping(struct wsb_client *c, const char *data, size_t len)
@@ -242,17 +241,17 @@ int wsb_client_ping(struct wsb_client *c, const char *data, size_t len)
 		data = (const char *)stamp;
 	} else {
 		/* the caller's payload: its pong is recognised by content */
-		memcpy(c->uping, data, len);
-		c->uping_len = len;
-		c->uping_t = uv_hrtime();
+		memcpy(c->hb.uping, data, len);
+		c->hb.uping_len = len;
+		c->hb.uping_t = uv_hrtime();
 	}
-	if (!c->e->in_service && !c->ping_pending &&
+	if (!c->e->in_service && !c->tx.ping_pending &&
 	    wsb_ping_now(c, (const unsigned char *)data, len))
 		return 0;
-	memcpy(c->ping_payload, data, len);
-	c->ping_len = len;
-	c->ping_pending = 1;
-	c->ping_is_probe = 0;
+	memcpy(c->tx.ping_payload, data, len);
+	c->tx.ping_len = len;
+	c->tx.ping_pending = 1;
+	c->tx.ping_is_probe = 0;
 	wsb_request_writable(c);
 	return 0;
 }
@@ -260,11 +259,11 @@ int wsb_client_ping(struct wsb_client *c, const char *data, size_t len)
 /* The Lua side has delivered on_state(ws, "open"): release the queue. */
 void wsb_client_opened(struct wsb_client *c)
 {
-	if (!c->open_gate)
+	if (!c->tx.open_gate)
 		return;
-	c->open_gate = 0;
-	c->tx_prio = NULL;
-	if (c->tx_head || c->ping_pending)
+	c->tx.open_gate = 0;
+	c->tx.prio = NULL;
+	if (c->tx.head || c->tx.ping_pending)
 		want_write(c);
 }
 
@@ -282,31 +281,31 @@ int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
 	 */
 	int compressed = c->o.compression;
 
-	c->write_requested = 0;
-	free(c->tx_hold);
-	c->tx_hold = NULL;
+	c->tx.write_requested = 0;
+	free(c->tx.hold);
+	c->tx.hold = NULL;
 	if (wsb_uncork(c) < 0)
 		return 0; /* (lws is closing the link) */
-	if (c->ping_pending) {
+	if (c->tx.ping_pending) {
 		unsigned char buf[LWS_PRE + 125];
 
-		c->ping_pending = 0;
+		c->tx.ping_pending = 0;
 		if (compressed) {
-			memcpy(buf + LWS_PRE, c->ping_payload, c->ping_len);
-			if (lws_write(wsi, buf + LWS_PRE, c->ping_len,
+			memcpy(buf + LWS_PRE, c->tx.ping_payload, c->tx.ping_len);
+			if (lws_write(wsi, buf + LWS_PRE, c->tx.ping_len,
 				      LWS_WRITE_PING) < 0)
 				return -1;
 		} else if (wsb_write_frame(c, wsi, 0x80 | WSB_OP_PING, buf + LWS_PRE,
-				       c->ping_payload, c->ping_len) < 0) {
+				       c->tx.ping_payload, c->tx.ping_len) < 0) {
 			return -1;
 		}
 	}
 	/* lws_send_pipe_choked() polls the socket: ask once, then rely on
 	 * lws_partial_buffered(), which turns on when the kernel took less */
-	if (c->tx_head && lws_send_pipe_choked(wsi))
+	if (c->tx.head && lws_send_pipe_choked(wsi))
 		budget = 0;
-	while (c->tx_head && !c->open_gate && budget && !lws_partial_buffered(wsi)) {
-		struct wsb_msg *m = c->tx_head;
+	while (c->tx.head && !c->tx.open_gate && budget && !lws_partial_buffered(wsi)) {
+		struct wsb_msg *m = c->tx.head;
 		size_t n = m->len - m->off;
 		int first = m->off == 0, final = 1;
 		int flags;
@@ -337,26 +336,26 @@ int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
 		budget = budget > n + 64 ? budget - n - 64 : 0;
 		if (compressed)
 			budget = 0;
-		c->tx_started = !final;
+		c->tx.started = !final;
 		if (!final)
 			continue;
-		c->tx_head = m->next;
-		if (!c->tx_head)
-			c->tx_tail = NULL;
-		c->tx_bytes -= m->len;
-		c->tx_count--;
+		c->tx.head = m->next;
+		if (!c->tx.head)
+			c->tx.tail = NULL;
+		c->tx.bytes -= m->len;
+		c->tx.count--;
 		c->msgs_sent++;
 		c->bytes_sent += m->len;
 		if (compressed)
-			c->tx_hold = m;
+			c->tx.hold = m;
 		else
 			free(m);
 	}
-	if (c->tx_head || c->ping_pending || (c->closing_after_flush && c->tx_hold)) {
+	if (c->tx.head || c->tx.ping_pending || (c->tx.close_after_flush && c->tx.hold)) {
 		/* (a close waits for a deflate drain too: the next WRITEABLE) */
 		wsb_request_writable(c);
-	} else if (c->closing_after_flush) {
-		c->closing_after_flush = 0;
+	} else if (c->tx.close_after_flush) {
+		c->tx.close_after_flush = 0;
 		wsb_defer(c, WSB_DEF_CLOSE);
 	}
 	return 0;

@@ -206,8 +206,8 @@ int wsb_tls_verify(struct lws *wsi, void *x509_ctx, int preverify_ok)
 	}
 	if (!preverify_ok) {
 		err = X509_STORE_CTX_get_error(xs);
-		if (!c->tls_err[0])
-			snprintf(c->tls_err, sizeof(c->tls_err),
+		if (!c->at.tls_err[0])
+			snprintf(c->at.tls_err, sizeof(c->at.tls_err),
 				 "certificate verify failed: %s",
 				 X509_verify_cert_error_string(err));
 		return 1;
@@ -223,7 +223,7 @@ int wsb_tls_verify(struct lws *wsi, void *x509_ctx, int preverify_ok)
 		return 0;
 
 	X509_STORE_CTX_set_error(xs, X509_V_ERR_HOSTNAME_MISMATCH);
-	snprintf(c->tls_err, sizeof(c->tls_err),
+	snprintf(c->at.tls_err, sizeof(c->at.tls_err),
 		 "certificate verify failed: certificate does not match host "
 		 "name '%.150s'", name);
 	return 1;

@@ -185,16 +185,96 @@ struct wsb_proxy {
 
 struct wsb_tunnel;
 
+/* The send side: the queue, what lws holds, PINGs owed. */
+struct wsb_tx {
+	struct wsb_msg *head, *tail;
+	struct wsb_msg *prio;     /* last message sent from on_state "open" */
+	size_t bytes, count;
+	int started;              /* head partly written */
+	size_t dropped;           /* messages lost with a torn attempt */
+	struct wsb_msg *hold;     /* compressed message lws may still read */
+	int open_gate;            /* "open" not yet delivered: queue held */
+	int write_requested;      /* WRITEABLE asked for, not yet delivered */
+	int close_after_flush;    /* close() waits for the send queue */
+	int ping_pending;         /* a PING waits for WRITEABLE */
+	int ping_is_probe;
+	unsigned char ping_payload[125];
+	size_t ping_len;
+};
+
+/* Frames sent from callbacks, written when the batch is delivered. */
+struct wsb_cork {
+	unsigned char *buf;
+	size_t len, cap, msgs, bytes;
+	struct wsb_client *next;  /* engine->corked */
+	int listed;
+};
+
+/* The receive side: reassembly and the queue for receive(). */
+struct wsb_rx {
+	unsigned char *buf;       /* the message being reassembled */
+	size_t len, cap;
+	int binary;
+	int too_big;
+	int in_msg;
+	int paused;               /* reading switched off (max_queue) */
+	struct wsb_msg *q_head, *q_tail; /* queued for receive() */
+	size_t q_count;
+};
+
+/* The heartbeat: deadlines, and pongs for the RTT. */
+struct wsb_hb {
+	double t_probe, t_dead;   /* 0 = unset */
+	unsigned char uping[125]; /* payload of the last ws:ping(), for RTT */
+	size_t uping_len;         /* 0: none outstanding */
+	uint64_t uping_t;
+	double rtt;               /* < 0: none yet */
+};
+
+/* Where an attempt waits for a slot (WSB_MAX_ATTEMPTS). */
+enum wsb_admit { WSB_ADMIT_NONE, WSB_ADMIT_QUEUED, WSB_ADMIT_HOLDS_SLOT };
+
+/* The attempt under way: its way to the server and how it ended. */
+struct wsb_attempt {
+	struct wsb_dns *dns;      /* pending resolution, or NULL */
+	struct wsb_proxy proxy;   /* this attempt's proxy (kind NONE: direct) */
+	char *proxy_error;        /* the proxy could not be chosen: why */
+	struct wsb_tunnel *tunnel;/* the way through the proxy, or NULL */
+	enum wsb_admit admit;
+	struct wsb_client *admit_next, *admit_prev; /* engine's admit queue */
+	char admit_addr[64];      /* where a queued attempt goes */
+	double t_connect;         /* connect_timeout deadline, 0 = unset */
+	int done;                 /* this attempt already ended */
+	int retry_after;          /* seconds, -1 = none */
+	char tls_err[256];
+	int cert_unanswered;      /* the server asked for a client cert */
+};
+
+/* The close handshake: ours, or the peer's. */
+struct wsb_close {
+	int code;                 /* what we send */
+	char reason[124];
+	size_t reason_len;
+	const char *cause;        /* we close because of this (too_big...) */
+	double t_close;           /* close_timeout deadline, 0 = unset */
+	int sent;                 /* our close frame is written */
+	int peer_closed;          /* the peer's close came first: lws echoes */
+	int peer_code;
+	char peer_reason[124];
+};
+
+/* A loss waiting for reconnect.retry's verdict (from Lua). */
+struct wsb_decide {
+	const char *cause;        /* NULL: nothing waits */
+	char *reason;
+	int code, status;
+};
+
 struct wsb_client {
 	uint32_t magic;
 	struct wsb_engine *e;
 	struct wsb_client *next, *prev;   /* engine->clients */
 	struct wsb_client *def_next;      /* engine->deferred */
-	struct wsb_client *cork_next;     /* engine->corked */
-	int cork_listed;
-	struct wsb_client *admit_next, *admit_prev; /* engine's admit queue */
-	int admit_state;                  /* 0, 1 = queued, 2 = holds a slot */
-	char admit_addr[64];              /* where a queued attempt goes */
 	unsigned deferred;                /* WSB_DEF_* */
 	void **udp;                       /* the Lua userdata's pointer slot */
 
@@ -203,76 +283,30 @@ struct wsb_client {
 	char *headers;       /* "Name: value\r\n..." for the current attempt */
 	size_t headers_len;
 	char host_hdr[WSB_HOST_MAX + 16];
+	int has_on_message;
 
 	enum wsb_state st;        /* real state */
 	enum wsb_state pub_state; /* last state the Lua side was told */
 	struct lws *wsi;
-	struct wsb_dns *dns;      /* pending resolution, or NULL */
-	struct wsb_proxy px;      /* this attempt's proxy (kind NONE: direct) */
-	char *px_error;           /* the proxy could not be chosen: why */
-	struct wsb_tunnel *tunnel;/* the way through px, or NULL */
 	uv_timer_t timer;         /* one timer, for the nearest deadline */
-	double t_connect, t_close, t_retry, t_probe, t_dead; /* 0 = unset */
+	double t_retry;           /* reconnect deadline, 0 = unset */
 	double armed_at;          /* deadline the timer is armed for, 0 = none */
 	int attempt;              /* consecutive failures */
-
-	/* the attempt under way */
-	int open_gate;            /* open event not yet delivered */
-	int peer_close_code;
-	int close_sent;           /* our close frame is written */
-	int peer_closed;          /* the peer's close came first: lws echoes */
-	char peer_close_reason[124];
-	int close_code;           /* what we send on close */
-	char close_reason[124];
-	size_t close_reason_len;
-	int retry_after;          /* seconds, -1 = none */
-	char tls_err[256];
-	int cert_unanswered; /* this attempt: server asked for a client cert */
-	int rx_paused;
-	int hard_closing;         /* local drop, no close handshake */
-	const char *pending_cause;/* why we are tearing the attempt down */
-
-	/* send queue */
-	struct wsb_msg *tx_head, *tx_tail, *tx_prio; /* tx_prio: last open-cb msg */
-	size_t tx_bytes, tx_count;
-	int tx_started;           /* tx_head partly written */
-	size_t tx_dropped;        /* messages lost with a torn attempt */
-	struct wsb_msg *tx_hold;  /* compressed message lws may still read */
-	int closing_after_flush;  /* close() waits for the send queue */
-	int attempt_done;         /* this attempt already ended */
-	int ping_is_probe;
-	int write_requested;      /* WRITEABLE asked for, not yet delivered */
-	const char *pend_cause;   /* a loss waiting for reconnect.retry */
-	char *pend_reason;
-	int pend_code, pend_status;
 	int opened_once;
-	int ping_pending;
-	unsigned char ping_payload[125];
-	size_t ping_len;
-	unsigned char uping[125]; /* payload of the last ws:ping(), for RTT */
-	size_t uping_len;         /* 0: none outstanding */
-	uint64_t uping_t;
-	/* frames sent from callbacks, written when the batch is delivered */
-	unsigned char *cork;
-	size_t cork_len, cork_cap, cork_msgs, cork_bytes;
-
-	/* receive */
-	unsigned char *rx_buf;
-	size_t rx_len, rx_cap;
-	int rx_binary;
-	int rx_too_big;
-	int rx_in_msg;
-	struct wsb_msg *rq_head, *rq_tail;   /* queued for receive() */
-	size_t rq_count;
-	int has_on_message;
-
 	char protocol[64];
 
+	struct wsb_attempt at;
+	struct wsb_close close;
+	struct wsb_decide decide;
+	struct wsb_tx tx;
+	struct wsb_cork cork;
+	struct wsb_rx rx;
+	struct wsb_hb hb;
+
 	/* stats */
-	double rtt;              /* < 0: none yet */
 	uint64_t msgs_sent, msgs_recv, bytes_sent, bytes_recv, reconnects;
-	double connected_at;     /* monotonic seconds, 0 = not connected */
-	double opened_mono;
+	double connected_at;     /* wall-clock seconds, 0 = not connected */
+	double opened_mono;      /* monotonic seconds of the last open */
 };
 
 /* ----------------------------------------------------------------- engine */
@@ -313,8 +347,9 @@ int luaopen_wsbeat_core(lua_State *L);
 void wsb_client_start(struct wsb_client *c);
 void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 		      size_t len);
-int wsb_client_send(struct wsb_client *c, const char *data, size_t len,
-		    int binary);
+enum wsb_send { WSB_SENT, WSB_SEND_FULL, WSB_SEND_CLOSED, WSB_SEND_NOMEM };
+enum wsb_send wsb_client_send(struct wsb_client *c, const char *data,
+			      size_t len, int binary);
 void wsb_client_send_front(struct wsb_client *c, const char *data,
 			   size_t len, int binary);
 int wsb_client_ping(struct wsb_client *c, const char *data, size_t len);
