@@ -28,7 +28,10 @@ for k in pairs(getmetatable(ws).__index) do
 end
 ws:close()
 wsbeat.run(2)
-for k in read("lua/wsbeat/init.lua"):gmatch("\nOPTION%.([%w_]+) =") do options[k] = true end
+-- (one checker per option in lua/wsbeat/options.lua; should those lines
+-- move again, finding none must fail here, not as a list of every option)
+for k in read("lua/wsbeat/options.lua"):gmatch("\nOPTION%.([%w_]+) =") do options[k] = true end
+assert(next(options), "no OPTION.name = lines found in lua/wsbeat/options.lua")
 
 -- what the definitions say
 assert(loadfile("types/wsbeat.lua")) -- valid Lua
