@@ -30,12 +30,18 @@ static struct wsb_client *check(lua_State *L, int idx)
 
 /* --------------------------------------------------- reading options */
 
-static double num_field(lua_State *L, int t, const char *k, double def)
+/*
+ * A number the Lua layer always fills (wsbeat.options: the defaults are
+ * written there, once).  Missing means wsbeat.defaults lost a field.
+ */
+static double num_field(lua_State *L, int t, const char *k)
 {
-	double v = def;
+	double v;
 
-	if (lua_getfield(L, t, k) == LUA_TNUMBER)
-		v = lua_tonumber(L, -1);
+	if (lua_getfield(L, t, k) != LUA_TNUMBER)
+		luaL_error(L, "wsbeat: option '%s' has no value (was a field of "
+			   "wsbeat.defaults removed?)", k);
+	v = lua_tonumber(L, -1);
 	lua_pop(L, 1);
 	return v;
 }
@@ -70,19 +76,19 @@ static char *str_field(lua_State *L, int t, const char *k, size_t *len)
 	return v;
 }
 
+/* The options as wsbeat.options.validate() left them: every field set. */
 static void read_opts(lua_State *L, int t, struct wsb_opts *o)
 {
-	o->connect_timeout = num_field(L, t, "connect_timeout", 10);
-	o->close_timeout = num_field(L, t, "close_timeout", 3);
-	o->max_message_size = (size_t)num_field(L, t, "max_message_size",
-						16 * 1024 * 1024);
-	o->max_queue = (size_t)num_field(L, t, "max_queue", 256);
-	o->send_buffer = (size_t)num_field(L, t, "send_buffer", 1024 * 1024);
+	o->connect_timeout = num_field(L, t, "connect_timeout");
+	o->close_timeout = num_field(L, t, "close_timeout");
+	o->max_message_size = (size_t)num_field(L, t, "max_message_size");
+	o->max_queue = (size_t)num_field(L, t, "max_queue");
+	o->send_buffer = (size_t)num_field(L, t, "send_buffer");
 	o->compression = bool_field(L, t, "compression", 0);
 	o->protocols = str_field(L, t, "protocols", NULL);
 	o->origin = str_field(L, t, "origin", NULL);
 
-	o->verify = 1;
+	o->verify = 1; /* (no tls table: core.new called by hand) */
 	if (lua_getfield(L, t, "tls") == LUA_TTABLE) {
 		int s = lua_gettop(L);
 
@@ -96,23 +102,22 @@ static void read_opts(lua_State *L, int t, struct wsb_opts *o)
 	lua_pop(L, 1);
 
 	o->reconnect = 0;
+	o->rc_max_attempts = HUGE_VAL;
 	if (lua_getfield(L, t, "reconnect") == LUA_TTABLE) {
 		int s = lua_gettop(L);
 
 		o->reconnect = 1;
-		o->rc_delay = num_field(L, s, "delay", 1);
-		o->rc_max_delay = num_field(L, s, "max_delay", 30);
-		o->rc_factor = num_field(L, s, "factor", 2);
-		o->rc_jitter = num_field(L, s, "jitter", 0.5);
-		o->rc_min_uptime = num_field(L, s, "min_uptime", 5);
-		o->rc_max_attempts = num_field(L, s, "max_attempts", HUGE_VAL);
+		o->rc_delay = num_field(L, s, "delay");
+		o->rc_max_delay = num_field(L, s, "max_delay");
+		o->rc_factor = num_field(L, s, "factor");
+		o->rc_jitter = num_field(L, s, "jitter");
+		o->rc_min_uptime = num_field(L, s, "min_uptime");
+		o->rc_max_attempts = num_field(L, s, "max_attempts");
 		lua_getfield(L, s, "retry");
 		o->rc_has_retry = lua_isfunction(L, -1);
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
-	if (!o->reconnect)
-		o->rc_max_attempts = HUGE_VAL;
 
 	o->heartbeat = 0;
 	if (lua_getfield(L, t, "heartbeat") == LUA_TTABLE) {
@@ -120,8 +125,8 @@ static void read_opts(lua_State *L, int t, struct wsb_opts *o)
 		char *mode;
 
 		o->heartbeat = 1;
-		o->hb_interval = num_field(L, s, "interval", 20);
-		o->hb_timeout = num_field(L, s, "timeout", 20);
+		o->hb_interval = num_field(L, s, "interval");
+		o->hb_timeout = num_field(L, s, "timeout");
 		mode = str_field(L, s, "mode", NULL);
 		o->hb_message_mode = mode && !strcmp(mode, "message");
 		free(mode);
@@ -241,7 +246,9 @@ static void read_proxy(lua_State *L, int idx, struct wsb_client *c)
 	host = luaL_optstring(L, -1, "");
 	snprintf(p.host, sizeof(p.host), "%s", host);
 	lua_pop(L, 1);
-	p.port = (int)num_field(L, idx, "port", 0);
+	lua_getfield(L, idx, "port");
+	p.port = (int)luaL_optinteger(L, -1, 0);
+	lua_pop(L, 1);
 	if (p.kind == WSB_PROXY_NONE || !p.host[0] || p.port < 1 ||
 	    p.port > 65535) {
 		wsb_client_set_proxy_error(c, "unsupported proxy");
