@@ -3,7 +3,7 @@
  * must read back, by RFC 6455 5.2's rules, as a masked frame of the given
  * first byte and length in its shortest form, and the word-at-a-time mask
  * must equal the byte-at-a-time XOR of the RFC (5.3), out of place and in
- * place, at every alignment.
+ * place, at every alignment; and the builder must put them together.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -72,5 +72,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	assert(!memcmp(in + off, out + off, size));
 	free(out);
 	free(in);
+
+	/* the builder: header, key, then the masked payload, contiguous,
+	 * from a payload masked in place behind the headroom it needs */
+	{
+		size_t hl = wsb_frame_head_len(size);
+		unsigned char h[10], *buf = malloc(hl + size + 1), *f;
+
+		assert(buf);
+		memcpy(buf + hl, data, size);
+		f = wsb_frame_build(buf + hl, 0x82, buf + hl, size, key);
+		assert(f == buf);
+		n = wsb_frame_header(h, f[0], size);
+		assert(hl == n + 4 && !memcmp(f, h, n) && !memcmp(f + n, key, 4));
+		for (size_t i = 0; i < size; i++)
+			assert(f[hl + i] == (data[i] ^ key[i % 4]));
+		free(buf);
+	}
 	return 0;
 }

@@ -107,9 +107,7 @@ static int send_protocol_close(struct wsb_client *c, struct lws *wsi)
 
 	if (fd < 0 || !key)
 		return 0;
-	wsb_frame_header(f, 0x88, sizeof(code)); /* FIN | close: 2 bytes */
-	memcpy(f + 2, key, 4);
-	wsb_mask(f + 6, code, sizeof(code), key);
+	wsb_frame_build(f + 6, 0x80 | WSB_OP_CLOSE, code, sizeof(code), key);
 	if (lws_is_ssl(wsi))
 		wsb_tls_write_last(lws_get_ssl(wsi), f, sizeof(f));
 	else if (send(fd, f, sizeof(f), MSG_NOSIGNAL | MSG_DONTWAIT) !=

@@ -133,10 +133,9 @@ int wsb_cork_add(struct wsb_client *c, unsigned first,
 	key = wsb_mask_key(c->e);
 	if (!key)
 		return 0;
-	c->cork.len += wsb_frame_header(c->cork.buf + c->cork.len, first, len);
-	memcpy(c->cork.buf + c->cork.len, key, 4);
-	wsb_mask(c->cork.buf + c->cork.len + 4, src, len, key);
-	c->cork.len += 4 + len;
+	c->cork.len += wsb_frame_head_len(len);
+	wsb_frame_build(c->cork.buf + c->cork.len, first, src, len, key);
+	c->cork.len += len;
 	c->cork.msgs++;
 	c->cork.bytes += len;
 	if (!c->cork.listed) {

@@ -54,3 +54,29 @@ void wsb_mask(unsigned char *dst, const unsigned char *src, size_t len,
 	for (; i < len; i++)
 		dst[i] = src[i] ^ key[i & 3];
 }
+
+/* Bytes a masked frame of len payload bytes has before its payload. */
+size_t wsb_frame_head_len(uint64_t len)
+{
+	return (len < 126 ? 2 : len < 65536 ? 4 : 10) + 4;
+}
+
+/*
+ * The one builder of the frames wsbeat writes: the payload is masked from
+ * src into payload (src may be payload itself: masked in place), and the
+ * header and key go into the wsb_frame_head_len(len) bytes right before
+ * it.  Returns the first byte of the frame, which ends at payload + len.
+ * Callers keep that headroom: LWS_PRE before a queued message, room in
+ * the batch buffer, a small array for a close frame.
+ */
+unsigned char *wsb_frame_build(unsigned char *payload, unsigned first,
+			       const unsigned char *src, size_t len,
+			       const unsigned char key[4])
+{
+	unsigned char *f = payload - wsb_frame_head_len(len);
+	size_t hl = wsb_frame_header(f, first, len);
+
+	memcpy(f + hl, key, 4);
+	wsb_mask(payload, src, len, key);
+	return f;
+}

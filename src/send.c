@@ -37,16 +37,12 @@ int wsb_write_frame(struct wsb_client *c, struct lws *wsi, unsigned first,
 		       unsigned char *p, const unsigned char *src, size_t len)
 {
 	const unsigned char *key = wsb_mask_key(c->e);
-	unsigned char hdr[10];
-	size_t hl;
+	unsigned char *f;
 
 	if (!key)
 		return -1;
-	hl = wsb_frame_header(hdr, first, len);
-	wsb_mask(p, src, len, key);
-	memcpy(p - 4, key, 4);
-	memcpy(p - 4 - hl, hdr, hl);
-	return lws_write(wsi, p - 4 - hl, hl + 4 + len, LWS_WRITE_RAW) < 0 ? -1 : 0;
+	f = wsb_frame_build(p, first, src, len, key);
+	return lws_write(wsi, f, (size_t)(p + len - f), LWS_WRITE_RAW) < 0 ? -1 : 0;
 }
 
 /*
