@@ -38,12 +38,6 @@ void wsb_cancel_dns(struct wsb_client *c);
 void wsb_attempt_over(struct wsb_client *c);
 void wsb_connect_lws(struct wsb_client *c, const char *address);
 
-/* retry.c */
-const char *wsb_close_code_name(int code);
-int wsb_default_retry(const char *cause, int code, int status);
-double wsb_backoff(const struct wsb_opts *o, int n, double r,
-		   double retry_after);
-
 /* heartbeat.c */
 void wsb_hb_restart(struct wsb_client *c, double now);
 void wsb_heard(struct wsb_client *c);

@@ -1,5 +1,6 @@
 /*
- * The engine: one per Lua state, shared by every client.
+ * The engine: one per Lua state, shared by every client (its Lua side is
+ * src/lengine.c).
  *
  * libwebsockets runs on a libuv loop that the engine owns (lws "foreign
  * loop"), so the whole engine is one epoll fd (uv_backend_fd) plus one
@@ -8,13 +9,12 @@
  * our timers.  See docs/DESIGN.md for why this route was chosen.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "wsbeat.h"
-
-static const char engine_key = 'e'; /* registry key of the engine userdata */
-static const char anchor_key = 'a'; /* registry key: lightuserdata c -> ud */
 
 struct wsb_tlsconf {
 	struct wsb_tlsconf *next;
@@ -24,6 +24,7 @@ struct wsb_tlsconf {
 	struct lws_vhost *vh;
 	char name[32];
 };
+
 
 static const struct lws_protocols protocols[] = {
 	{ "wsbeat", wsb_lws_callback, 0, 0, 0, NULL, WSB_TX_CHUNK + 16 },
@@ -101,7 +102,7 @@ void wsb_engine_run_deferred(struct wsb_engine *e)
 	}
 }
 
-static void free_event(struct wsb_event *ev)
+void wsb_event_free(struct wsb_event *ev)
 {
 	if (ev->msg)
 		free(ev->msg);
@@ -199,81 +200,84 @@ struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
 	return t->vh;
 }
 
-/* ------------------------------------------------------- create, destroy */
-
-static int engine_gc(lua_State *L)
+/*
+ * Does libuv hold epoll changes asked for during the last iteration?  It
+ * applies them only in the next one.  The watcher queue is a private
+ * field; in every libuv 1.x layout its first member is the "next" pointer
+ * of a circular list, empty when it points to itself.  This is the only
+ * place that reads it, and only after wsb_engine_open()'s self-test found
+ * it behaving so on this libuv (peek_ok); otherwise "a loop timeout of 0"
+ * (work is due) stands in for it: more iterations, never fewer.
+ */
+static int peek_watchers(uv_loop_t *l)
 {
-	struct wsb_engine *e = luaL_checkudata(L, 1, WSB_ENGINE_MT);
-	struct wsb_tlsconf *t;
-	struct wsb_event *ev;
+	void **q = (void **)&l->watcher_queue;
 
-	if (e->destroyed)
-		return 0;
-	e->destroyed = 1;
-
-	/* Detach every client first: lws callbacks during destroy must not
-	 * reach client memory, and userdata still alive must not reach us. */
-	while (e->clients) {
-		struct wsb_client *c = e->clients;
-
-		if (c->udp)
-			*c->udp = NULL;
-		c->udp = NULL;
-		wsb_client_free(c);
-	}
-	while ((ev = e->ev_head)) {
-		e->ev_head = ev->next;
-		free_event(ev);
-	}
-	e->ev_tail = NULL;
-
-	/* Let lws and our timers finish closing their handles (and any
-	 * resolver still running on the thread pool) before closing the loop.
-	 * On a foreign libuv loop lws 4.1 stops after its first stage and
-	 * needs a second lws_context_destroy() once the loop has run; it
-	 * clears e->ctx (info.pcontext) when the context is really gone. */
-	uv_close((uv_handle_t *)&e->kick, NULL);
-	uv_close((uv_handle_t *)&e->wait_timer, NULL);
-	for (int i = 0; e->ctx && i < 3; i++) {
-		lws_context_destroy(e->ctx);
-		uv_run(&e->loop, UV_RUN_DEFAULT);
-	}
-	uv_loop_close(&e->loop);
-
-	wsb_log_release(e);
-	while ((t = e->vhosts)) {
-		e->vhosts = t->next;
-		if (t->ssl_ctx)
-			wsb_tls_free_ctx(t->ssl_ctx);
-		free_tlsconf(t);
-	}
-	return 0;
+	return q[0] != (void *)q;
 }
 
-struct wsb_engine *wsb_engine_get(lua_State *L)
+static int changes_pending(struct wsb_engine *e)
+{
+	if (e->peek_ok)
+		return peek_watchers(&e->loop);
+	return uv_backend_timeout(&e->loop) == 0;
+}
+
+static void on_probe_poll(uv_poll_t *p, int status, int events)
+{
+	(void)p, (void)status, (void)events;
+}
+
+/*
+ * A watcher started outside uv_run is a change held; a loop iteration
+ * applies it (none held); a new interest on it (lws wanting POLLOUT) is a
+ * change held again.  1 when the private read says exactly that.
+ */
+static int peek_selftest(uv_loop_t *l)
+{
+	uv_poll_t p;
+	int fds[2], ok;
+
+	if (pipe(fds))
+		return 0;
+	ok = !uv_poll_init(l, &p, fds[0]);
+	if (ok) {
+		ok = !uv_poll_start(&p, UV_READABLE, on_probe_poll) &&
+		     peek_watchers(l);
+		uv_run(l, UV_RUN_NOWAIT); /* (the pipe is quiet: no wait) */
+		ok = ok && !peek_watchers(l);
+		ok = ok && !uv_poll_start(&p, UV_READABLE | UV_WRITABLE,
+					  on_probe_poll) && peek_watchers(l);
+		uv_close((uv_handle_t *)&p, NULL);
+		uv_run(l, UV_RUN_NOWAIT); /* (finishes the close) */
+	}
+	close(fds[0]);
+	close(fds[1]);
+	return ok;
+}
+
+/* ------------------------------------------------------- create, destroy */
+
+/*
+ * Make the engine in e (zeroed memory): its libuv loop, and the lws context
+ * on it as a foreign loop.  0, or -1 with a message in err (nothing to
+ * close then).
+ */
+int wsb_engine_open(struct wsb_engine *e, char *err, size_t errlen)
 {
 	struct lws_context_creation_info info;
-	struct wsb_engine *e;
 	void *foreign[1];
 	const char *dbg;
 	int r;
 
-	if (lua_rawgetp(L, LUA_REGISTRYINDEX, &engine_key) == LUA_TUSERDATA) {
-		e = lua_touserdata(L, -1);
-		lua_pop(L, 1);
-		return e;
-	}
-	lua_pop(L, 1);
-
-	e = lua_newuserdatauv(L, sizeof(*e), 0);
-	memset(e, 0, sizeof(*e));
-	e->destroyed = 1; /* until fully made: __gc then does nothing */
-	luaL_setmetatable(L, WSB_ENGINE_MT);
-
 	r = uv_loop_init(&e->loop);
-	if (r)
-		luaL_error(L, "wsbeat: cannot create an event loop: %s",
-			   uv_strerror(r));
+	if (r) {
+		snprintf(err, errlen, "cannot create an event loop: %s",
+			 uv_strerror(r));
+		return -1;
+	}
+	/* (first, while no handle of ours is in the loop) */
+	e->peek_ok = peek_selftest(&e->loop);
 	uv_async_init(&e->loop, &e->kick, on_kick);
 	uv_timer_init(&e->loop, &e->wait_timer);
 	e->wait_timer.data = e;
@@ -312,49 +316,66 @@ struct wsb_engine *wsb_engine_get(lua_State *L)
 		uv_close((uv_handle_t *)&e->wait_timer, NULL);
 		uv_run(&e->loop, UV_RUN_NOWAIT);
 		uv_loop_close(&e->loop);
-		luaL_error(L, "wsbeat: cannot create the libwebsockets context");
+		snprintf(err, errlen, "cannot create the libwebsockets context");
+		return -1;
 	}
 	e->destroyed = 0;
 	e->started_ns = uv_hrtime();
-
-	lua_rawsetp(L, LUA_REGISTRYINDEX, &engine_key);
-	lua_newtable(L);
-	lua_rawsetp(L, LUA_REGISTRYINDEX, &anchor_key);
-	return e;
+	return 0;
 }
 
-/* ------------------------------------------------------------ Lua side */
-
-void wsb_anchor(lua_State *L, struct wsb_client *c, int idx)
+/* Free everything the engine holds; idempotent (the Lua __gc calls it). */
+void wsb_engine_close(struct wsb_engine *e)
 {
-	idx = lua_absindex(L, idx);
-	lua_rawgetp(L, LUA_REGISTRYINDEX, &anchor_key);
-	lua_pushvalue(L, idx);
-	lua_rawsetp(L, -2, c);
-	lua_pop(L, 1);
-}
+	struct wsb_tlsconf *t;
+	struct wsb_event *ev;
 
-static void push_anchored(lua_State *L, struct wsb_client *c, int drop)
-{
-	lua_rawgetp(L, LUA_REGISTRYINDEX, &anchor_key);
-	lua_rawgetp(L, -1, c);
-	if (drop) {
-		lua_pushnil(L);
-		lua_rawsetp(L, -3, c);
+	if (e->destroyed)
+		return;
+	e->destroyed = 1;
+
+	/* Detach every client first: lws callbacks during destroy must not
+	 * reach client memory, and userdata still alive must not reach us. */
+	while (e->clients) {
+		struct wsb_client *c = e->clients;
+
+		if (c->udp)
+			*c->udp = NULL;
+		c->udp = NULL;
+		wsb_client_free(c);
 	}
-	lua_remove(L, -2);
+	while ((ev = e->ev_head)) {
+		e->ev_head = ev->next;
+		wsb_event_free(ev);
+	}
+	e->ev_tail = NULL;
+
+	/* Let lws and our timers finish closing their handles (and any
+	 * resolver still running on the thread pool) before closing the loop.
+	 * On a foreign libuv loop lws 4.1 stops after its first stage and
+	 * needs a second lws_context_destroy() once the loop has run; it
+	 * clears e->ctx (info.pcontext) when the context is really gone. */
+	uv_close((uv_handle_t *)&e->kick, NULL);
+	uv_close((uv_handle_t *)&e->wait_timer, NULL);
+	for (int i = 0; e->ctx && i < 3; i++) {
+		lws_context_destroy(e->ctx);
+		uv_run(&e->loop, UV_RUN_DEFAULT);
+	}
+	uv_loop_close(&e->loop);
+
+	wsb_log_release(e);
+	while ((t = e->vhosts)) {
+		e->vhosts = t->next;
+		if (t->ssl_ctx)
+			wsb_tls_free_ctx(t->ssl_ctx);
+		free_tlsconf(t);
+	}
 }
 
-static int l_fd(lua_State *L)
-{
-	struct wsb_engine *e = wsb_engine_get(L);
-
-	lua_pushinteger(L, uv_backend_fd(&e->loop));
-	return 1;
-}
+/* ----------------------------------------------------------- service */
 
 /* seconds until step() is due; 0 when events wait; nil when idle */
-static double engine_timeout(struct wsb_engine *e)
+double wsb_engine_timeout(struct wsb_engine *e)
 {
 	int ms;
 
@@ -369,29 +390,6 @@ static double engine_timeout(struct wsb_engine *e)
 	return ms < 0 ? -1 : ms / 1000.0;
 }
 
-static int l_timeout(lua_State *L)
-{
-	double t = engine_timeout(wsb_engine_get(L));
-
-	if (t < 0)
-		lua_pushnil(L);
-	else
-		lua_pushnumber(L, t);
-	return 1;
-}
-
-/*
- * Does libuv hold epoll changes asked for during the last iteration?  It
- * applies them only in the next one.  The watcher queue is a private
- * field, but in every libuv 1.x layout its first member is the "next"
- * pointer of a circular list: empty when it points to itself.
- */
-static int changes_pending(uv_loop_t *l)
-{
-	void **q = (void **)&l->watcher_queue;
-
-	return q[0] != (void *)q;
-}
 
 /* Must lws serve something without waiting for the network (records
  * OpenSSL has decrypted, received data held back by flow control)? */
@@ -424,52 +422,42 @@ static void run_loop(struct wsb_engine *e, int block)
 
 		uv_run(&e->loop, UV_RUN_NOWAIT);
 		if (e->news != news || e->deferred || e->wait_over ||
-		    changes_pending(&e->loop) || lws_forced(e))
+		    changes_pending(e) || lws_forced(e))
 			block = 0;
 	}
 	for (int i = 0; i < 16; i++) {
 		uv_run(&e->loop, i == 0 && block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
 		/* forced service runs in lws's idle handle: only worth another
 		 * iteration while that is active (a timeout of 0) */
-		if (!changes_pending(&e->loop) &&
+		if (!changes_pending(e) &&
 		    !(uv_backend_timeout(&e->loop) == 0 && lws_forced(e)))
 			break;
 	}
 	e->in_service = 0;
 }
 
-static void service(lua_State *L, struct wsb_engine *e)
+/* One non-blocking turn; -1 when called from inside the engine. */
+int wsb_engine_service(struct wsb_engine *e)
 {
 	if (e->in_service)
-		luaL_error(L, "wsbeat: step() called from inside the engine");
+		return -1;
 	run_loop(e, 0);
 	wsb_engine_run_deferred(e);
-}
-
-/* core.service(): one non-blocking turn of the loop. */
-static int l_service(lua_State *L)
-{
-	service(L, wsb_engine_get(L));
 	return 0;
 }
 
 /*
- * core.wait(timeout): wait for I/O or the engine's next deadline, at most
- * timeout seconds (nil = no limit), and service what came.  libuv blocks
+ * Wait for I/O or the engine's next deadline, at most
+ * limit seconds (< 0: no limit), and service what came.  libuv blocks
  * in epoll_wait() itself (UV_RUN_ONCE, a timer for the limit), which saves
  * the poll() on the epoll fd that a host loop needs.
  */
-static int l_wait(lua_State *L)
+int wsb_engine_wait(struct wsb_engine *e, double limit)
 {
-	struct wsb_engine *e = wsb_engine_get(L);
-	double limit = luaL_optnumber(L, 1, -1);
-
 	if (e->in_service)
-		luaL_error(L, "wsbeat: step() called from inside the engine");
-	if (limit == 0 || e->ev_head || e->deferred || e->kicked) {
-		service(L, e);
-		return 0;
-	}
+		return -1;
+	if (limit == 0 || e->ev_head || e->deferred || e->kicked)
+		return wsb_engine_service(e);
 	e->wait_over = 0;
 	if (limit > 0) {
 		/* from now, not from the loop's cached time of the last turn */
@@ -480,218 +468,5 @@ static int l_wait(lua_State *L)
 	run_loop(e, 1);
 	uv_timer_stop(&e->wait_timer);
 	wsb_engine_run_deferred(e);
-	return 0;
-}
-
-static int l_now(lua_State *L)
-{
-	lua_pushnumber(L, wsb_now(NULL));
-	return 1;
-}
-
-static void push_info(lua_State *L, struct wsb_event *ev)
-{
-	const struct wsb_info *in = &ev->info;
-
-	lua_createtable(L, 0, 8);
-	lua_pushstring(L, in->cause);
-	lua_setfield(L, -2, "cause");
-	lua_pushstring(L, in->reason ? in->reason : "");
-	lua_setfield(L, -2, "reason");
-	if (in->code) {
-		lua_pushinteger(L, in->code);
-		lua_setfield(L, -2, "code");
-	}
-	if (in->status) {
-		lua_pushinteger(L, in->status);
-		lua_setfield(L, -2, "status");
-	}
-	lua_pushinteger(L, in->attempt);
-	lua_setfield(L, -2, "attempt");
-	if (in->delay >= 0) {
-		lua_pushnumber(L, in->delay);
-		lua_setfield(L, -2, "delay");
-	}
-	lua_pushstring(L, wsb_state_names[ev->previous]);
-	lua_setfield(L, -2, "previous");
-	if (in->unsent >= 0) {
-		lua_pushinteger(L, in->unsent);
-		lua_setfield(L, -2, "unsent");
-	}
-}
-
-/* The client's userdata and the Lua layer's table for it (its uservalue). */
-static void push_client(lua_State *L, struct wsb_client *c, int drop)
-{
-	push_anchored(L, c, drop);
-	if (lua_type(L, -1) == LUA_TUSERDATA)
-		lua_getiuservalue(L, -1, 2);
-	else
-		lua_pushnil(L);
-}
-
-/*
- * core.next_event() -> ws, info, "message", data, kind
- *                    | ws, info, "state", state, details
- *                    | ws, info, "attempt"
- *                    | ws, info, "decide", details
- *                    | nil
- * info is what ws:_info() returns, handed over to spare the Lua layer a
- * method call per message.
- */
-static int l_next_event(lua_State *L)
-{
-	struct wsb_engine *e = wsb_engine_get(L);
-	struct wsb_event *ev;
-	struct wsb_client *c;
-
-	while ((ev = e->ev_head)) {
-		e->ev_head = ev->next;
-		if (!e->ev_head)
-			e->ev_tail = NULL;
-		c = ev->c;
-		e->corking = 1; /* sends from the callbacks wait for the batch */
-		switch (ev->kind) {
-		case WSB_EV_MESSAGE:
-			push_client(L, c, 0);
-			lua_pushliteral(L, "message");
-			lua_pushlstring(L, (const char *)ev->msg->buf, ev->msg->len);
-			if (ev->msg->binary)
-				lua_pushliteral(L, "binary");
-			else
-				lua_pushliteral(L, "text");
-			free_event(ev);
-			return 5;
-		case WSB_EV_ATTEMPT:
-			push_client(L, c, 0);
-			lua_pushliteral(L, "attempt");
-			free_event(ev);
-			return 3;
-		case WSB_EV_DECIDE:
-			push_client(L, c, 0);
-			lua_pushliteral(L, "decide");
-			push_info(L, ev);
-			lua_pushboolean(L, ev->info.retry);
-			lua_setfield(L, -2, "retry");
-			free_event(ev);
-			return 4;
-		case WSB_EV_STATE:
-			c->pub_state = ev->state;
-			push_client(L, c, ev->state == WSB_CLOSED);
-			lua_pushliteral(L, "state");
-			lua_pushstring(L, wsb_state_names[ev->state]);
-			push_info(L, ev);
-			free_event(ev);
-			return 5;
-		}
-	}
-	wsb_engine_uncork(e);
-	return 0;
-}
-
-/* core.cork(): sends from here on wait for core.uncork() (the Lua layer
- * resuming spawned coroutines: a batch like the callbacks') */
-static int l_cork(lua_State *L)
-{
-	wsb_engine_get(L)->corking = 1;
-	return 0;
-}
-
-/* core.uncork(): the batch is over (the scheduler's resumptions ran, or a
- * callback raised): write what it sent */
-static int l_uncork(lua_State *L)
-{
-	wsb_engine_uncork(wsb_engine_get(L));
-	return 0;
-}
-
-/* core.kicked() -> true when API calls since the last service left work */
-static int l_kicked(lua_State *L)
-{
-	lua_pushboolean(L, wsb_engine_get(L)->kicked);
-	return 1;
-}
-
-/* core.busy() -> true while a client is not closed or events wait */
-static int l_busy(lua_State *L)
-{
-	struct wsb_engine *e = wsb_engine_get(L);
-
-	lua_pushboolean(L, e->live > 0 || e->ev_head != NULL);
-	return 1;
-}
-
-static int l_pending(lua_State *L)
-{
-	struct wsb_engine *e = wsb_engine_get(L);
-
-	lua_pushboolean(L, e->ev_head != NULL);
-	return 1;
-}
-
-/* wsbeat.stats(): clients by state and totals over the engine's life */
-static int l_engine_stats(lua_State *L)
-{
-	struct wsb_engine *e = wsb_engine_get(L);
-	int n[WSB_CLOSED + 1] = { 0 };
-	uint64_t ms = e->gone_msgs_sent, mr = e->gone_msgs_recv,
-		 bs = e->gone_bytes_sent, br = e->gone_bytes_recv,
-		 rc = e->gone_reconnects;
-	struct wsb_client *c;
-
-	for (c = e->clients; c; c = c->next) {
-		n[c->st]++;
-		ms += c->msgs_sent;
-		mr += c->msgs_recv;
-		bs += c->bytes_sent;
-		br += c->bytes_recv;
-		rc += c->reconnects;
-	}
-	lua_createtable(L, 0, 12);
-	for (int i = 0; i <= WSB_CLOSED; i++) {
-		lua_pushinteger(L, n[i]);
-		lua_setfield(L, -2, wsb_state_names[i]);
-	}
-	lua_pushinteger(L, (lua_Integer)ms);
-	lua_setfield(L, -2, "messages_sent");
-	lua_pushinteger(L, (lua_Integer)mr);
-	lua_setfield(L, -2, "messages_received");
-	lua_pushinteger(L, (lua_Integer)bs);
-	lua_setfield(L, -2, "bytes_sent");
-	lua_pushinteger(L, (lua_Integer)br);
-	lua_setfield(L, -2, "bytes_received");
-	lua_pushinteger(L, (lua_Integer)rc);
-	lua_setfield(L, -2, "reconnects");
-	lua_pushinteger(L, (lua_Integer)e->log_dropped);
-	lua_setfield(L, -2, "log_dropped");
-	return 1;
-}
-
-int wsb_open_engine(lua_State *L)
-{
-	static const luaL_Reg funcs[] = {
-		{ "fd", l_fd },
-		{ "timeout", l_timeout },
-		{ "service", l_service },
-		{ "wait", l_wait },
-		{ "now", l_now },
-		{ "next_event", l_next_event },
-		{ "cork", l_cork },
-		{ "uncork", l_uncork },
-		{ "pending", l_pending },
-		{ "kicked", l_kicked },
-		{ "busy", l_busy },
-		{ "engine_stats", l_engine_stats },
-		{ "next_log", wsb_l_next_log },
-		{ "set_log", wsb_l_set_log },
-		{ NULL, NULL }
-	};
-
-	if (luaL_newmetatable(L, WSB_ENGINE_MT)) {
-		lua_pushcfunction(L, engine_gc);
-		lua_setfield(L, -2, "__gc");
-	}
-	lua_pop(L, 1);
-	luaL_setfuncs(L, funcs, 0);
 	return 0;
 }

@@ -529,6 +529,40 @@ static int m_live(lua_State *L)
 	return 1;
 }
 
+/* ------------------------------------------- the retry policy, for specs */
+
+/* core._retry(cause, code, status) -> the default policy's verdict */
+static int l_retry(lua_State *L)
+{
+	lua_pushboolean(L, wsb_default_retry(luaL_checkstring(L, 1),
+					     (int)luaL_optinteger(L, 2, 0),
+					     (int)luaL_optinteger(L, 3, 0)));
+	return 1;
+}
+
+/* core._backoff(delay, factor, max_delay, jitter, n, r [, retry_after]) */
+static int l_backoff(lua_State *L)
+{
+	struct wsb_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.rc_delay = luaL_checknumber(L, 1);
+	o.rc_factor = luaL_checknumber(L, 2);
+	o.rc_max_delay = luaL_checknumber(L, 3);
+	o.rc_jitter = luaL_checknumber(L, 4);
+	lua_pushnumber(L, wsb_backoff(&o, (int)luaL_checkinteger(L, 5),
+				      luaL_checknumber(L, 6),
+				      luaL_optnumber(L, 7, -1)));
+	return 1;
+}
+
+/* core._close_code_name(code) */
+static int l_close_code_name(lua_State *L)
+{
+	lua_pushstring(L, wsb_close_code_name((int)luaL_checkinteger(L, 1)));
+	return 1;
+}
+
 int luaopen_wsbeat_core(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
@@ -550,6 +584,9 @@ int luaopen_wsbeat_core(lua_State *L)
 	static const luaL_Reg funcs[] = {
 		{ "new", l_new },
 		{ "attempt", l_attempt },
+		{ "_retry", l_retry },
+		{ "_backoff", l_backoff },
+		{ "_close_code_name", l_close_code_name },
 		{ NULL, NULL }
 	};
 

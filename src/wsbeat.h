@@ -103,6 +103,7 @@ struct wsb_engine {
 	struct wsb_client *admit_head, *admit_tail;
 	int admitting;
 	int in_service;              /* inside uv_run: lws frames on the stack */
+	int peek_ok;                 /* libuv's watcher queue reads as expected */
 	uv_async_t kick;             /* makes the fd readable after API calls */
 	uv_timer_t wait_timer;       /* bounds core.wait()'s blocking uv_run */
 	int wait_over;               /* wait_timer expired in this core.wait */
@@ -310,6 +311,13 @@ struct wsb_client {
 };
 
 /* ----------------------------------------------------------------- engine */
+int wsb_engine_open(struct wsb_engine *e, char *err, size_t errlen);
+void wsb_engine_close(struct wsb_engine *e);
+int wsb_engine_service(struct wsb_engine *e);
+int wsb_engine_wait(struct wsb_engine *e, double limit);
+double wsb_engine_timeout(struct wsb_engine *e);
+void wsb_event_free(struct wsb_event *ev);
+/* lengine.c: the engine of a Lua state, made on first use */
 struct wsb_engine *wsb_engine_get(lua_State *L);
 double wsb_now(struct wsb_engine *e);      /* monotonic seconds */
 void wsb_push_event(struct wsb_engine *e, struct wsb_event *ev);
@@ -372,6 +380,12 @@ double wsb_tunnel_last_rx(struct wsb_client *c);
 void wsb_client_tunnel_ready(struct wsb_client *c, const char *address);
 void wsb_client_lost(struct wsb_client *c, const char *cause, int status,
 		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* retry.c: the retry policy, pure */
+const char *wsb_close_code_name(int code);
+int wsb_default_retry(const char *cause, int code, int status);
+double wsb_backoff(const struct wsb_opts *o, int n, double r,
+		   double retry_after);
 
 /* ------------------------------------------------------------------- tls */
 int wsb_tls_verify(struct lws *wsi, void *x509_ctx, int preverify_ok);
