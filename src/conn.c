@@ -78,13 +78,14 @@ const char *const wsb_state_names[] = {
 	"connecting", "open", "reconnecting", "closing", "closed"
 };
 
-void wsb_msg_free_list(struct wsb_msg *m)
+/* Free every message of q; q is empty after. */
+void wsb_msgq_free(struct wsb_msgq *q)
 {
-	while (m) {
-		struct wsb_msg *n = m->next;
+	struct wsb_msg *m;
 
+	while ((m = STAILQ_FIRST(q))) {
+		STAILQ_REMOVE_HEAD(q, link);
 		free(m);
-		m = n;
 	}
 }
 
@@ -119,8 +120,8 @@ static void finish_closed_info(struct wsb_client *c, const char *cause,
 	unsent = (int)(c->tx.count + c->tx.dropped);
 	c->t_retry = 0;
 	wsb_client_timer_arm(c);
-	wsb_msg_free_list(c->tx.head);
-	c->tx.head = c->tx.tail = c->tx.prio = NULL;
+	wsb_msgq_free(&c->tx.q);
+	c->tx.prio = NULL;
 	c->tx.bytes = c->tx.count = 0;
 	c->tx.dropped = 0;
 	wsb_set_state(c, WSB_CLOSED, cause, reason, code, status, -1, unsent);
@@ -318,7 +319,7 @@ void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 	c->close.t_close = wsb_now(c->e) + c->o.close_timeout;
 	wsb_client_timer_arm(c);
 	c->tx.open_gate = 0;
-	if (c->tx.head || c->tx.hold) {
+	if (!STAILQ_EMPTY(&c->tx.q) || c->tx.hold) {
 		/* (after a deflate drain too: the next WRITEABLE) */
 		c->tx.close_after_flush = 1;
 		wsb_request_writable(c);
@@ -380,8 +381,8 @@ void wsb_client_free(struct wsb_client *c)
 	wsb_cancel_dns(c);
 	wsb_tunnel_abandon(c);
 	wsb_rx_reset(c);
-	wsb_msg_free_list(c->tx.head);
-	wsb_msg_free_list(c->rx.q_head);
+	wsb_msgq_free(&c->tx.q);
+	wsb_msgq_free(&c->rx.q);
 	free(c->tx.hold);
 	free(c->cork.buf);
 	free(c->headers);

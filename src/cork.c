@@ -22,7 +22,7 @@
 void wsb_cork_requeue(struct wsb_client *c)
 {
 	unsigned char *p = c->cork.buf, *end = c->cork.buf + c->cork.len;
-	struct wsb_msg *head = NULL, **tail = &head, *last = NULL;
+	struct wsb_msgq front = STAILQ_HEAD_INITIALIZER(front);
 
 	if (!c->cork.len)
 		return;
@@ -38,8 +38,7 @@ void wsb_cork_requeue(struct wsb_client *c)
 		m = wsb_msg_out(NULL, len, op == WSB_OP_BINARY);
 		if (m) {
 			wsb_mask(m->data, p + hl + 4, len, p + hl);
-			*tail = last = m;
-			tail = &m->next;
+			STAILQ_INSERT_TAIL(&front, m, link);
 			c->tx.bytes += len;
 			c->tx.count++;
 		} else {
@@ -47,12 +46,9 @@ void wsb_cork_requeue(struct wsb_client *c)
 		}
 		p += hl + 4 + len;
 	}
-	if (head) {
-		last->next = c->tx.head;
-		c->tx.head = head;
-		if (!c->tx.tail)
-			c->tx.tail = last;
-	}
+	/* front + the queue, back into the queue */
+	STAILQ_CONCAT(&front, &c->tx.q);
+	STAILQ_CONCAT(&c->tx.q, &front);
 	c->cork.len = c->cork.msgs = c->cork.bytes = 0;
 }
 

@@ -45,12 +45,7 @@ double wsb_now(struct wsb_engine *e)
 
 void wsb_push_event(struct wsb_engine *e, struct wsb_event *ev)
 {
-	ev->next = NULL;
-	if (e->ev_tail)
-		e->ev_tail->next = ev;
-	else
-		e->ev_head = ev;
-	e->ev_tail = ev;
+	STAILQ_INSERT_TAIL(&e->events, ev, link);
 	e->news++;
 }
 
@@ -270,6 +265,8 @@ int wsb_engine_open(struct wsb_engine *e, char *err, size_t errlen)
 	const char *dbg;
 	int r;
 
+	STAILQ_INIT(&e->events);
+	STAILQ_INIT(&e->log_lines);
 	r = uv_loop_init(&e->loop);
 	if (r) {
 		snprintf(err, errlen, "cannot create an event loop: %s",
@@ -344,11 +341,10 @@ void wsb_engine_close(struct wsb_engine *e)
 		c->udp = NULL;
 		wsb_client_free(c);
 	}
-	while ((ev = e->ev_head)) {
-		e->ev_head = ev->next;
+	while ((ev = STAILQ_FIRST(&e->events))) {
+		STAILQ_REMOVE_HEAD(&e->events, link);
 		wsb_event_free(ev);
 	}
-	e->ev_tail = NULL;
 
 	/* Let lws and our timers finish closing their handles (and any
 	 * resolver still running on the thread pool) before closing the loop.
@@ -379,7 +375,7 @@ double wsb_engine_timeout(struct wsb_engine *e)
 {
 	int ms;
 
-	if (e->ev_head || e->deferred || e->kicked)
+	if (!STAILQ_EMPTY(&e->events) || e->deferred || e->kicked)
 		return 0;
 	if (!uv_loop_alive(&e->loop))
 		return -1;
@@ -456,7 +452,7 @@ int wsb_engine_wait(struct wsb_engine *e, double limit)
 {
 	if (e->in_service)
 		return -1;
-	if (limit == 0 || e->ev_head || e->deferred || e->kicked)
+	if (limit == 0 || !STAILQ_EMPTY(&e->events) || e->deferred || e->kicked)
 		return wsb_engine_service(e);
 	e->wait_over = 0;
 	if (limit > 0) {

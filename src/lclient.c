@@ -156,6 +156,8 @@ static int l_new(lua_State *L)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return luaL_error(L, "wsbeat: out of memory");
+	STAILQ_INIT(&c->tx.q);
+	STAILQ_INIT(&c->rx.q);
 	if (wsb_url_parse(url, len, &c->url, err, sizeof(err))) {
 		free(c);
 		lua_pushnil(L);
@@ -474,13 +476,11 @@ static int m_gc(lua_State *L)
 static int m_pop(lua_State *L)
 {
 	struct wsb_client *c = check(L, 1);
-	struct wsb_msg *m = c->rx.q_head;
+	struct wsb_msg *m = STAILQ_FIRST(&c->rx.q);
 
 	if (!m)
 		return 0;
-	c->rx.q_head = m->next;
-	if (!c->rx.q_head)
-		c->rx.q_tail = NULL;
+	STAILQ_REMOVE_HEAD(&c->rx.q, link);
 	c->rx.q_count--;
 	lua_pushlstring(L, (const char *)m->buf, m->len);
 	lua_pushstring(L, m->binary ? "binary" : "text");

@@ -163,10 +163,8 @@ static int l_next_event(lua_State *L)
 	struct wsb_event *ev;
 	struct wsb_client *c;
 
-	while ((ev = e->ev_head)) {
-		e->ev_head = ev->next;
-		if (!e->ev_head)
-			e->ev_tail = NULL;
+	while ((ev = STAILQ_FIRST(&e->events))) {
+		STAILQ_REMOVE_HEAD(&e->events, link);
 		c = ev->c;
 		e->corking = 1; /* sends from the callbacks wait for the batch */
 		switch (ev->kind) {
@@ -235,7 +233,7 @@ static int l_busy(lua_State *L)
 {
 	struct wsb_engine *e = wsb_engine_get(L);
 
-	lua_pushboolean(L, e->live > 0 || e->ev_head != NULL);
+	lua_pushboolean(L, e->live > 0 || !STAILQ_EMPTY(&e->events));
 	return 1;
 }
 
@@ -243,7 +241,7 @@ static int l_pending(lua_State *L)
 {
 	struct wsb_engine *e = wsb_engine_get(L);
 
-	lua_pushboolean(L, e->ev_head != NULL);
+	lua_pushboolean(L, !STAILQ_EMPTY(&e->events));
 	return 1;
 }
 

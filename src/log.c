@@ -17,7 +17,7 @@
 #define LOG_QUEUE_MAX 1000
 
 struct wsb_logline {
-	struct wsb_logline *next;
+	STAILQ_ENTRY(wsb_logline) link;
 	int level;
 	char text[];
 };
@@ -47,15 +47,10 @@ static void enqueue(struct wsb_engine *e, int level, const char *text)
 		e->log_dropped++;
 		return;
 	}
-	l->next = NULL;
 	l->level = level;
 	memcpy(l->text, text, n);
 	l->text[n] = '\0';
-	if (e->log_tail)
-		e->log_tail->next = l;
-	else
-		e->log_head = l;
-	e->log_tail = l;
+	STAILQ_INSERT_TAIL(&e->log_lines, l, link);
 	e->log_count++;
 	e->news++;
 }
@@ -120,11 +115,10 @@ void wsb_log_release(struct wsb_engine *e)
 		lws_target = NULL;
 		lws_set_log_level(0, NULL);
 	}
-	while ((l = e->log_head)) {
-		e->log_head = l->next;
+	while ((l = STAILQ_FIRST(&e->log_lines))) {
+		STAILQ_REMOVE_HEAD(&e->log_lines, link);
 		free(l);
 	}
-	e->log_tail = NULL;
 	e->log_count = 0;
 }
 
@@ -132,7 +126,7 @@ void wsb_log_release(struct wsb_engine *e)
 int wsb_l_next_log(lua_State *L)
 {
 	struct wsb_engine *e = wsb_engine_get(L);
-	struct wsb_logline *l = e->log_head;
+	struct wsb_logline *l = STAILQ_FIRST(&e->log_lines);
 
 	if (e->log_dropped) {
 		lua_pushstring(L, "warn");
@@ -143,9 +137,7 @@ int wsb_l_next_log(lua_State *L)
 	}
 	if (!l)
 		return 0;
-	e->log_head = l->next;
-	if (!e->log_head)
-		e->log_tail = NULL;
+	STAILQ_REMOVE_HEAD(&e->log_lines, link);
 	e->log_count--;
 	lua_pushstring(L, level_names[l->level]);
 	lua_pushstring(L, l->text);

@@ -67,7 +67,6 @@ void wsb_on_receive(struct wsb_client *c, struct lws *wsi,
 	m = malloc(sizeof(*m) + c->rx.len);
 	if (!m)
 		return;
-	m->next = NULL;
 	m->len = c->rx.len;
 	m->off = 0;
 	m->binary = c->rx.binary;
@@ -85,11 +84,7 @@ void wsb_on_receive(struct wsb_client *c, struct lws *wsi,
 		wsb_push_simple(c, WSB_EV_MESSAGE, m);
 		return;
 	}
-	if (c->rx.q_tail)
-		c->rx.q_tail->next = m;
-	else
-		c->rx.q_head = m;
-	c->rx.q_tail = m;
+	STAILQ_INSERT_TAIL(&c->rx.q, m, link);
 	c->rx.q_count++;
 	c->e->news++;
 	if (c->rx.q_count >= c->o.max_queue && !c->rx.paused)

@@ -77,7 +77,6 @@ struct wsb_msg *wsb_msg_out(const char *data, size_t len, int binary)
 
 	if (!m)
 		return NULL;
-	m->next = NULL;
 	m->len = len;
 	m->off = 0;
 	m->binary = binary;
@@ -107,16 +106,15 @@ static void want_write(struct wsb_client *c)
 void wsb_client_send_front(struct wsb_client *c, const char *data, size_t len,
 			   int binary)
 {
-	struct wsb_msg *m = wsb_msg_out(data, len, binary), **pp = &c->tx.head;
+	struct wsb_msg *m = wsb_msg_out(data, len, binary);
+	struct wsb_msg *first = STAILQ_FIRST(&c->tx.q);
 
 	if (!m)
 		return;
-	if (c->tx.started && *pp)
-		pp = &(*pp)->next;
-	m->next = *pp;
-	*pp = m;
-	if (!m->next)
-		c->tx.tail = m;
+	if (c->tx.started && first)
+		STAILQ_INSERT_AFTER(&c->tx.q, first, m, link);
+	else
+		STAILQ_INSERT_HEAD(&c->tx.q, m, link);
 	c->tx.bytes += len;
 	c->tx.count++;
 }
@@ -125,13 +123,11 @@ void wsb_client_send_front(struct wsb_client *c, const char *data, size_t len,
  * as a torn message), so an attempt that ends mid-message drops it. */
 void wsb_tx_drop_partial(struct wsb_client *c)
 {
-	struct wsb_msg *m = c->tx.head;
+	struct wsb_msg *m = STAILQ_FIRST(&c->tx.q);
 
 	if (!c->tx.started || !m)
 		return;
-	c->tx.head = m->next;
-	if (!c->tx.head)
-		c->tx.tail = NULL;
+	STAILQ_REMOVE_HEAD(&c->tx.q, link);
 	if (c->tx.prio == m)
 		c->tx.prio = NULL;
 	c->tx.bytes -= m->len;
@@ -160,7 +156,7 @@ static int send_now(struct wsb_client *c, const char *data, size_t len,
 {
 	unsigned char buf[LWS_PRE + DIRECT_MAX];
 
-	if (c->st != WSB_OPEN || !c->wsi || c->tx.open_gate || c->tx.head ||
+	if (c->st != WSB_OPEN || !c->wsi || c->tx.open_gate || !STAILQ_EMPTY(&c->tx.q) ||
 	    c->o.compression || len > DIRECT_MAX || c->e->in_service ||
 	    lws_partial_buffered(c->wsi))
 		return 0;
@@ -205,19 +201,13 @@ enum wsb_send wsb_client_send(struct wsb_client *c, const char *data, size_t len
 		return WSB_SEND_NOMEM;
 	if (c->tx.open_gate) {
 		/* inside on_state(ws, "open"): ahead of the buffered ones */
-		struct wsb_msg **pp = c->tx.prio ? &c->tx.prio->next : &c->tx.head;
-
-		m->next = *pp;
-		*pp = m;
-		if (!m->next)
-			c->tx.tail = m;
+		if (c->tx.prio)
+			STAILQ_INSERT_AFTER(&c->tx.q, c->tx.prio, m, link);
+		else
+			STAILQ_INSERT_HEAD(&c->tx.q, m, link);
 		c->tx.prio = m;
 	} else {
-		if (c->tx.tail)
-			c->tx.tail->next = m;
-		else
-			c->tx.head = m;
-		c->tx.tail = m;
+		STAILQ_INSERT_TAIL(&c->tx.q, m, link);
 	}
 	c->tx.bytes += len;
 	c->tx.count++;
@@ -259,7 +249,7 @@ void wsb_client_opened(struct wsb_client *c)
 		return;
 	c->tx.open_gate = 0;
 	c->tx.prio = NULL;
-	if (c->tx.head || c->tx.ping_pending)
+	if (!STAILQ_EMPTY(&c->tx.q) || c->tx.ping_pending)
 		want_write(c);
 }
 
@@ -298,10 +288,11 @@ int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
 	}
 	/* lws_send_pipe_choked() polls the socket: ask once, then rely on
 	 * lws_partial_buffered(), which turns on when the kernel took less */
-	if (c->tx.head && lws_send_pipe_choked(wsi))
+	if (!STAILQ_EMPTY(&c->tx.q) && lws_send_pipe_choked(wsi))
 		budget = 0;
-	while (c->tx.head && !c->tx.open_gate && budget && !lws_partial_buffered(wsi)) {
-		struct wsb_msg *m = c->tx.head;
+	while (!STAILQ_EMPTY(&c->tx.q) && !c->tx.open_gate && budget &&
+	       !lws_partial_buffered(wsi)) {
+		struct wsb_msg *m = STAILQ_FIRST(&c->tx.q);
 		size_t n = m->len - m->off;
 		int first = m->off == 0, final = 1;
 		int flags;
@@ -335,9 +326,7 @@ int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
 		c->tx.started = !final;
 		if (!final)
 			continue;
-		c->tx.head = m->next;
-		if (!c->tx.head)
-			c->tx.tail = NULL;
+		STAILQ_REMOVE_HEAD(&c->tx.q, link);
 		c->tx.bytes -= m->len;
 		c->tx.count--;
 		c->msgs_sent++;
@@ -347,7 +336,8 @@ int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
 		else
 			free(m);
 	}
-	if (c->tx.head || c->tx.ping_pending || (c->tx.close_after_flush && c->tx.hold)) {
+	if (!STAILQ_EMPTY(&c->tx.q) || c->tx.ping_pending ||
+	    (c->tx.close_after_flush && c->tx.hold)) {
 		/* (a close waits for a deflate drain too: the next WRITEABLE) */
 		wsb_request_writable(c);
 	} else if (c->tx.close_after_flush) {

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h> /* the one idiom for lists */
 
 #include <uv.h>
 #include <libwebsockets.h>
@@ -55,13 +56,15 @@ extern const char *const wsb_state_names[];
 
 /* A message held by the core: outgoing (send queue) or incoming. */
 struct wsb_msg {
-	struct wsb_msg *next;
+	STAILQ_ENTRY(wsb_msg) link; /* in one queue at a time: tx, rx or none */
 	size_t len;
 	size_t off;      /* outgoing: bytes already handed to lws */
 	int binary;
 	unsigned char *data; /* outgoing: points LWS_PRE into buf */
 	unsigned char buf[]; /* LWS_PRE + len (outgoing) or len (incoming) */
 };
+
+STAILQ_HEAD(wsb_msgq, wsb_msg);
 
 /* Everything needed to describe one state transition to Lua. */
 struct wsb_info {
@@ -79,7 +82,7 @@ enum wsb_ev_kind { WSB_EV_MESSAGE, WSB_EV_STATE, WSB_EV_ATTEMPT,
 		   WSB_EV_DECIDE };
 
 struct wsb_event {
-	struct wsb_event *next;
+	STAILQ_ENTRY(wsb_event) link;
 	enum wsb_ev_kind kind;
 	struct wsb_client *c;
 	struct wsb_msg *msg;      /* MESSAGE */
@@ -94,7 +97,7 @@ struct wsb_engine {
 	uv_loop_t loop;
 	struct lws_context *ctx;
 	struct wsb_tlsconf *vhosts;  /* one lws vhost per TLS/extension setup */
-	struct wsb_event *ev_head, *ev_tail;
+	STAILQ_HEAD(, wsb_event) events; /* for Lua, in order */
 	struct wsb_client *clients;  /* every client not yet freed */
 	size_t live;                 /* clients not in state "closed" */
 	struct wsb_client *deferred; /* clients with work for after uv_run */
@@ -118,7 +121,7 @@ struct wsb_engine {
 	/* logging (log.c) */
 	int log_level;               /* -1 = off, else WSB_LOG_* */
 	int log_to_stderr;
-	struct wsb_logline *log_head, *log_tail;
+	STAILQ_HEAD(, wsb_logline) log_lines;
 	size_t log_count, log_dropped;
 	/* totals of clients already freed, for wsbeat.stats() */
 	uint64_t gone_msgs_sent, gone_msgs_recv, gone_bytes_sent,
@@ -188,7 +191,7 @@ struct wsb_tunnel;
 
 /* The send side: the queue, what lws holds, PINGs owed. */
 struct wsb_tx {
-	struct wsb_msg *head, *tail;
+	struct wsb_msgq q;
 	struct wsb_msg *prio;     /* last message sent from on_state "open" */
 	size_t bytes, count;
 	int started;              /* head partly written */
@@ -219,7 +222,7 @@ struct wsb_rx {
 	int too_big;
 	int in_msg;
 	int paused;               /* reading switched off (max_queue) */
-	struct wsb_msg *q_head, *q_tail; /* queued for receive() */
+	struct wsb_msgq q;        /* queued for receive() */
 	size_t q_count;
 };
 
@@ -369,7 +372,7 @@ void wsb_client_do_deferred(struct wsb_client *c, unsigned what);
 void wsb_client_timer_arm(struct wsb_client *c);
 void wsb_client_set_proxy(struct wsb_client *c, const struct wsb_proxy *p);
 void wsb_client_set_proxy_error(struct wsb_client *c, const char *err);
-void wsb_msg_free_list(struct wsb_msg *m);
+void wsb_msgq_free(struct wsb_msgq *q);
 
 /* proxy.c: the tunnel through a proxy, started instead of a direct attempt */
 void wsb_tunnel_start(struct wsb_client *c);
