@@ -69,15 +69,7 @@ static void release_attempt(struct wsb_client *c)
 		e->attempts--;
 	} else if (c->at.admit == WSB_ADMIT_QUEUED) {
 		/* doubly linked: closing thousands of queued clients is linear */
-		if (c->at.admit_prev)
-			c->at.admit_prev->at.admit_next = c->at.admit_next;
-		else
-			e->admit_head = c->at.admit_next;
-		if (c->at.admit_next)
-			c->at.admit_next->at.admit_prev = c->at.admit_prev;
-		else
-			e->admit_tail = c->at.admit_prev;
-		c->at.admit_next = c->at.admit_prev = NULL;
+		TAILQ_REMOVE(&e->admit_q, c, at.admit_link);
 	}
 	c->at.admit = WSB_ADMIT_NONE;
 }
@@ -89,15 +81,10 @@ static void admit_waiting(struct wsb_engine *e)
 	if (e->admitting || e->destroyed)
 		return;
 	e->admitting = 1;
-	while (e->admit_head && e->attempts < WSB_MAX_ATTEMPTS) {
-		struct wsb_client *c = e->admit_head;
+	while (!TAILQ_EMPTY(&e->admit_q) && e->attempts < WSB_MAX_ATTEMPTS) {
+		struct wsb_client *c = TAILQ_FIRST(&e->admit_q);
 
-		e->admit_head = c->at.admit_next;
-		if (e->admit_head)
-			e->admit_head->at.admit_prev = NULL;
-		else
-			e->admit_tail = NULL;
-		c->at.admit_next = NULL;
+		TAILQ_REMOVE(&e->admit_q, c, at.admit_link);
 		c->at.admit = WSB_ADMIT_NONE;
 		/* the wait did not count: connect_timeout starts now */
 		c->at.t_connect = wsb_now(e) + c->o.connect_timeout;
@@ -124,17 +111,12 @@ void wsb_connect_lws(struct wsb_client *c, const char *address)
 
 	/* (admit_waiting() itself has made sure a slot is free) */
 	if (!c->e->admitting &&
-	    (c->e->attempts >= WSB_MAX_ATTEMPTS || c->e->admit_head)) {
+	    (c->e->attempts >= WSB_MAX_ATTEMPTS ||
+	     !TAILQ_EMPTY(&c->e->admit_q))) {
 		snprintf(c->at.admit_addr, sizeof(c->at.admit_addr), "%s", address);
 		c->at.admit = WSB_ADMIT_QUEUED;
 		c->at.t_connect = 0;
-		c->at.admit_prev = c->e->admit_tail;
-		c->at.admit_next = NULL;
-		if (c->e->admit_tail)
-			c->e->admit_tail->at.admit_next = c;
-		else
-			c->e->admit_head = c;
-		c->e->admit_tail = c;
+		TAILQ_INSERT_TAIL(&c->e->admit_q, c, at.admit_link);
 		wsb_client_timer_arm(c);
 		return;
 	}

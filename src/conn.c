@@ -349,7 +349,6 @@ static void on_timer_closed(uv_handle_t *h)
 void wsb_client_free(struct wsb_client *c)
 {
 	struct wsb_engine *e = c->e;
-	struct wsb_client **pp;
 
 	e->gone_msgs_sent += c->msgs_sent;
 	e->gone_msgs_recv += c->msgs_recv;
@@ -359,22 +358,11 @@ void wsb_client_free(struct wsb_client *c)
 	if (c->st != WSB_CLOSED)
 		e->live--;
 
-	for (pp = &e->deferred; *pp; pp = &(*pp)->def_next)
-		if (*pp == c) {
-			*pp = c->def_next;
-			break;
-		}
-	for (pp = &e->corked; c->cork.listed && *pp; pp = &(*pp)->cork.next)
-		if (*pp == c) {
-			*pp = c->cork.next;
-			break;
-		}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		e->clients = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	if (c->deferred)
+		LIST_REMOVE(c, def_link);
+	if (c->cork.listed)
+		LIST_REMOVE(c, cork.link);
+	LIST_REMOVE(c, link);
 
 	wsb_attempt_over(c);
 	wsb_detach_wsi(c);

@@ -92,11 +92,10 @@ int wsb_uncork(struct wsb_client *c)
 void wsb_engine_uncork(struct wsb_engine *e)
 {
 	e->corking = 0;
-	while (e->corked) {
-		struct wsb_client *c = e->corked;
+	while (!LIST_EMPTY(&e->corked)) {
+		struct wsb_client *c = LIST_FIRST(&e->corked);
 
-		e->corked = c->cork.next;
-		c->cork.next = NULL;
+		LIST_REMOVE(c, cork.link);
 		c->cork.listed = 0;
 		wsb_uncork(c);
 	}
@@ -136,8 +135,7 @@ int wsb_cork_add(struct wsb_client *c, unsigned first,
 	c->cork.bytes += len;
 	if (!c->cork.listed) {
 		c->cork.listed = 1;
-		c->cork.next = c->e->corked;
-		c->e->corked = c;
+		LIST_INSERT_HEAD(&c->e->corked, c, cork.link);
 	}
 	return 1;
 }

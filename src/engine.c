@@ -78,20 +78,18 @@ static void on_wait_timer(uv_timer_t *t)
 void wsb_defer(struct wsb_client *c, unsigned what)
 {
 	if (!c->deferred) {
-		c->def_next = c->e->deferred;
-		c->e->deferred = c;
+		LIST_INSERT_HEAD(&c->e->deferred, c, def_link);
 	}
 	c->deferred |= what;
 }
 
 void wsb_engine_run_deferred(struct wsb_engine *e)
 {
-	while (e->deferred) {
-		struct wsb_client *c = e->deferred;
+	while (!LIST_EMPTY(&e->deferred)) {
+		struct wsb_client *c = LIST_FIRST(&e->deferred);
 		unsigned what = c->deferred;
 
-		e->deferred = c->def_next;
-		c->def_next = NULL;
+		LIST_REMOVE(c, def_link);
 		c->deferred = 0;
 		wsb_client_do_deferred(c, what);
 	}
@@ -267,6 +265,10 @@ int wsb_engine_open(struct wsb_engine *e, char *err, size_t errlen)
 
 	STAILQ_INIT(&e->events);
 	STAILQ_INIT(&e->log_lines);
+	LIST_INIT(&e->clients);
+	LIST_INIT(&e->deferred);
+	LIST_INIT(&e->corked);
+	TAILQ_INIT(&e->admit_q);
 	r = uv_loop_init(&e->loop);
 	if (r) {
 		snprintf(err, errlen, "cannot create an event loop: %s",
@@ -333,8 +335,8 @@ void wsb_engine_close(struct wsb_engine *e)
 
 	/* Detach every client first: lws callbacks during destroy must not
 	 * reach client memory, and userdata still alive must not reach us. */
-	while (e->clients) {
-		struct wsb_client *c = e->clients;
+	while (!LIST_EMPTY(&e->clients)) {
+		struct wsb_client *c = LIST_FIRST(&e->clients);
 
 		if (c->udp)
 			*c->udp = NULL;
@@ -375,7 +377,8 @@ double wsb_engine_timeout(struct wsb_engine *e)
 {
 	int ms;
 
-	if (!STAILQ_EMPTY(&e->events) || e->deferred || e->kicked)
+	if (!STAILQ_EMPTY(&e->events) || !LIST_EMPTY(&e->deferred) ||
+	    e->kicked)
 		return 0;
 	if (!uv_loop_alive(&e->loop))
 		return -1;
@@ -417,7 +420,8 @@ static void run_loop(struct wsb_engine *e, int block)
 		unsigned news = e->news;
 
 		uv_run(&e->loop, UV_RUN_NOWAIT);
-		if (e->news != news || e->deferred || e->wait_over ||
+		if (e->news != news || !LIST_EMPTY(&e->deferred) ||
+		    e->wait_over ||
 		    changes_pending(e) || lws_forced(e))
 			block = 0;
 	}
@@ -452,7 +456,8 @@ int wsb_engine_wait(struct wsb_engine *e, double limit)
 {
 	if (e->in_service)
 		return -1;
-	if (limit == 0 || !STAILQ_EMPTY(&e->events) || e->deferred || e->kicked)
+	if (limit == 0 || !STAILQ_EMPTY(&e->events) ||
+	    !LIST_EMPTY(&e->deferred) || e->kicked)
 		return wsb_engine_service(e);
 	e->wait_over = 0;
 	if (limit > 0) {

@@ -184,10 +184,7 @@ static int l_new(lua_State *L)
 	c->e = e;
 	c->udp = (void **)&u->c;
 	u->c = c;
-	c->next = e->clients;
-	if (e->clients)
-		e->clients->prev = c;
-	e->clients = c;
+	LIST_INSERT_HEAD(&e->clients, c, link);
 	c->hb.rtt = -1;
 	c->at.retry_after = -1;
 	c->st = c->pub_state = WSB_CONNECTING;

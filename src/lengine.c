@@ -255,7 +255,7 @@ static int l_engine_stats(lua_State *L)
 		 rc = e->gone_reconnects;
 	struct wsb_client *c;
 
-	for (c = e->clients; c; c = c->next) {
+	LIST_FOREACH(c, &e->clients, link) {
 		n[c->st]++;
 		ms += c->msgs_sent;
 		mr += c->msgs_recv;

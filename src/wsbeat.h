@@ -98,12 +98,12 @@ struct wsb_engine {
 	struct lws_context *ctx;
 	struct wsb_tlsconf *vhosts;  /* one lws vhost per TLS/extension setup */
 	STAILQ_HEAD(, wsb_event) events; /* for Lua, in order */
-	struct wsb_client *clients;  /* every client not yet freed */
+	LIST_HEAD(, wsb_client) clients;  /* every client not yet freed */
 	size_t live;                 /* clients not in state "closed" */
-	struct wsb_client *deferred; /* clients with work for after uv_run */
+	LIST_HEAD(, wsb_client) deferred; /* clients with work for after uv_run */
 	/* connection attempts: at most WSB_MAX_ATTEMPTS at once, others wait */
 	size_t attempts;
-	struct wsb_client *admit_head, *admit_tail;
+	TAILQ_HEAD(, wsb_client) admit_q; /* waiting for a slot, in order */
 	int admitting;
 	int in_service;              /* inside uv_run: lws frames on the stack */
 	int peek_ok;                 /* libuv's watcher queue reads as expected */
@@ -115,7 +115,7 @@ struct wsb_engine {
 	unsigned char masks[256];    /* frame mask keys from OpenSSL's DRBG */
 	unsigned masks_left;         /* bytes of masks[] not yet used */
 	int corking;                 /* Lua is delivering a batch of events */
-	struct wsb_client *corked;   /* clients with frames in cork[] */
+	LIST_HEAD(, wsb_client) corked; /* clients with frames in cork.buf */
 	int destroyed;
 	uint64_t started_ns;
 	/* logging (log.c) */
@@ -210,7 +210,7 @@ struct wsb_tx {
 struct wsb_cork {
 	unsigned char *buf;
 	size_t len, cap, msgs, bytes;
-	struct wsb_client *next;  /* engine->corked */
+	LIST_ENTRY(wsb_client) link; /* engine->corked, while listed */
 	int listed;
 };
 
@@ -245,7 +245,7 @@ struct wsb_attempt {
 	char *proxy_error;        /* the proxy could not be chosen: why */
 	struct wsb_tunnel *tunnel;/* the way through the proxy, or NULL */
 	enum wsb_admit admit;
-	struct wsb_client *admit_next, *admit_prev; /* engine's admit queue */
+	TAILQ_ENTRY(wsb_client) admit_link; /* engine->admit_q, when queued */
 	char admit_addr[64];      /* where a queued attempt goes */
 	double t_connect;         /* connect_timeout deadline, 0 = unset */
 	int done;                 /* this attempt already ended */
@@ -277,8 +277,8 @@ struct wsb_decide {
 struct wsb_client {
 	uint32_t magic;
 	struct wsb_engine *e;
-	struct wsb_client *next, *prev;   /* engine->clients */
-	struct wsb_client *def_next;      /* engine->deferred */
+	LIST_ENTRY(wsb_client) link;      /* engine->clients */
+	LIST_ENTRY(wsb_client) def_link;  /* engine->deferred, while deferred */
 	unsigned deferred;                /* WSB_DEF_* */
 	void **udp;                       /* the Lua userdata's pointer slot */
 
