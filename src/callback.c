@@ -196,6 +196,76 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 	}
 }
 
+/* What a detached wsi kept (a message lws may still deflate from) goes
+ * with it. */
+static void free_tomb(struct lws *wsi, void *user)
+{
+	struct wsb_tomb *t = user;
+
+	lws_set_wsi_user(wsi, NULL);
+	free(t->hold);
+	free(t);
+}
+
+/* The upgrade request's extra headers, "name\0value\0" pairs. */
+static int append_headers(struct wsb_client *c, struct lws *wsi,
+			  unsigned char **p, size_t len)
+{
+	unsigned char *end = *p + len;
+	const char *h = c->headers;
+
+	/* the TLS handshake is over here and the SSL may be gone by the time
+	 * a rejected link is noticed: take note now */
+	if (c->url.tls)
+		c->at.cert_unanswered =
+			wsb_tls_cert_unanswered(lws_get_ssl(wsi));
+	while (h && h < c->headers + c->headers_len) {
+		const char *v = h + strlen(h) + 1;
+
+		if (lws_add_http_header_by_name(wsi, (const unsigned char *)h,
+						(const unsigned char *)v,
+						(int)strlen(v), p, end))
+			return -1;
+		h = v + strlen(v) + 1;
+	}
+	return 0;
+}
+
+/* The peer's close frame: the answer to ours, or its own close. */
+static int on_peer_close(struct wsb_client *c, const unsigned char *b,
+			 size_t len)
+{
+	wsb_heard(c);
+	if (c->close.sent)
+		return -1; /* the answer to ours (start_close): done */
+	c->close.peer_closed = 1; /* lws echoes it: ours is not sent */
+	c->close.peer_code = len >= 2 ? (b[0] << 8 | b[1]) : 1005;
+	if (len > 2) {
+		size_t n = len - 2;
+
+		if (n > sizeof(c->close.peer_reason) - 1)
+			n = sizeof(c->close.peer_reason) - 1;
+		memcpy(c->close.peer_reason, b + 2, n);
+		c->close.peer_reason[n] = '\0';
+	}
+	return 0;
+}
+
+/* The wsi goes without CLOSED or CONNECTION_ERROR: lws does that when the
+ * link breaks while it waits for the upgrade response. */
+static void on_destroy(struct wsb_client *c, struct lws *wsi)
+{
+	if (c->wsi != wsi)
+		return;
+	c->wsi = NULL;
+	if (c->st == WSB_CONNECTING && c->at.cert_unanswered)
+		lost_no_cert(c);
+	else
+		wsb_lost(c, "network", 0, 0, c->st == WSB_CONNECTING ?
+			 "connection failed: closed during the opening handshake" :
+			 "connection lost");
+}
+
 int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		     void *user, void *in, size_t len)
 {
@@ -206,39 +276,14 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	if (!c)
 		return 0;
 	if (c->magic == WSB_TOMB_MAGIC) {
-		if (reason == LWS_CALLBACK_WSI_DESTROY) {
-			struct wsb_tomb *t = user;
-
-			lws_set_wsi_user(wsi, NULL);
-			free(t->hold);
-			free(t);
-		}
+		if (reason == LWS_CALLBACK_WSI_DESTROY)
+			free_tomb(wsi, user);
 		return 0;
 	}
 
 	switch (reason) {
-	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
-		unsigned char **p = (unsigned char **)in, *end = *p + len;
-		const char *h = c->headers;
-
-		/* the TLS handshake is over here and the SSL may be gone by the
-		 * time a rejected link is noticed: take note now */
-		if (c->url.tls)
-			c->at.cert_unanswered =
-				wsb_tls_cert_unanswered(lws_get_ssl(wsi));
-
-		while (h && h < c->headers + c->headers_len) {
-			const char *v = h + strlen(h) + 1;
-
-			if (lws_add_http_header_by_name(wsi,
-					(const unsigned char *)h,
-					(const unsigned char *)v,
-					(int)strlen(v), p, end))
-				return -1;
-			h = v + strlen(v) + 1;
-		}
-		return 0;
-	}
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+		return append_headers(c, wsi, (unsigned char **)in, len);
 	case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
 		/* the response headers are gone by ESTABLISHED */
 		if (lws_hdr_copy(wsi, c->protocol, sizeof(c->protocol),
@@ -263,41 +308,13 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return 0;
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return wsb_on_writeable(c, wsi);
-	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
-		const unsigned char *b = in;
-
-		wsb_heard(c);
-		if (c->close.sent)
-			return -1; /* the answer to ours (start_close): done */
-		c->close.peer_closed = 1; /* lws echoes it: ours is not sent */
-		c->close.peer_code = len >= 2 ? (b[0] << 8 | b[1]) : 1005;
-		if (len > 2) {
-			size_t n = len - 2;
-
-			if (n > sizeof(c->close.peer_reason) - 1)
-				n = sizeof(c->close.peer_reason) - 1;
-			memcpy(c->close.peer_reason, b + 2, n);
-			c->close.peer_reason[n] = '\0';
-		}
-		return 0;
-	}
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		return on_peer_close(c, in, len);
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		on_closed(c, wsi);
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
-		if (c->wsi == wsi) {
-			/* destroyed without CLOSED or CONNECTION_ERROR: lws
-			 * does that when the link breaks while it waits for
-			 * the upgrade response */
-			c->wsi = NULL;
-			if (c->st == WSB_CONNECTING && c->at.cert_unanswered)
-				lost_no_cert(c);
-			else
-				wsb_lost(c, "network", 0, 0,
-				     c->st == WSB_CONNECTING ?
-				     "connection failed: closed during the opening handshake" :
-				     "connection lost");
-		}
+		on_destroy(c, wsi);
 		return 0;
 	default:
 		return 0;

@@ -575,106 +575,126 @@ static void consume(struct wsb_tunnel *t, size_t n)
 	t->ans_len -= n;
 }
 
-/* 1: a step's answer was complete and handled, 0: need more bytes */
-static int socks_answer(struct wsb_tunnel *t)
+/* The method the proxy chose: send credentials, or the request. */
+static int socks_method(struct wsb_tunnel *t)
+{
+	struct wsb_client *c = t->c;
+	const unsigned char *a = t->ans;
+
+	if (t->ans_len < 2)
+		return 0;
+	if (a[0] != 5) {
+		tn_fail(t, "proxy", 0, "%s is not a SOCKS5 proxy",
+			c->at.proxy.display);
+		return 1;
+	}
+	if (a[1] == 2 && c->at.proxy.user) {
+		/* RFC 1929: version 1, user, password */
+		unsigned char m[3 + 255 + 255];
+		size_t ul = strlen(c->at.proxy.user);
+		size_t pl = c->at.proxy.pass ? strlen(c->at.proxy.pass) : 0;
+
+		if (ul > 255 || pl > 255) {
+			tn_fail(t, "proxy_auth", 0, "SOCKS5 credentials longer "
+				"than 255 bytes for %s", c->at.proxy.display);
+			return 1;
+		}
+		m[0] = 1;
+		m[1] = (unsigned char)ul;
+		memcpy(m + 2, c->at.proxy.user, ul);
+		m[2 + ul] = (unsigned char)pl;
+		memcpy(m + 3 + ul, c->at.proxy.pass ? c->at.proxy.pass : "", pl);
+		t->socks = S_AUTH;
+		consume(t, 2);
+		if (tn_write(t, 1, m, 3 + ul + pl))
+			tn_fail(t, "proxy", 0, "cannot write to the proxy %s",
+				c->at.proxy.display);
+		memset(m, 0, sizeof(m));
+		return 1;
+	}
+	if (a[1] != 0) {
+		tn_fail(t, "proxy_auth", 0, "the SOCKS5 proxy %s accepts none of "
+			"our authentication methods (%s)", c->at.proxy.display,
+			c->at.proxy.user ? "none, username" :
+			"none: it may want a username and password");
+		return 1;
+	}
+	consume(t, 2);
+	socks_request(t);
+	return 1;
+}
+
+/* The answer to our credentials. */
+static int socks_auth(struct wsb_tunnel *t)
+{
+	if (t->ans_len < 2)
+		return 0;
+	if (t->ans[1] != 0) {
+		tn_fail(t, "proxy_auth", 0, "the SOCKS5 proxy %s refused the "
+			"username and password", t->c->at.proxy.display);
+		return 1;
+	}
+	consume(t, 2);
+	socks_request(t);
+	return 1;
+}
+
+/* The answer to CONNECT: the tunnel stands, or why not. */
+static int socks_connected(struct wsb_tunnel *t)
 {
 	struct wsb_client *c = t->c;
 	const unsigned char *a = t->ans;
 	size_t need;
 
+	if (t->ans_len < 5)
+		return 0;
+	if (a[0] != 5) {
+		tn_fail(t, "proxy", 0, "the proxy %s broke the SOCKS5 protocol",
+			c->at.proxy.display);
+		return 1;
+	}
+	if (a[1] != 0) {
+		/* the proxy works; the server is what failed */
+		const char *cause = a[1] == 5 ? "refused" :
+				    a[1] == 3 || a[1] == 4 ? "network" : "proxy";
+
+		tn_fail(t, cause, 0, "the SOCKS5 proxy %s could not connect to "
+			"%s:%d: %s", c->at.proxy.display, c->url.host,
+			c->url.port, socks_error(a[1]));
+		return 1;
+	}
+	need = a[3] == 1 ? 4 + 4 + 2 : a[3] == 4 ? 4 + 16 + 2 :
+	       a[3] == 3 ? 4 + 1 + (size_t)a[4] + 2 : 0;
+	if (!need) {
+		tn_fail(t, "proxy", 0, "the proxy %s broke the SOCKS5 protocol",
+			c->at.proxy.display);
+		return 1;
+	}
+	if (t->ans_len < need)
+		return 0;
+	if (t->ans_len > need) {
+		t->early_len = t->ans_len - need;
+		t->early = malloc(t->early_len);
+		if (!t->early) {
+			tn_fail(t, "proxy", 0, "out of memory");
+			return 1;
+		}
+		memcpy(t->early, a + need, t->early_len);
+	}
+	tn_ready(t);
+	return 1;
+}
+
+/* 1: a step's answer was complete and handled, 0: need more bytes */
+static int socks_answer(struct wsb_tunnel *t)
+{
 	switch (t->socks) {
 	case S_METHOD:
-		if (t->ans_len < 2)
-			return 0;
-		if (a[0] != 5) {
-			tn_fail(t, "proxy", 0, "%s is not a SOCKS5 proxy",
-				c->at.proxy.display);
-			return 1;
-		}
-		if (a[1] == 2 && c->at.proxy.user) {
-			unsigned char m[3 + 255 + 255];
-			size_t ul = strlen(c->at.proxy.user);
-			size_t pl = c->at.proxy.pass ? strlen(c->at.proxy.pass) : 0;
-
-			if (ul > 255 || pl > 255) {
-				tn_fail(t, "proxy_auth", 0, "SOCKS5 credentials "
-					"longer than 255 bytes for %s",
-					c->at.proxy.display);
-				return 1;
-			}
-			m[0] = 1;
-			m[1] = (unsigned char)ul;
-			memcpy(m + 2, c->at.proxy.user, ul);
-			m[2 + ul] = (unsigned char)pl;
-			memcpy(m + 3 + ul, c->at.proxy.pass ? c->at.proxy.pass : "", pl);
-			t->socks = S_AUTH;
-			consume(t, 2);
-			if (tn_write(t, 1, m, 3 + ul + pl))
-				tn_fail(t, "proxy", 0, "cannot write to the proxy %s",
-					c->at.proxy.display);
-			memset(m, 0, sizeof(m));
-			return 1;
-		}
-		if (a[1] != 0) {
-			tn_fail(t, "proxy_auth", 0, "the SOCKS5 proxy %s accepts "
-				"none of our authentication methods (%s)",
-				c->at.proxy.display, c->at.proxy.user ? "none, username" :
-				"none: it may want a username and password");
-			return 1;
-		}
-		consume(t, 2);
-		socks_request(t);
-		return 1;
+		return socks_method(t);
 	case S_AUTH:
-		if (t->ans_len < 2)
-			return 0;
-		if (a[1] != 0) {
-			tn_fail(t, "proxy_auth", 0, "the SOCKS5 proxy %s refused "
-				"the username and password", c->at.proxy.display);
-			return 1;
-		}
-		consume(t, 2);
-		socks_request(t);
-		return 1;
+		return socks_auth(t);
 	case S_CONNECT:
-		if (t->ans_len < 5)
-			return 0;
-		if (a[0] != 5) {
-			tn_fail(t, "proxy", 0, "the proxy %s broke the SOCKS5 "
-				"protocol", c->at.proxy.display);
-			return 1;
-		}
-		if (a[1] != 0) {
-			/* the proxy works; the server is what failed */
-			const char *cause = a[1] == 5 ? "refused" :
-					    a[1] == 3 || a[1] == 4 ? "network" :
-					    "proxy";
-
-			tn_fail(t, cause, 0, "the SOCKS5 proxy %s could not "
-				"connect to %s:%d: %s", c->at.proxy.display,
-				c->url.host, c->url.port, socks_error(a[1]));
-			return 1;
-		}
-		need = a[3] == 1 ? 4 + 4 + 2 : a[3] == 4 ? 4 + 16 + 2 :
-		       a[3] == 3 ? 4 + 1 + (size_t)a[4] + 2 : 0;
-		if (!need) {
-			tn_fail(t, "proxy", 0, "the proxy %s broke the SOCKS5 "
-				"protocol", c->at.proxy.display);
-			return 1;
-		}
-		if (t->ans_len < need)
-			return 0;
-		if (t->ans_len > need) {
-			t->early_len = t->ans_len - need;
-			t->early = malloc(t->early_len);
-			if (!t->early) {
-				tn_fail(t, "proxy", 0, "out of memory");
-				return 1;
-			}
-			memcpy(t->early, a + need, t->early_len);
-		}
-		tn_ready(t);
-		return 1;
+		return socks_connected(t);
 	}
 	return 1;
 }

@@ -17,54 +17,56 @@ void wsb_rx_reset(struct wsb_client *c)
 	c->rx.in_msg = 0;
 }
 
-void wsb_on_receive(struct wsb_client *c, struct lws *wsi,
-		       const unsigned char *in, size_t len)
+/*
+ * Past max_message_size: close with 1009 (outside this callback) and
+ * drop the rest of the message.
+ */
+static void too_big(struct wsb_client *c)
 {
-	struct wsb_msg *m;
+	c->rx.too_big = 1;
+	c->close.code = 1009;
+	strcpy(c->close.reason, "message too big");
+	c->close.reason_len = strlen(c->close.reason);
+	c->close.cause = "too_big";
+	wsb_defer(c, WSB_DEF_CLOSE);
+}
 
-	wsb_heard(c);
-	c->bytes_recv += len;
-	if (!c->rx.in_msg) {
-		c->rx.in_msg = 1;
-		c->rx.binary = lws_frame_is_binary(wsi);
-		c->rx.len = 0;
+/* Append a fragment to the message being reassembled; 0, or -1 when out
+ * of memory (the message is then dropped). */
+static int append(struct wsb_client *c, const unsigned char *in, size_t len)
+{
+	if (c->rx.len + len > c->o.max_message_size) {
+		too_big(c);
+		return 0;
 	}
-	if (!c->rx.too_big) {
-		if (c->rx.len + len > c->o.max_message_size) {
+	if (c->rx.len + len > c->rx.cap) {
+		size_t cap = c->rx.cap ? c->rx.cap : 4096;
+		unsigned char *nb;
+
+		while (cap < c->rx.len + len)
+			cap *= 2;
+		if (cap > c->o.max_message_size)
+			cap = c->o.max_message_size;
+		nb = realloc(c->rx.buf, cap);
+		if (!nb) {
 			c->rx.too_big = 1;
-			c->close.code = 1009;
-			strcpy(c->close.reason, "message too big");
-			c->close.reason_len = strlen(c->close.reason);
-			c->close.cause = "too_big";
-			wsb_defer(c, WSB_DEF_CLOSE);
-		} else {
-			if (c->rx.len + len > c->rx.cap) {
-				size_t cap = c->rx.cap ? c->rx.cap : 4096;
-				unsigned char *nb;
-
-				while (cap < c->rx.len + len)
-					cap *= 2;
-				if (cap > c->o.max_message_size)
-					cap = c->o.max_message_size;
-				nb = realloc(c->rx.buf, cap);
-				if (!nb) {
-					c->rx.too_big = 1;
-					return;
-				}
-				c->rx.buf = nb;
-				c->rx.cap = cap;
-			}
-			if (len) /* an empty frame has no buffer yet */
-				memcpy(c->rx.buf + c->rx.len, in, len);
-			c->rx.len += len;
+			return -1;
 		}
+		c->rx.buf = nb;
+		c->rx.cap = cap;
 	}
-	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
-		return;
-	c->rx.in_msg = 0;
-	if (c->rx.too_big)
-		return;
-	m = malloc(sizeof(*m) + c->rx.len);
+	if (len) /* an empty frame has no buffer yet */
+		memcpy(c->rx.buf + c->rx.len, in, len);
+	c->rx.len += len;
+	return 0;
+}
+
+/* The message is whole: to on_message (an event), or to the receive
+ * queue, where a full max_queue switches reading off. */
+static void deliver(struct wsb_client *c)
+{
+	struct wsb_msg *m = malloc(sizeof(*m) + c->rx.len);
+
 	if (!m)
 		return;
 	m->len = c->rx.len;
@@ -90,6 +92,26 @@ void wsb_on_receive(struct wsb_client *c, struct lws *wsi,
 	if (c->rx.q_count >= c->o.max_queue && !c->rx.paused)
 		/* never from inside RECEIVE: lws bug over TLS (DESIGN.md) */
 		wsb_defer(c, WSB_DEF_RXPAUSE);
+}
+
+/* RECEIVE: one fragment (or part of one) of a data message. */
+void wsb_on_receive(struct wsb_client *c, struct lws *wsi,
+		    const unsigned char *in, size_t len)
+{
+	wsb_heard(c);
+	c->bytes_recv += len;
+	if (!c->rx.in_msg) {
+		c->rx.in_msg = 1;
+		c->rx.binary = lws_frame_is_binary(wsi);
+		c->rx.len = 0;
+	}
+	if (!c->rx.too_big && append(c, in, len) < 0)
+		return;
+	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+		return;
+	c->rx.in_msg = 0;
+	if (!c->rx.too_big)
+		deliver(c);
 }
 
 /* receive() took a message: resume reading when there is room again. */

@@ -253,39 +253,93 @@ void wsb_client_opened(struct wsb_client *c)
 		want_write(c);
 }
 
+/* The PING owed (a probe or ws:ping()): 0, or -1 when the link failed. */
+static int write_ping(struct wsb_client *c, struct lws *wsi)
+{
+	unsigned char buf[LWS_PRE + 125];
+
+	c->tx.ping_pending = 0;
+	if (c->o.compression) {
+		memcpy(buf + LWS_PRE, c->tx.ping_payload, c->tx.ping_len);
+		return lws_write(wsi, buf + LWS_PRE, c->tx.ping_len,
+				 LWS_WRITE_PING) < 0 ? -1 : 0;
+	}
+	return wsb_write_frame(c, wsi, 0x80 | WSB_OP_PING, buf + LWS_PRE,
+			       c->tx.ping_payload, c->tx.ping_len);
+}
+
+/* The next fragment (at most TX_CHUNK) of message m: 0 with its size in
+ * *np and whether it was the last in *final, or -1 when the link failed.
+ * (A message may be empty: one fragment of 0 bytes.) */
+static int write_fragment(struct wsb_client *c, struct lws *wsi,
+			  struct wsb_msg *m, size_t *np, int *final)
+{
+	size_t n = m->len - m->off;
+	int first = m->off == 0;
+
+	*final = n <= TX_CHUNK;
+	if (!*final)
+		n = TX_CHUNK;
+	if (c->o.compression) {
+		int flags = lws_write_ws_flags(m->binary ? LWS_WRITE_BINARY :
+							   LWS_WRITE_TEXT,
+					       first, *final);
+
+		if (lws_write(wsi, m->data + m->off, n,
+			      (enum lws_write_protocol)flags) < (int)n)
+			return -1;
+	} else {
+		unsigned op = !first ? WSB_OP_CONTINUATION :
+			      m->binary ? WSB_OP_BINARY : WSB_OP_TEXT;
+
+		/* masked in place: a message cut short is dropped, never
+		 * resent (wsb_tx_drop_partial) */
+		if (wsb_write_frame(c, wsi, (*final ? 0x80 : 0) | op,
+				    m->data + m->off, m->data + m->off, n) < 0)
+			return -1;
+	}
+	m->off += n;
+	*np = n;
+	return 0;
+}
+
+/* The head message is written out: off the queue, counted. */
+static void message_done(struct wsb_client *c, struct wsb_msg *m)
+{
+	STAILQ_REMOVE_HEAD(&c->tx.q, link);
+	c->tx.bytes -= m->len;
+	c->tx.count--;
+	c->msgs_sent++;
+	c->bytes_sent += m->len;
+	if (c->o.compression)
+		c->tx.hold = m; /* (lws may still deflate from it) */
+	else
+		free(m);
+}
+
+/*
+ * WRITEABLE: the batch, the PING owed, then queued messages in fragments,
+ * up to a budget per callback (fairness between connections).
+ *
+ * With permessage-deflate, an lws_write() whose deflated output does not
+ * fit lws's 1 KiB tx buffer returns "all sent" but keeps pointing into our
+ * buffer and drains it on later POLLOUTs, without calling WRITEABLE
+ * meanwhile.  So: one write per callback, and a finished message is held
+ * (tx.hold) until the next WRITEABLE proves the drain is over.  Freeing it
+ * early corrupted frames and writing again during a drain tripped an
+ * assertion in lws (found by Autobahn 12.2.x).
+ */
 int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
 {
-	size_t budget = 4 * TX_CHUNK; /* fairness between connections */
-	/*
-	 * With permessage-deflate, an lws_write() whose deflated output does
-	 * not fit lws's 1 KiB tx buffer returns "all sent" but keeps pointing
-	 * into our buffer and drains it on later POLLOUTs, without calling
-	 * WRITEABLE meanwhile.  So: one write per callback, and a finished
-	 * message is held (tx_hold) until the next WRITEABLE proves the drain
-	 * is over.  Freeing it early corrupted frames and writing again during
-	 * a drain tripped an assertion in lws (found by Autobahn 12.2.x).
-	 */
-	int compressed = c->o.compression;
+	size_t budget = 4 * TX_CHUNK;
 
 	c->tx.write_requested = 0;
 	free(c->tx.hold);
 	c->tx.hold = NULL;
 	if (wsb_uncork(c) < 0)
 		return 0; /* (lws is closing the link) */
-	if (c->tx.ping_pending) {
-		unsigned char buf[LWS_PRE + 125];
-
-		c->tx.ping_pending = 0;
-		if (compressed) {
-			memcpy(buf + LWS_PRE, c->tx.ping_payload, c->tx.ping_len);
-			if (lws_write(wsi, buf + LWS_PRE, c->tx.ping_len,
-				      LWS_WRITE_PING) < 0)
-				return -1;
-		} else if (wsb_write_frame(c, wsi, 0x80 | WSB_OP_PING, buf + LWS_PRE,
-				       c->tx.ping_payload, c->tx.ping_len) < 0) {
-			return -1;
-		}
-	}
+	if (c->tx.ping_pending && write_ping(c, wsi) < 0)
+		return -1;
 	/* lws_send_pipe_choked() polls the socket: ask once, then rely on
 	 * lws_partial_buffered(), which turns on when the kernel took less */
 	if (!STAILQ_EMPTY(&c->tx.q) && lws_send_pipe_choked(wsi))
@@ -293,48 +347,16 @@ int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
 	while (!STAILQ_EMPTY(&c->tx.q) && !c->tx.open_gate && budget &&
 	       !lws_partial_buffered(wsi)) {
 		struct wsb_msg *m = STAILQ_FIRST(&c->tx.q);
-		size_t n = m->len - m->off;
-		int first = m->off == 0, final = 1;
-		int flags;
+		size_t n;
+		int final;
 
-		if (n > TX_CHUNK) {
-			n = TX_CHUNK;
-			final = 0;
-		}
-		if (compressed) {
-			flags = lws_write_ws_flags(m->binary ? LWS_WRITE_BINARY :
-							       LWS_WRITE_TEXT,
-						   first, final);
-			if (lws_write(wsi, m->data + m->off, n,
-				      (enum lws_write_protocol)flags) < (int)n)
-				return -1;
-		} else {
-			unsigned op = !first ? WSB_OP_CONTINUATION :
-				      m->binary ? WSB_OP_BINARY : WSB_OP_TEXT;
-
-			/* masked in place: a message cut short is dropped,
-			 * never resent (drop_partial_tx) */
-			if (wsb_write_frame(c, wsi, (final ? 0x80 : 0) | op,
-					m->data + m->off, m->data + m->off,
-					n) < 0)
-				return -1;
-		}
-		m->off += n;
-		budget = budget > n + 64 ? budget - n - 64 : 0;
-		if (compressed)
-			budget = 0;
+		if (write_fragment(c, wsi, m, &n, &final) < 0)
+			return -1;
+		budget = budget > n + 64 && !c->o.compression ?
+			 budget - n - 64 : 0;
 		c->tx.started = !final;
-		if (!final)
-			continue;
-		STAILQ_REMOVE_HEAD(&c->tx.q, link);
-		c->tx.bytes -= m->len;
-		c->tx.count--;
-		c->msgs_sent++;
-		c->bytes_sent += m->len;
-		if (compressed)
-			c->tx.hold = m;
-		else
-			free(m);
+		if (final)
+			message_done(c, m);
 	}
 	if (!STAILQ_EMPTY(&c->tx.q) || c->tx.ping_pending ||
 	    (c->tx.close_after_flush && c->tx.hold)) {
