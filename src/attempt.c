@@ -55,8 +55,8 @@ void wsb_cancel_dns(struct wsb_client *c)
 /*
  * No lws "validity" timer: wsbeat runs its own heartbeat.  lws's default
  * policy (ping after 300 s) re-inserts a timer into one sorted list of all
- * connections on every frame received, a walk over every connection: at
- * 10,000 heartbeating connections that alone took half a core.
+ * connections on every frame received, a walk over every connection
+ * (docs/DESIGN.md, "Many connections").
  */
 static const lws_retry_bo_t no_validity = { 0 };
 

@@ -16,9 +16,9 @@
 /*
  * Frame, mask and hand one frame to lws as raw bytes.  The payload goes to
  * p (LWS_PRE bytes of room before it), masked while copied from src (which
- * may be p).  lws's own framing reads every mask key from /dev/urandom: a
- * syscall per frame, a third of the heartbeat's.  The keys come from
- * OpenSSL's DRBG instead (userspace, seeded by the kernel), 64 at a time.
+ * may be p).  lws's own framing reads every mask key from /dev/urandom, a
+ * syscall per frame; the keys come from OpenSSL's DRBG instead (userspace,
+ * seeded by the kernel), 64 at a time.
  * LWS_WRITE_RAW keeps lws's order and its buffering of a partial write.
  * Not with permessage-deflate, whose framing is lws's.  -1: link failed.
  */
@@ -47,8 +47,8 @@ int wsb_write_frame(struct wsb_client *c, struct lws *wsi, unsigned first,
 
 /*
  * Write a PING at once rather than through WRITEABLE, whose request and end
- * re-register the socket with epoll (four syscalls per probe: at 10,000
- * connections and a 5 s interval that was most of the heartbeat's cost).
+ * re-register the socket with epoll (four epoll_ctl calls per probe;
+ * docs/DESIGN.md, "Sending").
  * A control frame may go between the fragments of a message, so only
  * bytes lws still holds (they must go first) and a deflate drain (which
  * must not be interrupted) send it the slow way.  1 when written.
@@ -145,7 +145,7 @@ void wsb_tx_drop_partial(struct wsb_client *c)
  * instead of queueing it and asking for WRITEABLE.  Under libuv every
  * WRITEABLE request and its end re-register the socket (four epoll_ctl
  * calls) and an API call outside step() must wake the loop (an eventfd
- * write and read): that was two thirds of the syscalls of a round trip.
+ * write and read).
  * Not with permessage-deflate (its drain needs the WRITEABLE discipline),
  * not while lws still holds unsent bytes (they must go first and would
  * grow without the send_buffer bound), not from inside lws's service.
