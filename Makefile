@@ -23,7 +23,7 @@ SRCS = src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/len
 OBJS = $(SRCS:src/%.c=build/%.o)
 CORE = build/wsbeat/core.so
 
-.PHONY: all test lint install clean check-memory demo asan fuzz bench bench-bin bench-scale bench-proxy dist
+.PHONY: all test test-fast lint install clean check-memory demo asan fuzz bench bench-bin bench-scale bench-proxy dist
 all: $(CORE)
 
 build/%.o: src/%.c src/wsbeat.h src/conn.h
@@ -66,9 +66,21 @@ NO_PROXY_ENV = env -u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY \
 test: all
 	$(NO_PROXY_ENV) $(LUA) $(BUSTED) $(BUSTED_ARGS)
 
+# The quick part of make test, for development: every test but those tagged
+# #root, #netns, #sanitizer, #soak or #slow (.busted says what each means).
+test-fast: all
+	$(NO_PROXY_ENV) $(LUA) $(BUSTED) --exclude-tags=root,netns,sanitizer,soak,slow $(BUSTED_ARGS)
+
+# luacheck, and cppcheck on the C core: errors and its warning, portability
+# and performance checks (not style), as C99 on Linux, knowing the POSIX,
+# GNU, Lua and OpenSSL functions; any finding fails. System headers are not
+# parsed, except sys/queue.h, whose list macros wsbeat.h uses.
 lint:
 	luacheck --std lua54 lua bench scripts examples bin/wsbeat spec/helper.lua spec/fixtures
 	luacheck --std lua54+busted --no-unused-args --no-max-line-length spec
+	cppcheck --quiet --error-exitcode=1 --std=c99 --platform=unix64 --language=c -D_GNU_SOURCE -D__linux__ \
+		--library=posix,gnu,lua,openssl --include=/usr/include/$$($(CC) -print-multiarch)/sys/queue.h \
+		--enable=warning,portability,performance -I src src/*.c
 
 check-memory: all
 	$(NO_PROXY_ENV) sh scripts/check-memory.sh $(BUSTED_ARGS)

@@ -6,7 +6,7 @@ describe("wss", function()
 		certs = H.certs()
 		srv = H.server { tls = true }
 	end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	it("verifies the chain and host name with ca_file and echoes", function()
 		local ws, rec = H.client(srv:url(), {
@@ -22,19 +22,36 @@ describe("wss", function()
 
 	it("verifies with ca_path (a hashed directory)", function()
 		local dir = H.tmpdir() .. "/capath"
-		assert(os.execute(string.format("mkdir -p %s && cp %s/ca.pem %s/ && openssl rehash %s 2>/dev/null || c_rehash %s >/dev/null",
-			dir, certs, dir, dir, dir)))
-		local ws = H.client(srv:url(), { tls = { ca_path = dir } })
-		H.wait_state(ws, "open")
+		local q = H.quote
+		assert(os.execute(string.format("mkdir -p %s && cp %s %s/ && { openssl rehash %s 2>/dev/null || c_rehash %s >/dev/null; }",
+			q(dir), q(certs .. "/ca.pem"), q(dir), q(dir), q(dir))))
+		-- the directory is hashed: OpenSSL finds the CA by its subject hash
+		assert.matches("%x%x%x%x%x%x%x%x%.0\n", H.sh(("ls %s"):format(q(dir))))
+		local ws, rec = H.client(srv:url("/echo?capath"), {
+			tls = { ca_path = dir },
+			on_state = function(ws, st) if st == "open" then ws:send("via ca_path") end end,
+		})
+		H.run_until(function() return #rec.messages == 1 end, 5, "echo")
+		assert.equal("via ca_path", rec.messages[1].data)
 		ws:close()
 		H.wait_state(ws, "closed")
+		assert.same({ "open", "closing", "closed" }, rec.states)
+		assert.equal("closed_by_user", rec.infos[3].cause)
+		local id = srv:wait_event("connect", function(e) return e.path == "/echo?capath" end).id
+		assert.equal(1000, srv:wait_event("close", function(e) return e.id == id end).code)
 	end)
 
 	it("uses the URL's host name for the certificate check: localhost", function()
-		local ws = H.client(("wss://localhost:%d/echo"):format(srv.port), { tls = { ca_file = certs .. "/ca.pem" } })
+		local ws, rec = H.client(("wss://localhost:%d/echo?byname"):format(srv.port), { tls = { ca_file = certs .. "/ca.pem" } })
 		H.wait_state(ws, "open")
 		ws:close()
 		H.wait_state(ws, "closed")
+		assert.same({ "open", "closing", "closed" }, rec.states)
+		assert.equal("closed_by_user", rec.infos[3].cause)
+		-- the server saw the name (Host), over the verified link
+		local ev = srv:wait_event("connect", function(e) return e.path == "/echo?byname" end)
+		assert.equal("localhost:" .. srv.port, ev.headers.host)
+		assert.equal(1000, srv:wait_event("close", function(e) return e.id == ev.id end).code)
 	end)
 
 	it("fails with cause tls and OpenSSL's reason for an unknown CA, without retrying", function()
@@ -53,10 +70,22 @@ describe("wss", function()
 	end)
 
 	it("connects to an unverifiable server only with verify = false", function()
-		local ws = H.client(srv:url(), { tls = { verify = false } })
-		H.wait_state(ws, "open")
+		-- the same client with verification on (the default) does not open
+		local refused, refused_rec = H.client(srv:url("/echo?verified"), { reconnect = false })
+		H.wait_state(refused, "closed")
+		assert.same({ "closed" }, refused_rec.states)
+		assert.equal("tls", refused_rec.infos[1].cause)
+		local ws, rec = H.client(srv:url("/echo?unverified"), {
+			tls = { verify = false },
+			on_state = function(ws, st) if st == "open" then ws:send("unverified") end end,
+		})
+		H.run_until(function() return #rec.messages == 1 end, 5, "echo")
+		assert.equal("unverified", rec.messages[1].data)
 		ws:close()
 		H.wait_state(ws, "closed")
+		assert.same({ "open", "closing", "closed" }, rec.states)
+		assert.equal("closed_by_user", rec.infos[3].cause)
+		assert.is_truthy(srv:wait_event("connect", function(e) return e.path == "/echo?unverified" end))
 	end)
 
 	it("reports an unreadable ca_file as cause tls", function()
@@ -68,6 +97,7 @@ describe("wss", function()
 
 	it("works over IPv6 loopback with the address in the certificate", function()
 		local srv6 = H.server { tls = true, host = "::1" }
+		finally(function() srv6:stop() end)
 		local ws, rec = H.client(srv6:url(), {
 			tls = { ca_file = certs .. "/ca.pem" },
 			on_state = function(ws, st) if st == "open" then ws:send("v6") end end,
@@ -77,7 +107,6 @@ describe("wss", function()
 		ws:close()
 		H.wait_state(ws, "closed")
 		assert.equal(1000, srv6:wait_event("close").code)
-		srv6:stop()
 	end)
 end)
 
@@ -85,6 +114,7 @@ describe("wss against node ws", function()
 	it("echoes and closes cleanly", function()
 		local certs = H.certs()
 		local srv = H.server { tls = true, kind = "node" }
+		finally(function() srv:stop() end)
 		local ws, rec = H.client(srv:url(), {
 			tls = { ca_file = certs .. "/ca.pem" },
 			on_state = function(ws, st) if st == "open" then ws:send("node tls") end end,
@@ -95,7 +125,6 @@ describe("wss against node ws", function()
 		local ev = srv:wait_event("close")
 		assert.equal(4005, ev.code)
 		assert.equal("done", ev.reason)
-		srv:stop()
 	end)
 end)
 
@@ -105,7 +134,7 @@ describe("mutual TLS", function()
 		certs = H.certs()
 		srv = H.server { tls = true, client_ca = H.certs() .. "/ca.pem" }
 	end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	it("presents cert_file/key_file when the server requires a client certificate", function()
 		local ws, rec = H.client(srv:url(), {

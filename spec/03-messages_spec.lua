@@ -6,7 +6,7 @@ local json = require "dkjson"
 describe("sending and receiving", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	it("buffers sends while connecting; sends from on_state(open) go first", function()
 		local path = "/echo?order"
@@ -266,6 +266,7 @@ describe("sending and receiving", function()
 
 	it("connects over IPv6 loopback", function()
 		local srv6 = H.server { host = "::1" }
+		finally(function() srv6:stop() end)
 		local ws, rec = H.client(srv6:url(), {
 			on_state = function(ws, st) if st == "open" then ws:send("six") end end,
 		})
@@ -274,7 +275,6 @@ describe("sending and receiving", function()
 		assert.equal("[::1]:" .. srv6.port, srv6:wait_event("connect").headers.host)
 		ws:close()
 		H.wait_state(ws, "closed")
-		srv6:stop()
 	end)
 
 	it("resolves host names without blocking and keeps Host as the name", function()

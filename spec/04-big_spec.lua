@@ -9,7 +9,7 @@ describe("big and fragmented messages", function()
 		certs = H.certs()
 		srv = H.server { tls = true }
 	end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	it("echoes a 5 MiB binary message over wss (on_message)", function()
 		local big = H.big_pattern(3, 5 * MiB)
@@ -32,7 +32,9 @@ describe("big and fragmented messages", function()
 			-- small messages on an idle link leave straight from send();
 			-- one behind a queued big message must wait its turn, and so
 			-- must one sent while lws still holds unsent bytes
-			local s = scheme == "wss" and srv or H.server {}
+			local own = scheme == "ws" and H.server {} or nil
+			finally(function() H.stop(own) end)
+			local s = own or srv
 			local plan = {}
 			for i = 1, 60 do
 				local n = (i % 7 == 0) and (200000 + i) or (i % 5 == 0) and (17000 + i) or (10 + i)
@@ -55,7 +57,6 @@ describe("big and fragmented messages", function()
 			end
 			ws:close()
 			H.wait_state(ws, "closed")
-			if s ~= srv then s:stop() end
 		end)
 	end
 
@@ -65,7 +66,9 @@ describe("big and fragmented messages", function()
 			-- sides of the 7-bit / 16-bit / 64-bit forms, of the direct-write
 			-- limit (16 KiB) and of the 64 KiB fragment, at every offset
 			-- of the word-wise mask; the echo must come back byte for byte
-			local s = scheme == "wss" and srv or H.server {}
+			local own = scheme == "ws" and H.server {} or nil
+			finally(function() H.stop(own) end)
+			local s = own or srv
 			local sizes = { 0, 1, 3, 4, 7, 8, 9, 15, 17, 125, 126, 127, 1000, 16383, 16384,
 				16385, 65535, 65536, 65537, 65543, 131072, 131075, 200001 }
 			local path = "/echo?frames-" .. scheme
@@ -114,11 +117,10 @@ describe("big and fragmented messages", function()
 			local id = s:wait_event("connect", function(e) return e.path == path end).id
 			local ev = s:wait_event("close", function(e) return e.id == id end)
 			assert.equal(1000, ev.code)
-			if s ~= srv then s:stop() end
 		end)
 	end
 
-	it("receives 4 x 5 MiB over wss with max_queue = 1 (flow control, receive())", function()
+	it("receives 4 x 5 MiB over wss with max_queue = 1 (flow control, receive()) #slow", function()
 		local ws = wsbeat.connect(srv:url("/send/4/" .. 5 * MiB), {
 			tls = { ca_file = certs .. "/ca.pem" }, max_queue = 1,
 			heartbeat = { interval = 0.5, timeout = 1 },
@@ -149,19 +151,20 @@ describe("big and fragmented messages", function()
 
 	it("reassembles a fragmented text message", function()
 		local plain = H.server {}
+		finally(function() plain:stop() end)
 		-- "Hel" (FIN=0, text) + "lo" (FIN=1, continuation)
 		local ws, rec = H.client(plain:url("/raw/010348656c80026c6f"))
 		H.run_until(function() return #rec.messages == 1 end, 5, "fragmented message")
 		assert.same({ data = "Hello", kind = "text" }, rec.messages[1])
 		ws:close()
 		H.wait_state(ws, "closed")
-		plain:stop()
 	end)
 end)
 
 describe("compression", function()
 	it("negotiates permessage-deflate and echoes 100 KB of text", function()
 		local srv = H.server { deflate = true }
+		finally(function() srv:stop() end)
 		local text = ("wsbeat compresses well. "):rep(4200)
 		local ws, rec = H.client(srv:url(), {
 			compression = true,
@@ -173,17 +176,16 @@ describe("compression", function()
 		ws:close()
 		H.wait_state(ws, "closed")
 		assert.equal(1000, srv:wait_event("close").code)
-		srv:stop()
 	end)
 
 	it("is off by default", function()
 		local srv = H.server { deflate = true }
+		finally(function() srv:stop() end)
 		local ws = H.client(srv:url())
 		H.wait_state(ws, "open")
 		assert.equal("", srv:wait_event("connect").extensions)
 		ws:close()
 		H.wait_state(ws, "closed")
-		srv:stop()
 	end)
 end)
 
@@ -244,7 +246,7 @@ describe("compression with incompressible data", function()
 		-- Once mistaken for lws no longer calling WRITEABLE after a big
 		-- compressed message: it was the small send after it being refused
 		-- by send_buffer (see docs/DESIGN.md, Sending). These pin both.
-		it("sends 1 MiB and 4 MiB of random bytes, each followed by small messages, in order over " .. (tls and "wss" or "ws"), function()
+		it("sends 1 MiB and 4 MiB of random bytes, each followed by small messages, in order over " .. (tls and "wss" or "ws") .. " #slow", function()
 			local srv = H.server { deflate = true, tls = tls }
 			finally(function() srv:stop() end)
 			local a, b = big_noise(MiB, 0x2545F4914F6CDD1D), big_noise(4 * MiB, 0x9E3779B97F4A7C15)

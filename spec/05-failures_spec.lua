@@ -4,7 +4,7 @@ local core = require "wsbeat.core"
 describe("connection failures", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	it("reports a refused port as cause refused", function()
 		local port, hold = H.refusing_port()
@@ -90,6 +90,7 @@ end)
 describe("reconnect attempts", function()
 	it("call the headers function before every attempt", function()
 		local srv = H.server {}
+		finally(function() srv:stop() end)
 		local calls = 0
 		local ws, rec = H.client(srv:url("/abort"), {
 			reconnect = { delay = 0.02, jitter = 0, max_attempts = 3 },
@@ -104,14 +105,13 @@ describe("reconnect attempts", function()
 		for _, ev in ipairs(srv:events("connect")) do seen[#seen + 1] = ev.headers.authorization end
 		assert.same({ "token-1", "token-2", "token-3" }, seen)
 		assert.equal("gave_up", rec.infos[#rec.infos].cause)
-		srv:stop()
 	end)
 end)
 
 describe("reconnect.retry", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	it("overrides the policy: retry a 403 it would stop on", function()
 		local asked = {}
@@ -157,7 +157,7 @@ end)
 describe("server close codes and the default retry policy", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	local retried = { 1000, 1001, 1011, 4000, 4999 }
 	local stopped = { 1002, 1003, 1007, 1008, 1009, 1010, 3000 }

@@ -63,7 +63,7 @@ end)
 describe("callbacks", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	it("re-raise an on_message error from step() and the loop goes on", function()
 		local n = 0
@@ -176,7 +176,7 @@ end)
 describe("lifetime", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	it("keeps a live client alive without references and collects it once closed", function()
 		local seen = setmetatable({}, { __mode = "k" })

@@ -2,20 +2,23 @@ local H = require "helper"
 local wsbeat = require "wsbeat"
 local core = require "wsbeat.core"
 
-describe("name resolution", function()
+-- #root: a mount namespace (unshare -m) and a DNS server on port 53
+describe("name resolution #root", function()
 	it("never blocks step(): a 1 s DNS answer while the loop keeps turning", function()
-		local srv = H.server {}
+		local srv, dns
+		finally(function() H.stop(dns, srv) end)
+		srv = H.server {}
 		local dir = H.tmpdir()
 		local f = assert(io.open(dir .. "/resolv.conf", "w"))
 		f:write("nameserver 127.0.0.2\noptions timeout:5 attempts:1\n")
 		f:close()
-		local dns_pid = H.sh(("sh -c 'exec %s %s/spec/fixtures/slowdns.py --addr 127.0.0.2 --port 53 --delay 1.0 >%s/dns.log 2>&1' </dev/null & echo $!")
-			:format(H.PYTHON, H.ROOT, dir)):gsub("%s+$", "")
-		finally(function() os.execute("kill " .. dns_pid .. " 2>/dev/null") srv:stop() end)
-		H.run_until(function() return (io.open(dir .. "/dns.log"):read("a") or ""):find("READY") end, 5, "dns server")
-		local out = H.sh(("unshare -m sh -c 'mount --bind %s/resolv.conf /etc/resolv.conf && cd %s && " ..
-			"LUA_PATH=\"./lua/?.lua;./lua/?/init.lua;;\" LUA_CPATH=\"./build/?.so;;\" lua5.4 spec/fixtures/dns_probe.lua ws://slow.wsbeat.test:%d/echo' 2>&1")
-			:format(dir, H.ROOT, srv.port))
+		dns = H.start_peer({ H.PYTHON, H.ROOT .. "/spec/fixtures/slowdns.py", "--addr", "127.0.0.2", "--port", "53",
+			"--delay", "1.0" }, { name = "dns", ready = "READY", stderr = false })
+		local q = H.quote
+		local inner = ("mount --bind %s /etc/resolv.conf && cd %s && "
+			.. "LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' lua5.4 spec/fixtures/dns_probe.lua %s")
+			:format(q(dir .. "/resolv.conf"), q(H.ROOT), q(("ws://slow.wsbeat.test:%d/echo"):format(srv.port)))
+		local out = H.sh(("unshare -m sh -c %s 2>&1"):format(q(inner)))
 		local elapsed, maxstep, steps, state = out:match("elapsed=([%d.]+) maxstep=([%d.]+) steps=(%d+) state=(%a+)")
 		assert.is_truthy(elapsed, "probe output: " .. out)
 		assert.equal("open", state)
@@ -32,6 +35,7 @@ describe("the pollable contract", function()
 		local cqueues = require "cqueues"
 		local certs = H.certs()
 		local srv = H.server { tls = true }
+		finally(function() srv:stop() end)
 		local got, N = 0, 300
 		local ws = wsbeat.connect(srv:url(), {
 			tls = { ca_file = certs .. "/ca.pem" },
@@ -57,12 +61,12 @@ describe("the pollable contract", function()
 		assert(cq:loop())
 		assert.equal(N, got)
 		assert.equal("closed", ws:state())
-		srv:stop()
 	end)
 
 	it("receive() inside cqueues coroutines, several clients, ws as a pollable", function()
 		local cqueues = require "cqueues"
 		local srv = H.server {}
+		finally(function() srv:stop() end)
 		local cq = cqueues.new()
 		local results = {}
 		for _, spec in ipairs { { "a", "/send/3/4" }, { "b", "/send/2/9" } } do
@@ -82,10 +86,9 @@ describe("the pollable contract", function()
 		assert(cq:loop(10))
 		table.sort(results)
 		assert.same({ "a4", "a4", "a4", "aclosed", "b9", "b9", "bclosed" }, results)
-		srv:stop()
 	end)
 
-	it("receive() from a callback under cqueues raises at once rather than yield mid-delivery", function()
+	it("receive() from a callback under cqueues raises at once rather than yield mid-delivery #slow", function()
 		local cqueues = require "cqueues"
 		local srv = H.server {}
 		finally(function() srv:stop() end)
@@ -115,6 +118,7 @@ describe("the pollable contract", function()
 	it("the fd turns readable after a send made outside step() (no stale sleep)", function()
 		local cqueues = require "cqueues"
 		local srv = H.server {}
+		finally(function() srv:stop() end)
 		local ws, rec = H.client(srv:url("/echo?kick"))
 		H.wait_state(ws, "open")
 		local fdobj = { pollfd = wsbeat.fd(), events = "r" }
@@ -143,7 +147,6 @@ describe("the pollable contract", function()
 		end
 		ws:close()
 		H.wait_state(ws, "closed")
-		srv:stop()
 	end)
 
 	it("timeout() counts down between steps (no stale clock)", function()
@@ -184,7 +187,7 @@ describe("the pollable contract", function()
 		H.wait_state(ws, "closed")
 	end)
 
-	it("fd() is stable; timeout() does not ask for busy polling when idle", function()
+	it("fd() is stable; timeout() does not ask for busy polling when idle #slow", function()
 		local cqueues = require "cqueues"
 		assert.equal(wsbeat.fd(), wsbeat.fd())
 		assert.is_true(math.type(wsbeat.fd()) == "integer" and wsbeat.fd() >= 0)

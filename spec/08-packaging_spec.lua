@@ -1,4 +1,12 @@
 local H = require "helper"
+local q = H.quote
+
+-- LUA_PATH and LUA_CPATH for a tree made by luarocks or make install
+local function tree_env(prefix)
+	return ("LUA_PATH=%s LUA_CPATH=%s"):format(
+		q(prefix .. "/share/lua/5.4/?.lua;" .. prefix .. "/share/lua/5.4/?/init.lua"),
+		q(prefix .. "/lib/lua/5.4/?.so"))
+end
 
 describe("packaging", function()
 	it("the rockspec builds the core from the Makefile's sources", function()
@@ -9,34 +17,33 @@ describe("packaging", function()
 		assert.equal(make, table.concat(listed, " "))
 	end)
 
-	it("builds and installs with luarocks make, offline, without linking liblua", function()
+	it("builds and installs with luarocks make, offline, without linking liblua #slow", function()
 		local tree = H.tmpdir() .. "/rocktree"
 		local out = H.sh(("cd %s && luarocks --lua-version 5.4 --tree %s make rockspec/wsbeat-scm-1.rockspec 2>&1; echo rc=$?")
-			:format(H.ROOT, tree))
+			:format(q(H.ROOT), q(tree)))
 		assert.matches("rc=0", out, 1, true)
 		local so = tree .. "/lib/lua/5.4/wsbeat/core.so"
-		local ldd = H.sh("ldd " .. so)
+		local ldd = H.sh("ldd " .. q(so))
 		assert.matches("libwebsockets", ldd)
 		assert.not_matches("liblua", ldd)
-		local v = H.sh(("cd /tmp && LUA_PATH='%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua' LUA_CPATH='%s/lib/lua/5.4/?.so' lua5.4 -e 'print(require(\"wsbeat\")._VERSION)' 2>&1")
-			:format(tree, tree, tree))
+		local v = H.sh(("cd /tmp && %s lua5.4 -e 'print(require(\"wsbeat\")._VERSION)' 2>&1"):format(tree_env(tree)))
 		assert.equal("wsbeat 0.1.0\n", v)
 		-- luarocks builds in the source tree: leave it as it was
-		os.execute(("cd %s && rm -f src/*.o wsbeat/core.so && rmdir wsbeat 2>/dev/null"):format(H.ROOT))
+		os.execute(("cd %s && rm -f src/*.o wsbeat/core.so && rmdir wsbeat 2>/dev/null"):format(q(H.ROOT)))
 	end)
 
-	it("make dist: a source rock that installs offline into an empty tree, whose command needs no cqueues", function()
+	it("make dist: a source rock that installs offline into an empty tree, whose command needs no cqueues #slow", function()
 		local dir, tree = H.tmpdir() .. "/dist", H.tmpdir() .. "/disttree"
 		local srv
 		finally(function()
 			if srv then srv:stop() end
-			os.execute(("rm -rf %s %s"):format(dir, tree))
+			os.execute(("rm -rf %s %s"):format(q(dir), q(tree)))
 		end)
-		local had_dist = os.execute(("test -e %s/dist"):format(H.ROOT))
-		local out = H.sh(("cd %s && make -s dist DISTDIR=%s 2>&1; echo rc=$?"):format(H.ROOT, dir))
+		local had_dist = os.execute(("test -e %s"):format(q(H.ROOT .. "/dist")))
+		local out = H.sh(("cd %s && make -s dist DISTDIR=%s 2>&1; echo rc=$?"):format(q(H.ROOT), q(dir)))
 		assert.matches("rc=0\n$", out)
 		-- the working tree's sources, under one top directory; nothing built
-		local list = H.sh(("tar tzf %s/wsbeat-0.1.0.tar.gz"):format(dir))
+		local list = H.sh(("tar tzf %s"):format(q(dir .. "/wsbeat-0.1.0.tar.gz")))
 		for _, f in ipairs { "rockspec/wsbeat-scm-1.rockspec", "src/lcli.c", "lua/wsbeat/init.lua", "bin/wsbeat" } do
 			assert.matches("\nwsbeat%-0%.1%.0/" .. f:gsub("%p", "%%%0") .. "\n", "\n" .. list)
 		end
@@ -45,8 +52,8 @@ describe("packaging", function()
 		for line in list:gmatch("[^\n]+") do assert.matches("^wsbeat%-0%.1%.0/", line) end
 		-- installed without a network (where a network namespace can be made)
 		local offline = os.execute("unshare -n true 2>/dev/null") and "unshare -n " or ""
-		out = H.sh(("cd /tmp && %sluarocks --lua-version 5.4 --tree %s install %s/wsbeat-0.1.0-1.src.rock 2>&1; echo rc=$?")
-			:format(offline, tree, dir))
+		out = H.sh(("cd /tmp && %sluarocks --lua-version 5.4 --tree %s install %s 2>&1; echo rc=$?")
+			:format(offline, q(tree), q(dir .. "/wsbeat-0.1.0-1.src.rock")))
 		assert.matches("wsbeat 0.1.0-1 is now installed", out, 1, true)
 		assert.matches("rc=0\n$", out)
 		-- no cqueues on the paths, and any require of it raises
@@ -54,32 +61,32 @@ describe("packaging", function()
 			.. "{ \"cqueues\", \"cqueues.socket\", \"cqueues.signal\", \"cqueues.errno\", \"_cqueues\" } do "
 			.. "package.preload[m] = function() error(\"cqueues is not loadable here\", 2) end end'"
 		assert.matches("^false\t", H.sh(("cd /tmp && %s lua5.4 -e 'print(pcall(require, \"cqueues\"))' 2>&1"):format(env)))
-		assert.equal("wsbeat 0.1.0\n", H.sh(("cd /tmp && %s %s/bin/wsbeat --version 2>&1"):format(env, tree)))
-		out = H.sh(("cd /tmp && %s %s/bin/wsbeat --help 2>&1; echo rc=$?"):format(env, tree))
+		local cmd = q(tree .. "/bin/wsbeat")
+		assert.equal("wsbeat 0.1.0\n", H.sh(("cd /tmp && %s %s --version 2>&1"):format(env, cmd)))
+		out = H.sh(("cd /tmp && %s %s --help 2>&1; echo rc=$?"):format(env, cmd))
 		assert.matches("^Usage: wsbeat %[options%] URL\n", out)
 		assert.matches("\nrc=0\n$", out)
 		-- and talks to a peer
 		srv = H.server {}
-		out = H.sh(("cd /tmp && printf 'installed\\n' | %s timeout 10 %s/bin/wsbeat -q %s 2>&1; echo rc=$?")
-			:format(env, tree, srv:url("/echo")))
+		out = H.sh(("cd /tmp && printf 'installed\\n' | %s timeout 10 %s -q %s 2>&1; echo rc=$?")
+			:format(env, cmd, q(srv:url("/echo"))))
 		assert.equal("installed\nrc=0\n", out)
 		-- the checkout is as it was: make dist wrote only into DISTDIR
-		assert.equal(had_dist, os.execute(("test -e %s/dist"):format(H.ROOT)))
+		assert.equal(had_dist, os.execute(("test -e %s"):format(q(H.ROOT .. "/dist"))))
 	end)
 
 	it("installs with make install DESTDIR/PREFIX", function()
 		local dest = H.tmpdir() .. "/dest"
-		local out = H.sh(("cd %s && make -s install DESTDIR=%s PREFIX=/opt/w 2>&1; echo rc=$?"):format(H.ROOT, dest))
+		local out = H.sh(("cd %s && make -s install DESTDIR=%s PREFIX=/opt/w 2>&1; echo rc=$?"):format(q(H.ROOT), q(dest)))
 		assert.matches("rc=0", out, 1, true)
-		local v = H.sh(("cd /tmp && LUA_PATH='%s/opt/w/share/lua/5.4/?.lua;%s/opt/w/share/lua/5.4/?/init.lua' LUA_CPATH='%s/opt/w/lib/lua/5.4/?.so' lua5.4 -e 'print(require(\"wsbeat\")._VERSION)' 2>&1")
-			:format(dest, dest, dest))
+		local v = H.sh(("cd /tmp && %s lua5.4 -e 'print(require(\"wsbeat\")._VERSION)' 2>&1"):format(tree_env(dest .. "/opt/w")))
 		assert.equal("wsbeat 0.1.0\n", v)
 	end)
 end)
 
 describe("API reference", function()
 	it("docs/API.md and types/wsbeat.lua match the code (scripts/check-api.lua)", function()
-		local out = H.sh(("cd %s && lua5.4 scripts/check-api.lua 2>&1; echo rc=$?"):format(H.ROOT))
+		local out = H.sh(("cd %s && lua5.4 scripts/check-api.lua 2>&1; echo rc=$?"):format(q(H.ROOT)))
 		assert.matches("API reference and type definitions match the code\nrc=0", out, 1, true)
 	end)
 end)

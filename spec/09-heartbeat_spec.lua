@@ -11,7 +11,7 @@ local function last(rec) return rec.infos[#rec.infos], rec.states[#rec.states] e
 describe("heartbeat", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	it("ping mode: finds a server that never answers pings, in bound", function()
 		local hb = { interval = 0.1, timeout = 0.2 }
@@ -31,7 +31,7 @@ describe("heartbeat", function()
 		assert.is_truthy(srv:wait_event("ping", function(e) return e.len == 9 end))
 	end)
 
-	it("ping mode: an answering server stays up and the RTT is measured", function()
+	it("ping mode: an answering server stays up and the RTT is measured #slow", function()
 		local ws, rec = H.client(srv:url("/echo?alive"), { heartbeat = { interval = 0.05, timeout = 0.2 } })
 		H.wait_state(ws, "open")
 		local t0 = core.now()
@@ -44,7 +44,7 @@ describe("heartbeat", function()
 		H.wait_state(ws, "closed")
 	end)
 
-	it("message mode keeps an echoing server alive and delivers its replies", function()
+	it("message mode keeps an echoing server alive and delivers its replies #slow", function()
 		local ws, rec = H.client(srv:url("/echo?msgmode"), {
 			heartbeat = { interval = 0.05, timeout = 0.15, mode = "message", message = "hb" },
 		})
@@ -68,7 +68,7 @@ describe("heartbeat", function()
 		assert.equal("heartbeat_timeout", last(rec).cause)
 	end)
 
-	it("does not mistake a stalled host for a dead peer (stall = 10 x interval)", function()
+	it("does not mistake a stalled host for a dead peer (stall = 10 x interval) #slow", function()
 		local hb = { interval = 0.05, timeout = 0.05 }
 		local ws, rec = H.client(srv:url("/echo?stall"), { heartbeat = hb })
 		H.wait_state(ws, "open")
@@ -86,7 +86,7 @@ describe("heartbeat", function()
 		H.wait_state(ws, "closed")
 	end)
 
-	it("a full max_queue (flow control) never causes a heartbeat timeout", function()
+	it("a full max_queue (flow control) never causes a heartbeat timeout #slow", function()
 		local ws, rec = H.client(srv:url("/send/20/100000"), {
 			heartbeat = { interval = 0.05, timeout = 0.1 }, max_queue = 1, on_message = false,
 		})
@@ -106,9 +106,9 @@ describe("heartbeat", function()
 end)
 
 describe("faults", function()
-	it("SIGSTOP: detected in bound, retries time out while frozen, recovers after SIGCONT", function()
+	it("SIGSTOP: detected in bound, retries time out while frozen, recovers after SIGCONT #slow", function()
 		local srv = H.server {}
-		finally(function() srv:signal("CONT") srv:stop() end)
+		finally(function() srv:stop() end) -- (stop() continues a stopped peer)
 		local hb = { interval = 0.1, timeout = 0.2 }
 		local ws, rec = H.client(srv:url(), {
 			heartbeat = hb, connect_timeout = 0.4,
@@ -133,7 +133,9 @@ describe("faults", function()
 	end)
 
 	it("a killed server restarted on the same port gets the buffered messages once, in order", function()
-		local srv = H.server {}
+		local srv, srv2
+		finally(function() H.stop(srv2, srv) end)
+		srv = H.server {}
 		local port = srv.port
 		local ws, rec = H.client(srv:url("/echo?restart"), {
 			heartbeat = { interval = 0.1, timeout = 0.2 },
@@ -146,8 +148,7 @@ describe("faults", function()
 		H.run_until(function() return ws:state() == "reconnecting" end, 5, "loss noticed")
 		for i = 1, 5 do assert.is_true(ws:send("m" .. i)) end
 		assert.equal(10, ws:stats().buffered)
-		local srv2 = H.server { port = port }
-		finally(function() srv2:stop() end)
+		srv2 = H.server { port = port }
 		H.run_until(function() return #srv2:events("message") >= 5 end, 10, "buffered messages")
 		H.run_until(function() return #rec.messages >= 6 end, 5, "echoes")
 		local got = {}
@@ -210,7 +211,7 @@ describe("faults", function()
 end)
 
 describe("probes", function()
-	it("never wait behind a big message being sent (PING between its fragments)", function()
+	it("never wait behind a big message being sent (PING between its fragments) #slow", function()
 		local srv = H.server {}
 		finally(function() srv:stop() end)
 		-- 64 fragments are enough to prove the point under valgrind

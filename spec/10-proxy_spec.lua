@@ -73,7 +73,7 @@ end
 describe("proxy faults", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	it("forwards big messages and keeps order under delay", function()
 		local px = H.proxy(srv.port)
@@ -91,7 +91,7 @@ describe("proxy faults", function()
 		assert.same({ "open" }, rec.states)
 	end)
 
-	it("blackhole: detected as heartbeat_timeout within interval + timeout", function()
+	it("blackhole: detected as heartbeat_timeout within interval + timeout #slow", function()
 		local iv, to = 0.1, 0.2
 		local px = H.proxy(srv.port)
 		local ws, rec
@@ -135,7 +135,7 @@ describe("proxy faults", function()
 	-- Regression: when timeout > interval, a pong must re-arm the timer for
 	-- the earlier probe time (it once stayed armed at the old dead-line, and
 	-- detection took up to 2 * timeout after the last pong).
-	it("blackhole: detected interval + timeout after the last pong even when timeout > interval", function()
+	it("blackhole: detected interval + timeout after the last pong even when timeout > interval #slow", function()
 		local iv, to = 0.05, 0.5
 		local px = H.proxy(srv.port)
 		local ws, rec
@@ -161,7 +161,7 @@ describe("proxy faults", function()
 		assert.is_true(since_pong <= iv + to + 0.25 * H.SLOW, "late: " .. since_pong)
 	end)
 
-	it("freeze: detected as heartbeat_timeout within interval + timeout", function()
+	it("freeze: detected as heartbeat_timeout within interval + timeout #slow", function()
 		local iv, to = 0.1, 0.2
 		local px = H.proxy(srv.port)
 		local ws, rec
@@ -194,7 +194,7 @@ describe("proxy faults", function()
 		assert.is_true(t_closed - pong.at >= iv + to - 0.02)
 	end)
 
-	it("freeze: reconnects end at connect_timeout, and open again after forward", function()
+	it("freeze: reconnects end at connect_timeout, and open again after forward #slow", function()
 		local px = H.proxy(srv.port)
 		local ws, rec
 		finally(function() cleanup(px, ws) end)
@@ -237,7 +237,7 @@ describe("proxy faults", function()
 		assert.equal(1, ws:stats().reconnects)
 	end)
 
-	it("delay: 100 ms each way is no dead peer, and rtt shows the round trip", function()
+	it("delay: 100 ms each way is no dead peer, and rtt shows the round trip #slow", function()
 		local px = H.proxy(srv.port)
 		local ws, rec
 		finally(function() cleanup(px, ws) end)
@@ -342,7 +342,7 @@ describe("proxy faults", function()
 			assert.is_true(t_closed - t_before >= hb.timeout - 0.02)
 		end)
 
-		it("is kept alive by the echo of its heartbeat message", function()
+		it("is kept alive by the echo of its heartbeat message #slow", function()
 			local px = H.proxy(srv.port)
 			local ws, rec
 			finally(function() cleanup(px, ws) end)

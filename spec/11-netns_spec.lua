@@ -9,15 +9,18 @@ local function probe(mode)
 	local srv
 	local ok, res = pcall(function()
 		srv = H.server { netns = ns.name }
-		local out = ns:exec(("sh -c 'cd %s && LUA_PATH=\"./lua/?.lua;./lua/?/init.lua;;\" LUA_CPATH=\"./build/?.so;;\" lua5.4 spec/fixtures/netns_probe.lua %s ws://127.0.0.1:%d/echo %d' 2>&1")
-			:format(H.ROOT, mode, srv.port, srv.port))
+		local q = H.quote
+		local out = ns:exec(("cd %s && LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' "
+			.. "lua5.4 spec/fixtures/netns_probe.lua %s %s %d 2>&1")
+			:format(q(H.ROOT), q(mode), q(("ws://127.0.0.1:%d/echo"):format(srv.port)), srv.port))
 		local line = out:match("(%b{})%s*$")
 		assert(line, "probe output: " .. out)
 		return assert(json.decode(line))
 	end)
-	if srv then srv:stop() end
+	local stopped, err = pcall(H.stop, srv)
 	ns:delete() -- rules live in the namespace and go with it
 	assert(ok, res)
+	assert(stopped, err)
 	return res
 end
 
@@ -25,7 +28,8 @@ local function find(tr, cause)
 	for _, t in ipairs(tr) do if t.cause == cause then return t end end
 end
 
-describe("a real partition (nft drop in a network namespace)", function()
+-- #root #netns: network namespaces and nft rules need root
+describe("a real partition (nft drop in a network namespace) #root #netns", function()
 	it("is detected in bound, retries time out while it lasts, and the client recovers", function()
 		local r = probe("partition")
 		assert.is_true(r.ok, r.err)
@@ -41,7 +45,7 @@ describe("a real partition (nft drop in a network namespace)", function()
 	end)
 end)
 
-describe("a lossy link (30 % of packets dropped)", function()
+describe("a lossy link (30 % of packets dropped) #root #netns", function()
 	it("is not declared dead with a sane timeout, and every message arrives", function()
 		local r = probe("loss")
 		assert.is_true(r.ok, r.err)

@@ -8,9 +8,7 @@ local ROOT = H.ROOT
 -- the checkout's module, whatever else is installed
 local ENV = "LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;'"
 
-local function q(s)
-	return "'" .. s:gsub("'", [['\'']]) .. "'"
-end
+local q = H.quote
 
 local function argstr(args)
 	local t = {}
@@ -34,7 +32,8 @@ end
 
 --- Run bin/wsbeat to its end. opts.input: bytes piped to stdin (through
 -- cat, so stdin is a pipe); opts.redirect: a shell redirection for stdin
--- instead; opts.env: more environment assignments. Returns stdout, stderr,
+-- instead (its file name quoted); opts.env: more environment assignments
+-- (values quoted). Returns stdout, stderr,
 -- exit code, seconds taken.
 local function wsbeat(args, opts)
 	opts = opts or {}
@@ -43,10 +42,10 @@ local function wsbeat(args, opts)
 	if opts.input then
 		local input = tmp("in")
 		write_file(input, opts.input)
-		prefix = "cat " .. input .. " | "
+		prefix = "cat " .. q(input) .. " | "
 	end
 	local cmd = ("cd %s && %s%s %s timeout 10 lua5.4 bin/wsbeat %s %s >%s 2>%s"):format(
-		ROOT, prefix, ENV, opts.env or "", argstr(args), redirect, out, err)
+		q(ROOT), prefix, ENV, opts.env or "", argstr(args), redirect, q(out), q(err))
 	local t0 = core.now()
 	local _, _, code = os.execute(cmd)
 	return read_file(out), read_file(err), code, core.now() - t0
@@ -57,12 +56,12 @@ end
 -- assignments.
 local function start(args, env)
 	local p = { fifo = tmp("fifo"), out = tmp("out"), err = tmp("err"), rc = tmp("rc"), pidf = tmp("pid") }
-	assert(os.execute("mkfifo " .. p.fifo))
+	assert(os.execute("mkfifo " .. q(p.fifo)))
 	p.w = assert(io.open(p.fifo, "r+")) -- read-write: opening does not wait for a reader
 	local script = tmp("run.sh")
 	write_file(script, ("cd %s\n%s %s lua5.4 bin/wsbeat %s <%s >%s 2>%s &\necho $! >%s\nwait $!\necho $? >%s\n")
-		:format(ROOT, ENV, env or "", argstr(args), p.fifo, p.out, p.err, p.pidf, p.rc))
-	H.sh("sh " .. script .. " </dev/null >/dev/null 2>&1 &")
+		:format(q(ROOT), ENV, env or "", argstr(args), q(p.fifo), q(p.out), q(p.err), q(p.pidf), q(p.rc)))
+	H.sh("sh " .. q(script) .. " </dev/null >/dev/null 2>&1 &")
 	local deadline = core.now() + 5
 	while not p.pid do
 		p.pid = (read_file(p.pidf) or ""):match("%d+")
@@ -79,7 +78,8 @@ local function start(args, env)
 		self.w = nil
 	end
 	function p:signal(sig)
-		os.execute(("kill -%s %s 2>/dev/null"):format(sig, self.pid))
+		assert(tostring(sig):match("^%w+$"), "bad signal")
+		os.execute(("kill -%s %s 2>/dev/null"):format(sig, q(self.pid)))
 	end
 	function p:stdout() return read_file(self.out) or "" end
 	function p:stderr() return read_file(self.err) or "" end
@@ -221,7 +221,7 @@ describe("wsbeat command", function()
 
 		it("finds the module from the checkout when run from elsewhere", function()
 			local abs = H.sh("cd " .. q(ROOT) .. " && pwd"):gsub("%s+$", "")
-			local out = H.sh(("cd /tmp && lua5.4 %s/bin/wsbeat --version 2>&1"):format(q(abs)))
+			local out = H.sh(("cd /tmp && lua5.4 %s --version 2>&1"):format(q(abs .. "/bin/wsbeat")))
 			assert.equal("wsbeat 0.1.0\n", out)
 		end)
 
@@ -258,7 +258,7 @@ describe("wsbeat command", function()
 	describe("against a python peer", function()
 		local srv
 		setup(function() srv = H.server {} end)
-		teardown(function() srv:stop() end)
+		teardown(function() H.stop(srv) end)
 
 		it("sends stdin lines, prints the echoes in order, closes with 1000 at EOF, exit 0", function()
 			local out, err, code, took = wsbeat({ srv:url("/echo?t=plain") },
@@ -316,7 +316,7 @@ describe("wsbeat command", function()
 			assert.equal(1, msgs[2].len)
 		end)
 
-		it("prints binary messages as base64, raw, or base64 in --json", function()
+		it("prints binary messages as base64, raw, or base64 in --json #slow", function()
 			local input = "\0\1\255\n\r\n"
 			local out = wsbeat({ "-q", "--binary", "--binary-format", "base64", srv:url("/echo?t=b64") }, { input = input })
 			assert.equal("AAH/\nDQ==\n", out)
@@ -328,7 +328,7 @@ describe("wsbeat command", function()
 				{ event = "message", kind = "binary", data = "DQ==" } }, msg)
 		end)
 
-		it("sends -H headers, --origin and -s subprotocols", function()
+		it("sends -H headers, --origin and -s subprotocols #slow", function()
 			local out, _, code = wsbeat({ "--json", "-H", "X-Token: abc", "-H", "x-token: def", "-HX-Other:1",
 				"--origin", "https://o.example", "-s", "nope", "--subprotocol", "superchat", srv:url("/headers") },
 				{ input = "" })
@@ -347,10 +347,10 @@ describe("wsbeat command", function()
 			assert.matches("* open (subprotocol chat)\n", err, 1, true)
 		end)
 
-		it("reads a regular file or /dev/null as stdin", function()
+		it("reads a regular file or /dev/null as stdin #slow", function()
 			local file = tmp("lines")
 			write_file(file, "f1\nf2\n")
-			local out, _, code = wsbeat({ "-q", srv:url("/echo?t=file") }, { redirect = "<" .. file })
+			local out, _, code = wsbeat({ "-q", srv:url("/echo?t=file") }, { redirect = "<" .. q(file) })
 			assert.equal(0, code)
 			assert.equal("f1\nf2\n", out)
 			local err
@@ -361,14 +361,14 @@ describe("wsbeat command", function()
 			assert.equal(1000, server_conn(srv, "/echo?t=null").close().code)
 		end)
 
-		it("reads a terminal without making it non-blocking; a partial line does not hold the loop", function()
+		it("reads a terminal without making it non-blocking; a partial line does not hold the loop #slow", function()
 			local driver = tmp("pty.py")
 			write_file(driver, PTY_DRIVER)
 			-- the terminal's flags are those of the open file description
 			-- that wsbeat shared with this shell: read them after it ended
 			local cmd = ("stty -echo; cd %s && %s lua5.4 bin/wsbeat --heartbeat 0.05,5 %s; echo rc=$?; "
 				.. "grep '^flags' /proc/self/fdinfo/0"):format(q(ROOT), ENV, q(srv:url("/echo?t=tty")))
-			local out = H.sh(("%s %s %s %s 2>&1"):format(H.PYTHON, driver, q(cmd), argstr {
+			local out = H.sh(("%s %s %s %s 2>&1"):format(q(H.PYTHON), q(driver), q(cmd), argstr {
 				"wait:* open", "send:hello\\n", "wait:hello\\r\\n",
 				-- a partial line, then Ctrl-D: read() returns "abc"; the loop
 				-- goes on (two more heartbeats), the line waits for its end
@@ -394,8 +394,8 @@ describe("wsbeat command", function()
 			local py = "import os, subprocess, sys\nr, w = os.pipe()\nos.close(r)\n"
 				.. "print(subprocess.call(['sh', '-c', sys.argv[1]], stdout=w))\n"
 			local cmd = ("cd %s && %s timeout 10 lua5.4 bin/wsbeat -q %s <%s 2>%s"):format(
-				q(ROOT), ENV, q(srv:url("/echo?t=epipe")), input, err)
-			assert.equal("0\n", H.sh(("%s -c %s %s"):format(H.PYTHON, q(py), q(cmd))))
+				q(ROOT), ENV, q(srv:url("/echo?t=epipe")), q(input), q(err))
+			assert.equal("0\n", H.sh(("%s -c %s %s"):format(q(H.PYTHON), q(py), q(cmd))))
 			assert.equal("", read_file(err))
 			local conn = server_conn(srv, "/echo?t=epipe")
 			assert.equal(1000, conn.close().code)
@@ -404,12 +404,10 @@ describe("wsbeat command", function()
 
 		it("a second signal during the close exits at once with 128 + its number", function()
 			-- behind a blackholed proxy, the close is never answered
-			local proxy = H.proxy(srv.port)
-			local p = start { "-n", "--no-heartbeat", "--close-timeout", "30", proxy:url("/echo?t=twice") }
-			finally(function()
-				p:stop()
-				proxy:stop()
-			end)
+			local proxy, p
+			finally(function() H.stop(p, proxy) end)
+			proxy = H.proxy(srv.port)
+			p = start { "-n", "--no-heartbeat", "--close-timeout", "30", proxy:url("/echo?t=twice") }
 			p:wait_for(function(s) return s:stderr():find("* open\n", 1, true) end, 5, "open")
 			proxy:mode("blackhole")
 			p:signal("INT")
@@ -446,7 +444,7 @@ describe("wsbeat command", function()
 			assert.same({ "text", "hb" }, { msgs[1].kind, msgs[1].data })
 		end)
 
-		it("-n does not read stdin: runs on after its end, until a signal", function()
+		it("-n does not read stdin: runs on after its end, until a signal #slow", function()
 			local p = start { "-n", "--no-heartbeat", srv:url("/echo?t=nostdin") }
 			finally(function() p:stop() end)
 			p:wait_for(function(s) return s:stderr():find("* open\n", 1, true) end, 5, "open")
@@ -505,7 +503,7 @@ describe("wsbeat command", function()
 			assert.matches("* closed (closed_by_peer: server closed (1000", p:stderr(), 1, true)
 		end)
 
-		it("shows the heartbeat round trip", function()
+		it("shows the heartbeat round trip #slow", function()
 			local out, _, code = wsbeat({ "--json", "--heartbeat", "0.05,2", "--wait", "0.4", srv:url("/echo?t=rtt") },
 				{ input = "x\n" })
 			assert.equal(0, code)
@@ -520,13 +518,13 @@ describe("wsbeat command", function()
 	describe("without cqueues", function()
 		local srv
 		setup(function() srv = H.server {} end)
-		teardown(function() srv:stop() end)
+		teardown(function() H.stop(srv) end)
 
 		it("is not required by the command", function()
 			assert.not_matches("cqueues", read_file(ROOT .. "/bin/wsbeat"), 1, true)
 		end)
 
-		it("talks to a peer through a pipe and a FIFO and obeys signals when cqueues cannot be loaded", function()
+		it("talks to a peer through a pipe and a FIFO and obeys signals when cqueues cannot be loaded #slow", function()
 			-- the setting works
 			local probe = H.sh(("cd %s && %s %s lua5.4 -e 'print(pcall(require, \"cqueues\"))' 2>&1"):format(
 				q(ROOT), ENV, NO_CQUEUES))
@@ -585,9 +583,9 @@ print(mode, table.concat(got, "|"), table.concat(sigs, ","))
 			-- under make check-memory, these children run under valgrind too
 			local vg = os.getenv("WSBEAT_UNDER_VALGRIND") and "valgrind --quiet --error-exitcode=99 "
 				.. "--leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect " or ""
-			local run = ("(cd %s && %s timeout %d %slua5.4 %s)"):format(q(ROOT), ENV, 10 * H.SLOW, vg, script)
+			local run = ("(cd %s && %s timeout %d %slua5.4 %s)"):format(q(ROOT), ENV, 10 * H.SLOW, vg, q(script))
 			assert.equal("poll\tabc|def|g\t1,15\nrc=0\n", H.sh(("printf abcdefg | %s 2>&1; echo rc=$?"):format(run)))
-			assert.equal("file\tabc|def|g\t1,15\nrc=0\n", H.sh(("%s <%s 2>&1; echo rc=$?"):format(run, file)))
+			assert.equal("file\tabc|def|g\t1,15\nrc=0\n", H.sh(("%s <%s 2>&1; echo rc=$?"):format(run, q(file))))
 			assert.equal("file\t\t1,15\nrc=0\n", H.sh(("%s </dev/null 2>&1; echo rc=$?"):format(run)))
 		end)
 	end)
@@ -595,9 +593,9 @@ print(mode, table.concat(got, "|"), table.concat(sigs, ","))
 	describe("against a peer with permessage-deflate", function()
 		local srv
 		setup(function() srv = H.server { deflate = true } end)
-		teardown(function() srv:stop() end)
+		teardown(function() H.stop(srv) end)
 
-		it("offers compression with --compression only", function()
+		it("offers compression with --compression only #slow", function()
 			local out, _, code = wsbeat({ "-q", "--compression", srv:url("/echo?t=deflate") }, { input = "squeeze\n" })
 			assert.equal(0, code)
 			assert.equal("squeeze\n", out)
@@ -629,10 +627,7 @@ print(mode, table.concat(got, "|"), table.concat(sigs, ","))
 			srv = H.server { tls = true }
 			mtls = H.server { tls = true, client_ca = certs .. "/ca.pem" }
 		end)
-		teardown(function()
-			srv:stop()
-			mtls:stop()
-		end)
+		teardown(function() H.stop(srv, mtls) end)
 
 		it("verifies the server with --ca", function()
 			local out, err, code = wsbeat({ "-q", "--ca", certs .. "/ca.pem", srv:url("/echo?t=ca") }, { input = "secure\n" })
@@ -642,7 +637,7 @@ print(mode, table.concat(got, "|"), table.concat(sigs, ","))
 			assert.equal(1000, server_conn(srv, "/echo?t=ca").close().code)
 		end)
 
-		it("fails without a trusted CA (exit 1, cause tls), connects with -k", function()
+		it("fails without a trusted CA (exit 1, cause tls), connects with -k #slow", function()
 			local out, err, code = wsbeat({ "--json", srv:url("/echo?t=noca") }, { input = "x\n" })
 			assert.equal(1, code)
 			local evs = events(out)

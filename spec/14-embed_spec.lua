@@ -5,7 +5,8 @@
 local H = require "helper"
 local core = require "wsbeat.core"
 
-local ROOT = H.sh("cd " .. H.ROOT .. " && pwd"):gsub("%s+$", "")
+local q = H.quote
+local ROOT = H.sh("cd " .. q(H.ROOT) .. " && pwd"):gsub("\n$", "")
 local EMBED = ROOT .. "/examples/embed"
 local N = 10
 
@@ -26,7 +27,7 @@ local function build()
 		"pkg-config knows no lua5.4: apt-get install liblua5.4-dev pkg-config")
 	assert(io.open(ROOT .. "/build/wsbeat/core.so"),
 		"build/wsbeat/core.so is missing: run make in " .. ROOT)
-	local out = H.sh(("make -C %s 2>&1; echo rc=$?"):format(EMBED))
+	local out = H.sh(("make -C %s 2>&1; echo rc=$?"):format(q(EMBED)))
 	assert(out:find("rc=0\n$"), "building examples/embed failed:\n" .. out)
 	built = true
 end
@@ -38,9 +39,11 @@ local function run_host(wrapper, ...)
 	nrun = nrun + 1
 	local base = ("%s/embed-%d"):format(H.tmpdir(), nrun)
 	local args = {}
-	for i, a in ipairs { ... } do args[i] = ("'%s'"):format(a) end
-	local cmd = ("cd /tmp && timeout -k 2 30 %s %s/host --root %s %s/app.lua %s >%s.out 2>%s.err; echo $?")
-		:format(wrapper or "", EMBED, ROOT, EMBED, table.concat(args, " "), base, base)
+	for i, a in ipairs { ... } do args[i] = q(a) end
+	-- (wrapper: a command line of its own, such as "valgrind --flags")
+	local cmd = ("cd /tmp && timeout -k 2 30 %s %s --root %s %s %s >%s 2>%s; echo $?")
+		:format(wrapper or "", q(EMBED .. "/host"), q(ROOT), q(EMBED .. "/app.lua"), table.concat(args, " "),
+			q(base .. ".out"), q(base .. ".err"))
 	local rc = tonumber(H.sh(cmd))
 	return read_file(base .. ".out"), read_file(base .. ".err"), rc
 end
@@ -118,7 +121,7 @@ describe("embedding in C (examples/embed)", function()
 		build()
 		srv = H.server {}
 	end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 	before_each(function() nconnects = #srv:events("connect") end)
 
 	it("runs wsbeat in the host's epoll loop next to its own fds", function()
@@ -153,7 +156,7 @@ describe("embedding in C (examples/embed)", function()
 		assert.is_true(dt < 3, "took " .. dt .. detail)
 	end)
 
-	it("tears wsbeat down cleanly at lua_close (valgrind)", function()
+	it("tears wsbeat down cleanly at lua_close (valgrind) #slow", function()
 		assert(H.sh("command -v valgrind") ~= "", "valgrind is not installed")
 		local out, err, rc = run_host(
 			"valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite", srv:url(), N)
@@ -175,11 +178,13 @@ describe("embedding in C (examples/embed)", function()
 		nrun = nrun + 1
 		local base = ("%s/embed-%d"):format(H.tmpdir(), nrun)
 		-- 10000 messages at one per 50 ms tick: still running when signalled
-		H.sh(("sh -c 'cd /tmp && %s/host --root %s %s/app.lua %s 10000 >%s.out 2>%s.err & echo $! >%s.pid; wait $!; echo $? >%s.rc' </dev/null >/dev/null 2>&1 &")
-			:format(EMBED, ROOT, EMBED, srv:url(), base, base, base, base))
+		local script = ("cd /tmp && %s --root %s %s %s 10000 >%s 2>%s & echo $! >%s; wait $!; echo $? >%s")
+			:format(q(EMBED .. "/host"), q(ROOT), q(EMBED .. "/app.lua"), q(srv:url()), q(base .. ".out"),
+				q(base .. ".err"), q(base .. ".pid"), q(base .. ".rc"))
+		H.sh(("sh -c %s </dev/null >/dev/null 2>&1 &"):format(q(script)))
 		local pid
 		finally(function()
-			if pid then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+			if pid then os.execute("kill -KILL " .. q(pid) .. " 2>/dev/null") end
 		end)
 		local deadline = core.now() + 5
 		while true do
@@ -189,7 +194,7 @@ describe("embedding in C (examples/embed)", function()
 				.. read_file(base .. ".err"))
 			H.sleep(0.02)
 		end
-		os.execute("kill -TERM " .. pid)
+		os.execute("kill -TERM " .. q(pid))
 		deadline = core.now() + 5
 		while read_file(base .. ".rc") == "" do
 			if core.now() > deadline then

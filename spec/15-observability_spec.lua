@@ -4,7 +4,7 @@ local wsbeat = require "wsbeat"
 describe("logging", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() wsbeat.log(nil) end)
+	teardown(function() wsbeat.log(nil) H.stop(srv) end)
 
 	it("routes state transitions, probes and pongs to a Lua function by level", function()
 		local lines = {}
@@ -39,7 +39,7 @@ describe("logging", function()
 	it("writes to stderr when asked", function()
 		local out = H.sh(("cd %s && LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' lua5.4 -e " ..
 			"'local w = require \"wsbeat\"; w.log(\"stderr\", \"info\"); local ws = w.connect(\"ws://127.0.0.1:1/\", {reconnect=false}); w.run(5)' 2>&1")
-			:format(H.ROOT))
+			:format(H.quote(H.ROOT)))
 		assert.matches("wsbeat warn: ws://127.0.0.1:1/: connecting %-> closed %(refused", out)
 	end)
 

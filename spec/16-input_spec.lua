@@ -73,7 +73,7 @@ end)
 describe("methods", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	it("on a closed client answer without raising (send, ping, close, receive, stats)", function()
 		local ws = wsbeat.connect(srv:url("/echo?closed"))

@@ -4,7 +4,7 @@ local H = require "helper"
 describe("protocol violations by the server", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	-- A frame that arrives in the same read as the 101 response takes
 	-- another path in libwebsockets 4.1.6, which then drops the link

@@ -43,7 +43,7 @@ describe("broken upgrade answers", function()
 		end)
 	end
 
-	it("end a slowloris upgrade (one byte per second) at connect_timeout", function()
+	it("end a slowloris upgrade (one byte per second) at connect_timeout #slow", function()
 		local srv = H.server { raw = "slowloris" }
 		finally(function() srv:stop() end)
 		local t0 = core.now()
@@ -58,9 +58,9 @@ end)
 describe("floods", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
-	it("a message flood into a client that does not read stays bounded (max_queue, flow control)", function()
+	it("a message flood into a client that does not read stays bounded (max_queue, flow control) #slow", function()
 		local base = rss_kb()
 		local ws = wsbeat.connect(srv:url("/flood/msg/100000"), { max_queue = 16, heartbeat = { interval = 0.1, timeout = 0.3 } })
 		H.wait_state(ws, "open")
@@ -86,7 +86,7 @@ describe("floods", function()
 		H.wait_state(ws, "closed")
 	end)
 
-	it("a ping flood is answered without growing memory, and the link stays up", function()
+	it("a ping flood is answered without growing memory, and the link stays up #slow", function()
 		local base = rss_kb()
 		-- the flood lasts about 1 s here: several heartbeat windows (0.2 s)
 		local ws, rec = H.client(srv:url("/flood/ping/200000"), { heartbeat = { interval = 0.05, timeout = 0.15 } })
@@ -111,9 +111,9 @@ end)
 describe("a server that stops reading", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
-	it("fills send_buffer, send says so, and a server still sending is not declared dead", function()
+	it("fills send_buffer, send says so, and a server still sending is not declared dead #slow", function()
 		local ws, rec = H.client(srv:url("/noread?tick=0.05"), {
 			send_buffer = 256 * 1024, heartbeat = { interval = 0.1, timeout = 0.2 },
 		})

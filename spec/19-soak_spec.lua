@@ -5,7 +5,8 @@ local wsbeat = require "wsbeat"
 
 local rss_kb = H.rss_kb
 
-describe("soak", function()
+-- #soak: minutes of load; make test runs it, make test-fast does not
+describe("soak #soak", function()
 	it("2,000 reconnect cycles against a server that drops every connection", function()
 		local srv = H.server {}
 		finally(function() srv:stop() end)

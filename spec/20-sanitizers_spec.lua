@@ -2,9 +2,11 @@
 -- libFuzzer on the URL parser.  WSBEAT_EXERCISE_SECONDS runs it longer.
 local H = require "helper"
 
-describe("sanitizers", function()
+-- #sanitizer: builds the core with ASan/UBSan and libFuzzer (make asan, make fuzz)
+describe("sanitizers #sanitizer", function()
 	it("the randomized API exerciser runs clean under ASan + UBSan (leaks included)", function()
-		local build = H.sh(("cd %s && make -s asan 2>&1; echo rc=$?"):format(H.ROOT))
+		local q = H.quote
+		local build = H.sh(("cd %s && make -s asan 2>&1; echo rc=$?"):format(q(H.ROOT)))
 		assert.matches("rc=0", build, 1, true)
 		local srv = H.server {}
 		finally(function() srv:stop() end)
@@ -12,7 +14,7 @@ describe("sanitizers", function()
 		local seed = os.time()
 		local out = H.sh(("cd %s && LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build-asan/?.so;;' " ..
 			"LD_PRELOAD=%s ASAN_OPTIONS=detect_leaks=1 timeout %d lua5.4 scripts/exerciser.lua %s %d %d 2>&1; echo rc=$?")
-			:format(H.ROOT, H.sh("gcc -print-file-name=libasan.so"):gsub("%s+$", ""), seconds + 60, srv.base, seconds, seed))
+			:format(q(H.ROOT), q((H.sh("gcc -print-file-name=libasan.so"):gsub("\n$", ""))), seconds + 60, q(srv.base), seconds, seed))
 		assert.not_matches("AddressSanitizer", out)
 		assert.not_matches("LeakSanitizer", out)
 		assert.not_matches("runtime error", out)
@@ -26,7 +28,7 @@ describe("sanitizers", function()
 	end)
 
 	it("libFuzzer finds nothing in the URL parser, the UTF-8 validator and the frame writer (200,000 runs each)", function()
-		local out = H.sh(("cd %s && make -s fuzz FUZZ_ARGS=-runs=200000 2>&1; echo rc=$?"):format(H.ROOT))
+		local out = H.sh(("cd %s && make -s fuzz FUZZ_ARGS=-runs=200000 2>&1; echo rc=$?"):format(H.quote(H.ROOT)))
 		local _, done = out:gsub("Done 200000 runs", "")
 		assert.equal(3, done, out)
 		assert.matches("rc=0", out, 1, true)

@@ -5,7 +5,7 @@ local H = require "helper"
 local wsbeat = require "wsbeat"
 local core = require "wsbeat.core"
 
-describe("many clients", function()
+describe("many clients #slow", function()
 	it("600 clients started at once all open and close (more than 256 attempts)", function()
 		local srv = H.server { kind = "node" }
 		finally(function() srv:stop() end)

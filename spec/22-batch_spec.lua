@@ -135,7 +135,8 @@ print("GOT " .. got)
 ]])
 				f:close()
 				local trace = script:gsub("%.lua$", ".strace")
-				local out = H.sh(("strace -f -qq -e trace=connect,write,sendto,sendmsg,writev -o %s lua5.4 %s 2>&1"):format(trace, script))
+				local out = H.sh(("strace -f -qq -e trace=connect,write,sendto,sendmsg,writev -o %s lua5.4 %s 2>&1")
+					:format(H.quote(trace), H.quote(script)))
 				assert.matches("GOT 50", out)
 				local text = assert(H.read_file(trace))
 				local fd = text:match("connect%((%d+), {sa_family=AF_INET, sin_port=htons%(" .. s.port .. "%)")
@@ -166,12 +167,13 @@ print("GOT " .. got)
 	-- written, however the machine schedules the two processes.
 	for _, scheme in ipairs { "ws", "wss" } do
 		it(scheme .. ": a batch whose write fails is sent on the next connection, in order", function()
-			local s = H.server { tls = scheme == "wss" }
-			local px = H.proxy(s.port)
+			local s, px
+			-- (one finally per test: busted keeps only the last one)
+			finally(function() wsbeat.log(nil); H.stop(px, s) end)
+			s = H.server { tls = scheme == "wss" }
+			px = H.proxy(s.port)
 			local lines = {}
 			wsbeat.log(function(_, text) lines[#lines + 1] = text end, "info")
-			-- (one finally per test: busted keeps only the last one)
-			finally(function() wsbeat.log(nil); px:stop(); s:stop() end)
 			-- (the client's end of its connection to the proxy, while it lasts)
 			local established = ("ss -Htn state established '( dport = :%d )'"):format(px.port)
 			local reset_done = false

@@ -5,22 +5,23 @@
 local H = require "helper"
 local wsbeat = require "wsbeat"
 
+local q = H.quote
+
 local function lua_child(script, env)
 	local path = H.tmpdir() .. "/child-" .. tostring(math.floor(require("wsbeat.core").now() * 1e6)) .. ".lua"
 	local f = assert(io.open(path, "w"))
 	f:write(script)
 	f:close()
 	local vars = {}
-	for k, v in pairs(env or {}) do vars[#vars + 1] = ("%s='%s'"):format(k, v) end
+	for k, v in pairs(env or {}) do vars[#vars + 1] = q(k .. "=" .. v) end
 	table.sort(vars)
-	return H.sh(("cd '%s' && env %s LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' timeout 30 lua5.4 '%s' 2>&1; echo rc=$?")
-		:format(H.ROOT, table.concat(vars, " "), path))
+	return H.sh(("cd %s && env %s LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' timeout 30 lua5.4 %s 2>&1; echo rc=$?")
+		:format(q(H.ROOT), table.concat(vars, " "), q(path)))
 end
 
 -- A TCP listener that records every connection made to it (a proxy that a
 -- leaked environment variable would send wsbeat to).
 local function fake_proxy()
-	local log = H.tmpdir() .. "/fakeproxy-" .. tostring(math.floor(require("wsbeat.core").now() * 1e6)) .. ".log"
 	local script = [[
 import socket, sys
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
@@ -35,18 +36,13 @@ while True:
     print("CONNECTION " + first, flush=True)
     c.close()
 ]]
-	local pid = H.sh(("%s -c '%s' >%s 2>&1 </dev/null & echo $!"):format(H.PYTHON, script, log)):gsub("%s+$", "")
-	local px = { pid = pid, log = log }
-	H.run_until(function()
-		px.port = tonumber((H.read_file(log) or ""):match("^PORT (%d+)"))
-		return px.port
-	end, 10, "fake proxy")
+	local px, port = H.start_peer({ H.PYTHON, "-c", script }, { name = "fakeproxy", stderr = false })
+	px.port = tonumber(port)
 	function px.connections()
 		local n = 0
-		for _ in (H.read_file(log) or ""):gmatch("CONNECTION") do n = n + 1 end
+		for _ in (H.read_file(px.log) or ""):gmatch("CONNECTION") do n = n + 1 end
 		return n
 	end
-	function px.stop() os.execute("kill " .. pid .. " 2>/dev/null") end
 	return px
 end
 
@@ -63,9 +59,10 @@ describe("only wsbeat's own rules read the proxy environment", function()
 	for _, case in ipairs(cases) do
 		local scheme = case.tls and "wss" or "ws"
 		it(("%s:// with http_proxy, https_proxy and all_proxy set opens directly under %s"):format(scheme, case.what), function()
-			local srv = H.server { tls = case.tls }
-			local px = fake_proxy()
-			finally(function() px.stop() srv:stop() end)
+			local srv, px
+			finally(function() H.stop(px, srv) end)
+			srv = H.server { tls = case.tls }
+			px = fake_proxy()
 			local proxy = ("http://127.0.0.1:%d"):format(px.port)
 			local env = {
 				http_proxy = proxy, HTTP_PROXY = proxy, https_proxy = proxy,
@@ -103,7 +100,7 @@ print("echo", got)
 
 	it("the fake proxy does record a connection (the check above can fail)", function()
 		local px = fake_proxy()
-		finally(function() px.stop() end)
+		finally(function() px:stop() end)
 		local ws, rec = H.client(("ws://127.0.0.1:%d/"):format(px.port), { reconnect = false })
 		H.wait_state(ws, "closed")
 		assert.equal("closed", rec.states[#rec.states])
@@ -115,7 +112,7 @@ end)
 describe("the upgrade request", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	it("sends User-Agent: wsbeat/<version> by default", function()
 		local ws = H.client(srv:url("/echo?ua=default"), { reconnect = false })
@@ -151,7 +148,7 @@ describe("closing", function()
 		describe("over " .. scheme, function()
 			local srv
 			setup(function() srv = H.server { tls = tls } end)
-			teardown(function() srv:stop() end)
+			teardown(function() H.stop(srv) end)
 			local tlsopt = tls and { ca_file = H.certs() .. "/ca.pem" } or nil
 
 			it("delivers messages that arrive after close() and before the server's close", function()
@@ -235,7 +232,7 @@ end)
 describe("ping() and rtt", function()
 	local srv
 	setup(function() srv = H.server {} end)
-	teardown(function() srv:stop() end)
+	teardown(function() H.stop(srv) end)
 
 	it("the pong of ping() without a payload sets stats().rtt", function()
 		local ws = H.client(srv:url("/echo?rtt1"), { reconnect = false, heartbeat = false })
@@ -249,7 +246,7 @@ describe("ping() and rtt", function()
 		H.wait_state(ws, "closed")
 	end)
 
-	it("the pong of ping(payload) sets it too, and a steady stream of messages does not stop it", function()
+	it("the pong of ping(payload) sets it too, and a steady stream of messages does not stop it #slow", function()
 		local interval = 0.5 * H.SLOW
 		local ws = H.client(srv:url("/echo?rtt2"), { reconnect = false, heartbeat = { interval = interval, timeout = 1 } })
 		H.wait_state(ws, "open")
@@ -292,8 +289,8 @@ wsbeat.run(5)
 		f:close()
 		local delays = {}
 		for i = 1, 3 do
-			delays[i] = H.sh(("cd '%s' && LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' lua5.4 %s")
-				:format(H.ROOT, script)):match("^(%S+)")
+			delays[i] = H.sh(("cd %s && LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' lua5.4 %s")
+				:format(q(H.ROOT), q(script))):match("^(%S+)")
 			assert.is_truthy(tonumber(delays[i]), tostring(delays[i]))
 		end
 		-- three equal draws of a 32-bit source would be a 1 in 2^64 chance

@@ -16,7 +16,8 @@
 --       messages and close codes the server logged, what the clients
 --       received, and that every client is closed when the block returns.
 --   <!-- not run: REASON -->
---       A fragment that is not a program (a listing of signatures, ...).
+--       A fragment that is not a program (a listing of signatures, ...);
+--       it shows as a pending test with REASON (nothing is checked).
 --
 -- A ```lua block without a marker fails, naming its file and line; so does
 -- a marker that is malformed or not followed by a ```lua block.
@@ -28,7 +29,7 @@ local RUNNER = "spec/fixtures/docs_run.lua"
 
 local function doc_files()
 	local list = { "README.md" }
-	local found = H.sh(("cd '%s' && find docs -name '*.md' -type f | LC_ALL=C sort"):format(H.ROOT))
+	local found = H.sh(("cd %s && find docs -name '*.md' -type f | LC_ALL=C sort"):format(H.quote(H.ROOT)))
 	for f in found:gmatch("[^\n]+") do list[#list + 1] = f end
 	return list
 end
@@ -271,10 +272,11 @@ local function run_block(b, srv)
 	local f = assert(io.open(snippet, "w"))
 	f:write(b.code)
 	f:close()
-	assert(not b.file:find("'", 1, true), b.file)
-	local out = H.sh(("cd '%s' && LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' "
-		.. "timeout %d lua5.4 %s %s %s '%s' '%s' %d </dev/null 2>&1; echo rc=$?")
-		:format(H.ROOT, math.floor(30 * H.SLOW), RUNNER, b.marker.prelude, srv.base, snippet, b.file, b.line))
+	local q = H.quote
+	local out = H.sh(("cd %s && LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' "
+		.. "timeout %d lua5.4 %s %s %s %s %s %d </dev/null 2>&1; echo rc=$?")
+		:format(q(H.ROOT), math.floor(30 * H.SLOW), q(RUNNER), q(b.marker.prelude), q(srv.base), q(snippet),
+			q(b.file), b.line))
 	os.remove(snippet)
 	return { out = out, srv = srv }
 end
@@ -310,9 +312,8 @@ describe("docs: every ```lua block", function()
 					.. "on the line before it (see spec/24-docs_spec.lua)"):format(where, names()), 0)
 			end)
 		elseif m.kind == "not run" then
-			it(where .. " is not run: " .. m.reason, function()
-				assert.is_true(#m.reason > 0)
-			end)
+			-- nothing to check (the marker's reason is never empty): pending, not passed
+			pending(where .. " is not run: " .. m.reason)
 		else
 			it(where .. " runs (prelude " .. m.prelude .. ")", function()
 				local check = CHECKS[m.prelude]

@@ -8,16 +8,18 @@ local H = require "helper"
 local P = require "proxies"
 
 local CURL_TIMEOUT = 10 * H.SLOW
+local q = H.quote
 
 -- curl with proxy environment variables out of the way (--noproxy '' also
--- overrides NO_PROXY). Returns { rc, code, connect, body, err, verbose }.
+-- overrides NO_PROXY); args: a string of curl arguments, each quoted.
+-- Returns { rc, code, connect, body, err, verbose }.
 local ncurl = 0
 local function curl(args)
 	ncurl = ncurl + 1
 	local base = ("%s/curl-%d"):format(H.tmpdir(), ncurl)
 	local cmd = ("env -u http_proxy -u https_proxy -u HTTPS_PROXY -u ALL_PROXY -u all_proxy -u NO_PROXY -u no_proxy "
-		.. "curl -sSv --noproxy '' --max-time %d -o %s.body -w '%%{http_code} %%{http_connect}' %s 2>%s.err; echo \" $?\"")
-		:format(CURL_TIMEOUT, base, args, base)
+		.. "curl -sSv --noproxy '' --max-time %d -o %s -w '%%{http_code} %%{http_connect}' %s 2>%s; echo \" $?\"")
+		:format(CURL_TIMEOUT, q(base .. ".body"), args, q(base .. ".err"))
 	local out = H.sh(cmd)
 	local code, connect, rc = out:match("^(%d+) (%d+) (%d+)%s*$")
 	assert(rc, "curl output: " .. out)
@@ -36,7 +38,6 @@ local function show(r)
 	return ("rc=%d code=%d connect=%d err=%s"):format(r.rc, r.code, r.connect, r.err)
 end
 
-local function q(s) return "'" .. s .. "'" end
 
 describe("proxy fixtures, checked with curl", function()
 	local srv, target, path
@@ -47,7 +48,7 @@ describe("proxy fixtures, checked with curl", function()
 	end)
 	teardown(function()
 		P.stop_all()
-		srv:stop()
+		H.stop(srv)
 	end)
 	before_each(function()
 		n = n + 1
@@ -163,7 +164,7 @@ describe("proxy fixtures, checked with curl", function()
 			local px = P.microsocks { user = "bob", pass = "pa:ss@1" }
 			finally(function() px:stop() end)
 			assert.equal("socks5://bob:pa%3Ass%401@127.0.0.1:" .. px.port, px:url())
-			local r = curl(("--socks5-hostname %s -U %s %s"):format(px:address(), q("bob:pa:ss@1"),
+			local r = curl(("--socks5-hostname %s -U %s %s"):format(q(px:address()), q("bob:pa:ss@1"),
 				q("http://localhost:" .. srv.port .. path)))
 			assert_served(r)
 			r = curl(("-x %s %s"):format(q(px:url { scheme = "socks5h" }), q("http://localhost:" .. srv.port .. path)))
@@ -181,12 +182,14 @@ describe("proxy fixtures, checked with curl", function()
 		end)
 	end)
 
-	describe("dante", function()
+	-- #root: dante runs as root (user.privileged) and its username method
+	-- reads the shadow file
+	describe("dante #root", function()
 		it("tunnels socks5 and socks5h without auth", function()
 			local px = P.dante()
 			finally(function() px:stop() end)
 			assert.equal("socks5://127.0.0.1:" .. px.port, px:url())
-			local r = curl(("--socks5 %s %s"):format(px:address(), q("http://" .. target .. path)))
+			local r = curl(("--socks5 %s %s"):format(q(px:address()), q("http://" .. target .. path)))
 			assert_served(r)
 			local list = px:wait_connections(1)
 			assert.same({ client = "127.0.0.1", target = target }, list[1])
@@ -203,7 +206,7 @@ describe("proxy fixtures, checked with curl", function()
 		it("refuses destinations off loopback", function()
 			local px = P.dante()
 			finally(function() px:stop() end)
-			local r = curl(("--socks5 %s %s"):format(px:address(), q("http://0.0.0.0:" .. srv.port .. path)))
+			local r = curl(("--socks5 %s %s"):format(q(px:address()), q("http://0.0.0.0:" .. srv.port .. path)))
 			assert.equal(97, r.rc, show(r))
 			assert.equal(0, #px:connections())
 			assert_nothing_served()
@@ -237,7 +240,7 @@ describe("proxy fixtures, checked with curl", function()
 
 	describe("control", function()
 		for _, kind in ipairs { "tinyproxy", "microsocks", "dante" } do
-			it(kind .. ": SIGSTOP freezes it, SIGCONT resumes, stop() ends every process", function()
+			it(kind .. ": SIGSTOP freezes it, SIGCONT resumes, stop() ends every process #slow" .. (kind == "dante" and " #root" or ""), function()
 				local px = P[kind]()
 				finally(function() px:stop() end)
 				local opt = kind == "tinyproxy" and "-p -x" or "-x"
@@ -260,7 +263,7 @@ describe("proxy fixtures, checked with curl", function()
 			end)
 		end
 
-		it("picks another port when the chosen one was taken before the proxy bound it", function()
+		it("picks another port when the chosen one was taken before the proxy bound it #root", function()
 			local socket = require "socket"
 			local holder = assert(socket.bind("127.0.0.1", 0))
 			local _, taken = holder:getsockname()

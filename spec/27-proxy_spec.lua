@@ -4,6 +4,7 @@
 -- and 1 MiB; failures, timeouts, the heartbeat and reconnects through them;
 -- and no password in anything wsbeat says.
 local H = require "helper"
+local q = H.quote
 local P = require "proxies"
 local wsbeat = require "wsbeat"
 local core = require "wsbeat.core"
@@ -49,18 +50,20 @@ local KINDS = {
 	{ name = "tinyproxy with Basic auth", make = function() return P.tinyproxy { user = "alice", pass = SECRET } end, scheme = "http" },
 	{ name = "microsocks socks5h", make = function() return P.microsocks {} end, scheme = "socks5h" },
 	{ name = "microsocks socks5 with auth", make = function() return P.microsocks { user = "bob", pass = SECRET } end, scheme = "socks5" },
-	{ name = "dante socks5", make = function() return P.dante {} end, scheme = "socks5" },
-	{ name = "dante socks5h with auth", make = function() return P.dante { auth = true } end, scheme = "socks5h" },
+	-- (tag #root: dante runs as root and its username method reads the shadow file)
+	{ name = "dante socks5", make = function() return P.dante {} end, scheme = "socks5", tag = " #root" },
+	{ name = "dante socks5h with auth", make = function() return P.dante { auth = true } end, scheme = "socks5h", tag = " #root" },
 }
 
 describe("through a proxy", function()
 	for _, kind in ipairs(KINDS) do
 		for _, tls in ipairs { false, true } do
 			local scheme = tls and "wss" or "ws"
-			it(("%s:// via %s echoes text and 1 MiB"):format(scheme, kind.name), function()
-				local srv = H.server { tls = tls }
-				local px = kind.make()
-				finally(function() px:stop() srv:stop() end)
+			it(("%s:// via %s echoes text and 1 MiB"):format(scheme, kind.name) .. (kind.tag or ""), function()
+				local srv, px
+				finally(function() H.stop(px, srv) end)
+				srv = H.server { tls = tls }
+				px = kind.make()
 				local got = {}
 				local ws, rec = H.client(server_url(srv, tls, "/echo?via"), {
 					proxy = px:url { scheme = kind.scheme }, tls = tls_opts(tls), reconnect = false,
@@ -97,9 +100,10 @@ end)
 
 describe("proxy failures", function()
 	it("HTTP 407 without credentials: proxy_auth, not retried, status 407", function()
-		local srv = H.server {}
-		local px = P.tinyproxy { user = "alice", pass = SECRET }
-		finally(function() px:stop() srv:stop() end)
+		local srv, px
+		finally(function() H.stop(px, srv) end)
+		srv = H.server {}
+		px = P.tinyproxy { user = "alice", pass = SECRET }
 		local ws, rec = H.client(srv:url("/echo?407"), {
 			proxy = px:url { auth = false }, reconnect = { delay = 0.01, jitter = 0 },
 		})
@@ -113,9 +117,10 @@ describe("proxy failures", function()
 	end)
 
 	it("wrong HTTP credentials: proxy_auth, the reason names the proxy, never the password", function()
-		local srv = H.server {}
-		local px = P.tinyproxy { user = "alice", pass = "right-one" }
-		finally(function() px:stop() srv:stop() end)
+		local srv, px
+		finally(function() H.stop(px, srv) end)
+		srv = H.server {}
+		px = P.tinyproxy { user = "alice", pass = "right-one" }
 		local ws, rec = H.client(srv:url("/echo?401"), {
 			proxy = px:url { pass = SECRET }, reconnect = { delay = 0.01, jitter = 0 },
 		})
@@ -128,12 +133,13 @@ describe("proxy failures", function()
 
 	for _, case in ipairs {
 		{ "microsocks", function() return P.microsocks { user = "bob", pass = "right-one" } end },
-		{ "dante", function() return P.dante { auth = true } end },
+		{ "dante", function() return P.dante { auth = true } end, " #root" },
 	} do
-		it(case[1] .. ": SOCKS5 credentials refused or missing: proxy_auth, not retried", function()
-			local srv = H.server {}
-			local px = case[2]()
-			finally(function() px:stop() srv:stop() end)
+		it(case[1] .. ": SOCKS5 credentials refused or missing: proxy_auth, not retried" .. (case[3] or ""), function()
+			local srv, px
+			finally(function() H.stop(px, srv) end)
+			srv = H.server {}
+			px = case[2]()
 			for _, url in ipairs { px:url { pass = SECRET }, px:url { auth = false } } do
 				local ws, rec = H.client(srv:url("/echo?socksauth"), {
 					proxy = url, reconnect = { delay = 0.01, jitter = 0 },
@@ -148,12 +154,12 @@ describe("proxy failures", function()
 	end
 
 	it("a proxy that is down: cause proxy, retried, and open once it is back", function()
-		local srv = H.server {}
-		local px = P.microsocks {}
+		local srv, px, again
+		finally(function() H.stop(again, px, srv) end)
+		srv = H.server {}
+		px = P.microsocks {}
 		local port = px.port
 		px:stop()
-		local again
-		finally(function() if again then again:stop() end srv:stop() end)
 		local ws, rec = H.client(srv:url("/echo?back"), {
 			proxy = ("socks5h://127.0.0.1:%d"):format(port),
 			reconnect = { delay = 0.05, max_delay = 0.1, jitter = 0 },
@@ -173,9 +179,10 @@ describe("proxy failures", function()
 	end)
 
 	it("a proxy that refuses the tunnel (target not allowed): cause proxy with the HTTP status, retried", function()
-		local srv = H.server {}
-		local px = P.tinyproxy { hosts = { "^nothing$" } }
-		finally(function() px:stop() srv:stop() end)
+		local srv, px
+		finally(function() H.stop(px, srv) end)
+		srv = H.server {}
+		px = P.tinyproxy { hosts = { "^nothing$" } }
 		local ws, rec = H.client(srv:url("/echo?denied"), {
 			proxy = px:url(), reconnect = { delay = 0.05, jitter = 0, max_attempts = 2 },
 		})
@@ -211,10 +218,11 @@ describe("proxy failures", function()
 end)
 
 describe("timeouts and the heartbeat through a proxy", function()
-	it("a proxy frozen before the tunnel: connect_timeout, then open after SIGCONT", function()
-		local srv = H.server {}
-		local px = P.tinyproxy {}
-		finally(function() px:signal("CONT") px:stop() srv:stop() end)
+	it("a proxy frozen before the tunnel: connect_timeout, then open after SIGCONT #slow", function()
+		local srv, px
+		finally(function() H.stop(px, srv) end)
+		srv = H.server {}
+		px = P.tinyproxy {}
 		px:signal("STOP")
 		local t0 = core.now()
 		local ws, rec = H.client(srv:url("/echo?frozenproxy"), {
@@ -232,10 +240,11 @@ describe("timeouts and the heartbeat through a proxy", function()
 		record(ws, rec)
 	end)
 
-	it("a proxy frozen after the tunnel: heartbeat_timeout within interval + timeout", function()
-		local srv = H.server {}
-		local px = P.microsocks {}
-		finally(function() px:signal("CONT") px:stop() srv:stop() end)
+	it("a proxy frozen after the tunnel: heartbeat_timeout within interval + timeout #slow", function()
+		local srv, px
+		finally(function() H.stop(px, srv) end)
+		srv = H.server {}
+		px = P.microsocks {}
 		local ws, rec = H.client(srv:url("/echo?frozenlater"), {
 			proxy = px:url { scheme = "socks5h" }, heartbeat = { interval = 0.2, timeout = 0.3 },
 			reconnect = false,
@@ -251,10 +260,11 @@ describe("timeouts and the heartbeat through a proxy", function()
 		assert.is_true(took <= 0.5 + 0.5 * H.SLOW, tostring(took))
 	end)
 
-	it("the server frozen behind a live proxy: detected within interval + timeout, and back through the proxy", function()
-		local srv = H.server {}
-		local px = P.tinyproxy {}
-		finally(function() srv:signal("CONT") px:stop() srv:stop() end)
+	it("the server frozen behind a live proxy: detected within interval + timeout, and back through the proxy #slow", function()
+		local srv, px
+		finally(function() H.stop(px, srv) end)
+		srv = H.server {}
+		px = P.tinyproxy {}
 		local opened = 0
 		local ws, rec = H.client(srv:url("/echo?frozenserver"), {
 			proxy = px:url(), heartbeat = { interval = 0.2, timeout = 0.3 },
@@ -285,10 +295,10 @@ describe("the proxy environment", function()
 		f:write(script)
 		f:close()
 		local vars = {}
-		for k, v in pairs(env) do vars[#vars + 1] = ("%s='%s'"):format(k, v) end
-		return H.sh(("cd '%s' && env -u http_proxy -u https_proxy -u all_proxy -u no_proxy %s "
-			.. "LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' timeout 30 lua5.4 '%s' 2>&1; echo rc=$?")
-			:format(H.ROOT, table.concat(vars, " "), path))
+		for k, v in pairs(env) do vars[#vars + 1] = q(k .. "=" .. v) end
+		return H.sh(("cd %s && env -u http_proxy -u https_proxy -u all_proxy -u no_proxy %s "
+			.. "LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' timeout 30 lua5.4 %s 2>&1; echo rc=$?")
+			:format(q(H.ROOT), table.concat(vars, " "), q(path)))
 	end
 	local SCRIPT = [[
 local wsbeat = require "wsbeat"
@@ -306,9 +316,10 @@ wsbeat.run(10)
 		{ tls = true, var = "https_proxy" }, { tls = true, var = "WSS_PROXY" },
 	} do
 		it(("%s carries a %s:// connection"):format(case.var, case.tls and "wss" or "ws"), function()
-			local srv = H.server { tls = case.tls }
-			local px = P.tinyproxy {}
-			finally(function() px:stop() srv:stop() end)
+			local srv, px
+			finally(function() H.stop(px, srv) end)
+			srv = H.server { tls = case.tls }
+			px = P.tinyproxy {}
 			local out = child(SCRIPT:format(server_url(srv, case.tls, "/echo?env"), H.certs() .. "/ca.pem"),
 				{ [case.var] = px:url() })
 			assert.matches("proxy\thttp://127.0.0.1:" .. px.port, out, 1, true)
@@ -330,9 +341,10 @@ end)
 
 describe("the proxy option as a function", function()
 	it("is called before every attempt and may pick another proxy", function()
-		local srv = H.server {}
-		local a, b = P.microsocks {}, P.tinyproxy {}
-		finally(function() a:stop() b:stop() srv:stop() end)
+		local srv, a, b
+		finally(function() H.stop(a, b, srv) end)
+		srv = H.server {}
+		a, b = P.microsocks {}, P.tinyproxy {}
 		local calls = 0
 		local ws, rec = H.client(srv:url("/reset/fnproxy"), {
 			proxy = function() calls = calls + 1 return calls == 1 and a:url { scheme = "socks5h" } or b:url() end,
@@ -351,23 +363,24 @@ describe("the proxy option as a function", function()
 end)
 
 describe("the CLI", function()
-	it("--proxy goes through the proxy, names it without the password, and --no-proxy does not", function()
-		local srv = H.server {}
-		local px = P.tinyproxy { user = "alice", pass = SECRET }
-		finally(function() px:stop() srv:stop() end)
-		local cmd = "cd '%s' && echo cli-hello | %s bin/wsbeat %s %s 2>&1; echo rc=$?"
-		local out = H.sh(cmd:format(H.ROOT, "", "--proxy '" .. px:url() .. "'", srv:url("/echo?cli")))
+	it("--proxy goes through the proxy, names it without the password, and --no-proxy does not #slow", function()
+		local srv, px
+		finally(function() H.stop(px, srv) end)
+		srv = H.server {}
+		px = P.tinyproxy { user = "alice", pass = SECRET }
+		local cmd = "cd %s && echo cli-hello | %s bin/wsbeat %s %s 2>&1; echo rc=$?"
+		local out = H.sh(cmd:format(q(H.ROOT), "", "--proxy " .. q(px:url()), q(srv:url("/echo?cli"))))
 		assert.matches("cli-hello", out, 1, true)
 		assert.matches("through the proxy http://127.0.0.1:" .. px.port, out, 1, true)
 		assert.matches("rc=0", out, 1, true)
 		assert.is_nil(out:find(SECRET, 1, true))
 		assert.equal(1, #px:wait_connections(1))
-		out = H.sh(cmd:format(H.ROOT, "http_proxy='" .. px:url() .. "'", "--no-proxy", srv:url("/echo?cli2")))
+		out = H.sh(cmd:format(q(H.ROOT), "http_proxy=" .. q(px:url()), "--no-proxy", q(srv:url("/echo?cli2"))))
 		assert.matches("cli-hello", out, 1, true)
 		assert.matches("rc=0", out, 1, true)
 		assert.equal(1, #px:connections())
 		-- wrong credentials: exit 1, cause proxy_auth, no password shown
-		out = H.sh(cmd:format(H.ROOT, "", "--proxy '" .. px:url { pass = "wrong-" .. SECRET } .. "'", srv:url("/echo?cli3")))
+		out = H.sh(cmd:format(q(H.ROOT), "", "--proxy " .. q(px:url { pass = "wrong-" .. SECRET }), q(srv:url("/echo?cli3"))))
 		assert.matches("rc=1", out, 1, true)
 		assert.matches("wants other credentials", out, 1, true)
 		assert.is_nil(out:find(SECRET, 1, true))

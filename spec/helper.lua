@@ -23,10 +23,20 @@ local function sh(cmd)
 end
 H.sh = sh
 
+--- A word for the shell: s in single quotes (paths with spaces, quotes,
+-- globs). Every path or value put into a command for H.sh, os.execute or
+-- io.popen goes through this.
+local function quote(s)
+	return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
+end
+H.quote = quote
+
 local tmp
+--- This run's scratch directory, under $TMPDIR (default /tmp).
 function H.tmpdir()
 	if not tmp then
-		tmp = sh("mktemp -d /tmp/wsbeat-spec.XXXXXX"):gsub("%s+$", "")
+		tmp = sh('mktemp -d "${TMPDIR:-/tmp}/wsbeat-spec.XXXXXX"'):gsub("\n$", "")
+		assert(tmp ~= "", "mktemp failed")
 	end
 	return tmp
 end
@@ -35,8 +45,8 @@ local certs
 function H.certs()
 	if not certs then
 		local dir = H.tmpdir() .. "/certs"
-		local ok = os.execute(string.format("mkdir -p %s && sh %s/spec/fixtures/gencerts.sh %s",
-			dir, ROOT, dir))
+		local ok = os.execute(string.format("mkdir -p %s && sh %s %s",
+			quote(dir), quote(ROOT .. "/spec/fixtures/gencerts.sh"), quote(dir)))
 		assert(ok, "gencerts.sh failed")
 		certs = dir
 	end
@@ -55,67 +65,101 @@ local function read_file(path)
 	return s
 end
 
+-- gone, or a zombie its (adoptive) parent has not reaped yet
+local function exited(pid)
+	local stat = read_file("/proc/" .. pid .. "/stat")
+	return not stat or stat:match("^%d+ %b() (%a)") == "Z"
+end
+H.exited = exited
+
+-- A peer process: :stop(), :signal(sig), :events(kind), :wait_event(...),
+-- and :url(path) once it has a base URL.
 local Server = {}
 Server.__index = Server
 
-local nserver = 0
+local npeer = 0
 
---- Start a peer. opts: kind = "python" | "node"; tls = true; host; deflate;
--- client_ca = path (mutual TLS); port (reuse a port).
-function H.server(opts)
+--- Start a peer in the background and wait until its log shows that it is
+-- ready (the one helper for every server, proxy or other peer process of
+-- the specs). argv: the command, a list of words (each quoted for the
+-- shell). opts: name (log file name and messages); ready, a Lua pattern
+-- the log must match (default "^PORT (%d+)"); stderr = false sends stderr
+-- into the log too (default: a file of its own, log .. ".err"); timeout
+-- (seconds, default 10, scaled by H.SLOW). Stdin is /dev/null.
+-- Returns the peer (pid, log) and the pattern's captures. A peer that exits
+-- or is not ready by the deadline is stopped, and the error shows its output.
+function H.start_peer(argv, opts)
 	opts = opts or {}
-	if opts.raw then
-		-- spec/fixtures/rawhttp.py: a server that answers the upgrade badly
-		nserver = nserver + 1
-		local log = string.format("%s/raw-%d.log", H.tmpdir(), nserver)
-		local pid = sh(string.format("sh -c 'exec %s %s/spec/fixtures/rawhttp.py --mode %s >%s 2>&1' </dev/null & echo $!",
-			H.PYTHON, ROOT, opts.raw, log)):gsub("%s+$", "")
-		local s = setmetatable({ pid = pid, log = log, opts = opts, kind = "raw" }, Server)
-		H.run_until(function()
-			local port = (read_file(log) or ""):match("^PORT (%d+)")
-			s.port = tonumber(port)
-			return port
-		end, 10, "raw server")
-		s.base = ("ws://127.0.0.1:%d"):format(s.port)
-		return s
-	end
-	nserver = nserver + 1
-	local log = string.format("%s/server-%d.log", H.tmpdir(), nserver)
-	local args = { "--host", opts.host or "127.0.0.1", "--port", tostring(opts.port or 0) }
-	if opts.tls then
-		local c = H.certs()
-		args[#args + 1] = string.format("--tls %s/%s.pem %s/%s.key", c, opts.cert or "server", c, opts.cert or "server")
-	end
-	if opts.client_ca then args[#args + 1] = "--client-ca " .. opts.client_ca end
-	if opts.deflate then args[#args + 1] = "--deflate" end
-	local prog
-	if opts.kind == "quiet" then
-		-- the benchmark's echo server: node ws, no logging, fastest here
-		prog = "node " .. ROOT .. "/bench/echo-server.js"
-		args = { "--port", tostring(opts.port or 0) }
-	elseif (opts.kind or "python") == "node" then
-		prog = "node " .. ROOT .. "/spec/fixtures/node-server.js"
-	else
-		prog = H.PYTHON .. " " .. ROOT .. "/spec/fixtures/server.py"
-	end
-	if opts.netns then prog = "ip netns exec " .. opts.netns .. " " .. prog end
-	local pid = sh(string.format("sh -c 'exec %s %s >%s 2>%s.err' </dev/null & echo $!",
-		prog, table.concat(args, " "), log, log)):gsub("%s+$", "")
-	local s = setmetatable({ pid = pid, log = log, opts = opts, kind = opts.kind or "python" }, Server)
-	local deadline = core.now() + 10
+	npeer = npeer + 1
+	local name = opts.name or "peer"
+	local log = ("%s/%s-%d.log"):format(H.tmpdir(), name, npeer)
+	local errlog = opts.stderr == false and log or log .. ".err"
+	local words = {}
+	for i, a in ipairs(argv) do words[i] = quote(a) end
+	-- exec: the background job becomes the peer, so $! is its pid
+	local pid = sh(("exec %s >%s 2>%s </dev/null & echo $!"):format(
+		table.concat(words, " "), quote(log), opts.stderr == false and "&1" or quote(errlog))):gsub("%s+$", "")
+	assert(pid:match("^%d+$"), "could not start " .. name .. ": " .. pid)
+	local peer = setmetatable({ pid = pid, log = log, name = name }, Server)
+	local pattern = opts.ready or "^PORT (%d+)"
+	local deadline = core.now() + (opts.timeout or 10) * H.SLOW
 	while true do
-		local text = read_file(log) or ""
-		local port = text:match("^PORT (%d+)")
-		if port then
-			s.port = tonumber(port)
-			break
-		end
-		if core.now() > deadline then
-			s:stop()
-			error("server did not start: " .. (read_file(log .. ".err") or ""))
+		local caps = table.pack((read_file(log) or ""):match(pattern))
+		if caps[1] then return peer, table.unpack(caps, 1, caps.n) end
+		local gone = exited(pid)
+		if gone or core.now() > deadline then
+			peer:stop()
+			local out = read_file(log) or ""
+			if errlog ~= log then out = out .. (read_file(errlog) or "") end
+			error(("%s did not start (%s): %s"):format(name, gone and "it exited" or "not ready in time", out), 2)
 		end
 		H.sleep(0.02)
 	end
+end
+
+--- Start a peer. opts: kind = "python" | "node" | "quiet" (bench/echo-server.js,
+-- no event log); raw = MODE (spec/fixtures/rawhttp.py); tls = true; cert
+-- (name in H.certs(), default "server"); host; deflate; client_ca = path
+-- (mutual TLS); port (reuse a port); netns (run in that namespace).
+function H.server(opts)
+	opts = opts or {}
+	local argv, kind
+	if opts.raw then
+		-- spec/fixtures/rawhttp.py: a server that answers the upgrade badly
+		kind = "raw"
+		argv = { H.PYTHON, ROOT .. "/spec/fixtures/rawhttp.py", "--mode", opts.raw }
+	elseif opts.kind == "quiet" then
+		-- the benchmark's echo server: node ws, no logging, fastest here
+		kind = "quiet"
+		argv = { "node", ROOT .. "/bench/echo-server.js", "--port", tostring(opts.port or 0) }
+	else
+		kind = opts.kind or "python"
+		if kind == "node" then
+			argv = { "node", ROOT .. "/spec/fixtures/node-server.js" }
+		else
+			argv = { H.PYTHON, ROOT .. "/spec/fixtures/server.py" }
+		end
+		for _, a in ipairs { "--host", opts.host or "127.0.0.1", "--port", tostring(opts.port or 0) } do
+			argv[#argv + 1] = a
+		end
+		if opts.tls then
+			local c, cert = H.certs(), opts.cert or "server"
+			for _, a in ipairs { "--tls", c .. "/" .. cert .. ".pem", c .. "/" .. cert .. ".key" } do
+				argv[#argv + 1] = a
+			end
+		end
+		if opts.client_ca then
+			argv[#argv + 1] = "--client-ca"
+			argv[#argv + 1] = opts.client_ca
+		end
+		if opts.deflate then argv[#argv + 1] = "--deflate" end
+	end
+	if opts.netns then
+		table.move(argv, 1, #argv, 5)
+		argv[1], argv[2], argv[3], argv[4] = "ip", "netns", "exec", opts.netns
+	end
+	local s, port = H.start_peer(argv, { name = kind == "raw" and "raw" or "server" })
+	s.opts, s.kind, s.port = opts, kind, tonumber(port)
 	local host = opts.host or "127.0.0.1"
 	if host:find(":") then host = "[" .. host .. "]" end
 	s.base = string.format("%s://%s:%d", opts.tls and "wss" or "ws", host, s.port)
@@ -155,28 +199,41 @@ function Server:wait_event(kind, pred, timeout)
 end
 
 function Server:signal(sig)
-	os.execute(string.format("kill -%s %s 2>/dev/null", sig, self.pid))
+	assert(tostring(sig):match("^%w+$"), "bad signal")
+	os.execute(string.format("kill -%s %s 2>/dev/null", sig, quote(self.pid)))
 end
 
--- gone, or a zombie its (adoptive) parent has not reaped yet
-local function exited(pid)
-	local stat = read_file("/proc/" .. pid .. "/stat")
-	return not stat or stat:match("^%d+ %b() (%a)") == "Z"
-end
-H.exited = exited
-
+--- TERM, and KILL if it has not exited 2 s later; returns once it is gone.
 function Server:stop()
 	if self.stopped then return end
 	self.stopped = true
 	self:signal("TERM")
-	local deadline = core.now() + 2
+	self:signal("CONT") -- a stopped peer acts on TERM only once continued
+	local deadline, killed = core.now() + 2, false
 	while not exited(self.pid) do
 		if core.now() > deadline then
+			assert(not killed, self.name .. " (pid " .. self.pid .. ") survived SIGKILL")
 			self:signal("KILL")
-			return
+			killed, deadline = true, core.now() + 2
 		end
 		H.sleep(0.01)
 	end
+end
+
+--- Stop every peer given (servers, proxies, anything with :stop()); nil
+-- ones are skipped, so one finally (busted keeps only the last one of a
+-- test) or teardown can name peers that may not have started. All are
+-- stopped even if one raises; the first error is raised afterwards.
+function H.stop(...)
+	local first
+	for i = 1, select("#", ...) do
+		local p = select(i, ...)
+		if p then
+			local ok, err = pcall(p.stop, p)
+			if not ok and not first then first = err end
+		end
+	end
+	if first then error(first, 0) end
 end
 
 --- Drive wsbeat until pred() is true; fail with a traceback at the deadline
@@ -259,11 +316,12 @@ function H.netns()
 	nnetns = nnetns + 1
 	local pid = H.sh("echo $PPID"):gsub("%s+$", "") -- (the shell's parent: this process)
 	local name = ("wsbeat%s-%d"):format(pid, nnetns)
-	assert(os.execute("ip netns add " .. name), "ip netns add failed (root and iproute2 needed)")
+	assert(os.execute("ip netns add " .. quote(name)), "ip netns add failed (root and iproute2 needed)")
 	local ns = { name = name }
-	function ns.exec(_, cmd) return H.sh(("ip netns exec %s %s"):format(name, cmd)) end
-	function ns.delete() os.execute("ip netns del " .. name .. " 2>/dev/null") end
-	assert(os.execute(("ip netns exec %s ip link set lo up"):format(name)))
+	-- cmd: a shell command line, run in the namespace by sh -c
+	function ns.exec(_, cmd) return H.sh(("ip netns exec %s sh -c %s"):format(quote(name), quote(cmd))) end
+	function ns.delete() os.execute("ip netns del " .. quote(name) .. " 2>/dev/null") end
+	assert(os.execute(("ip netns exec %s ip link set lo up"):format(quote(name))))
 	return ns
 end
 
@@ -282,41 +340,19 @@ function H.open_fds()
 end
 
 --- Start the fault-injection TCP proxy (spec/fixtures/proxy.py) in front of
--- 127.0.0.1:target_port. Returns an object with :url(path), :mode(cmd)
+-- 127.0.0.1:target_port. Returns a peer with :url(path), :mode(cmd)
 -- ("forward", "blackhole", "freeze", "delay <ms>", "reset", "refuse"; returns
 -- once the proxy answered ok), :events(kind), :wait_event(...), :stop().
 function H.proxy(target_port)
-	nserver = nserver + 1
-	local log = string.format("%s/proxy-%d.log", H.tmpdir(), nserver)
-	local pid = sh(string.format(
-		"sh -c 'exec %s %s/spec/fixtures/proxy.py --target 127.0.0.1:%d >%s 2>%s.err' </dev/null & echo $!",
-		H.PYTHON, ROOT, target_port, log, log)):gsub("%s+$", "")
-	local p = { pid = pid, log = log, events = Server.events, wait_event = Server.wait_event,
-		signal = Server.signal }
-	p.stop = Server.stop
-	local deadline = core.now() + 10
-	while true do
-		local text = read_file(log) or ""
-		local port, control = text:match("^PORT (%d+)\nCONTROL (%d+)\n")
-		if port then
-			p.port, p.control = tonumber(port), tonumber(control)
-			break
-		end
-		if core.now() > deadline then
-			p:stop()
-			error("proxy did not start: " .. (read_file(log .. ".err") or ""))
-		end
-		H.sleep(0.02)
-	end
-	function p:url(path)
-		return string.format("ws://127.0.0.1:%d%s", self.port, path or "/echo")
-	end
+	local p, port, control = H.start_peer({ H.PYTHON, ROOT .. "/spec/fixtures/proxy.py",
+		"--target", "127.0.0.1:" .. math.tointeger(target_port) }, { name = "proxy", ready = "^PORT (%d+)\nCONTROL (%d+)\n" })
+	p.port, p.control = tonumber(port), tonumber(control)
+	p.base = ("ws://127.0.0.1:%d"):format(p.port)
 	-- bash's /dev/tcp: one short blocking exchange, no interpreter start-up
 	function p:mode(cmd)
 		assert(not cmd:find("[^%w ]"), "bad proxy command: " .. cmd)
-		local out = sh(string.format(
-			"timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d && echo \"%s\" >&3 && read -r a <&3 && echo \"$a\"' 2>&1",
-			self.control, cmd))
+		local script = 'exec 3<>"/dev/tcp/127.0.0.1/$1" && echo "$2" >&3 && read -r a <&3 && echo "$a"'
+		local out = sh(("timeout 5 bash -c %s bash %d %s 2>&1"):format(quote(script), self.control, quote(cmd)))
 		out = out:gsub("%s+$", "")
 		assert(out == "ok", "proxy " .. cmd .. ": " .. out)
 	end
