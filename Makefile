@@ -109,11 +109,11 @@ bench-proxy: all bench-bin
 	$(NO_PROXY_ENV) $(LUA) bench/proxy.lua $(ROUNDS)
 
 install: all
-	install -d $(DESTDIR)$(LIBDIR)/wsbeat $(DESTDIR)$(LUADIR)/wsbeat
-	install -m 0755 $(CORE) $(DESTDIR)$(LIBDIR)/wsbeat/core.so
-	install -m 0644 lua/wsbeat/*.lua $(DESTDIR)$(LUADIR)/wsbeat/
-	install -d $(DESTDIR)$(BINDIR)
-	install -m 0755 bin/wsbeat $(DESTDIR)$(BINDIR)/wsbeat
+	install -d "$(DESTDIR)$(LIBDIR)/wsbeat" "$(DESTDIR)$(LUADIR)/wsbeat"
+	install -m 0755 $(CORE) "$(DESTDIR)$(LIBDIR)/wsbeat/core.so"
+	install -m 0644 lua/wsbeat/*.lua "$(DESTDIR)$(LUADIR)/wsbeat/"
+	install -d "$(DESTDIR)$(BINDIR)"
+	install -m 0755 bin/wsbeat "$(DESTDIR)$(BINDIR)/wsbeat"
 
 clean:
 	rm -rf build build-asan build-fuzz
