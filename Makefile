@@ -19,14 +19,14 @@ WARN = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wpointer-arith \
 ALL_CFLAGS = $(WARN) -fPIC -I$(LUA_INCDIR) $(DEPS_CFLAGS) $(CFLAGS)
 LIBFLAG ?= -shared
 
-SRCS = src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/lengine.c src/conn.c src/attempt.c src/retry.c src/heartbeat.c src/send.c src/cork.c src/recv.c src/callback.c src/proxy.c src/lclient.c src/lcli.c
+SRCS = src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/lengine.c src/conn.c src/attempt.c src/retry.c src/heartbeat.c src/send.c src/cork.c src/recv.c src/callback.c src/proxy.c src/relay.c src/lclient.c src/lcli.c
 OBJS = $(SRCS:src/%.c=build/%.o)
 CORE = build/wsbeat/core.so
 
 .PHONY: all test test-fast lint install clean check-memory demo asan fuzz bench bench-bin bench-scale bench-proxy dist
 all: $(CORE)
 
-build/%.o: src/%.c src/wsbeat.h src/conn.h
+build/%.o: src/%.c src/wsbeat.h src/conn.h src/tunnel.h
 	@mkdir -p build
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 

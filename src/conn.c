@@ -137,19 +137,16 @@ void wsb_finish_closed(struct wsb_client *c, const char *cause, int code,
  * The attempt or connection is over for a reason other than a completed
  * user close: decide between "reconnecting" and "closed".
  */
-void wsb_lost(struct wsb_client *c, const char *cause, int code,
-		 int status, const char *fmt, ...)
+void wsb_vlost(struct wsb_client *c, const char *cause, int code,
+	       int status, const char *fmt, va_list ap)
 {
 	char *reason;
-	va_list ap;
 	double now = wsb_now(c->e);
 
 	if (c->at.done || c->st == WSB_CLOSED)
 		return;
 	c->at.done = 1;
-	va_start(ap, fmt);
 	reason = vfmt(fmt, ap);
-	va_end(ap);
 
 	if (c->st == WSB_CLOSING) {
 		/* the user asked to close: that is what happened */
@@ -195,16 +192,14 @@ void wsb_lost(struct wsb_client *c, const char *cause, int code,
 	}
 }
 
-void wsb_client_lost(struct wsb_client *c, const char *cause, int status,
-		     const char *fmt, ...)
+void wsb_lost(struct wsb_client *c, const char *cause, int code,
+	      int status, const char *fmt, ...)
 {
-	char msg[512];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	wsb_vlost(c, cause, code, status, fmt, ap);
 	va_end(ap);
-	wsb_lost(c, cause, 0, status, "%s", msg);
 }
 
 /*

@@ -15,6 +15,8 @@
 #ifndef WSBEAT_CONN_H
 #define WSBEAT_CONN_H
 
+#include <stdarg.h>
+
 #include "wsbeat.h"
 
 #define TX_CHUNK WSB_TX_CHUNK /* fragment size: a probe never waits longer */
@@ -28,6 +30,8 @@ void wsb_push_simple(struct wsb_client *c, enum wsb_ev_kind kind,
 		     struct wsb_msg *m);
 void wsb_lost(struct wsb_client *c, const char *cause, int code, int status,
 	      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void wsb_vlost(struct wsb_client *c, const char *cause, int code,
+	       int status, const char *fmt, va_list ap);
 void wsb_end_attempt(struct wsb_client *c);
 void wsb_finish_closed(struct wsb_client *c, const char *cause, int code,
 		       char *reason);

@@ -379,10 +379,8 @@ void wsb_tunnel_start(struct wsb_client *c);
 void wsb_tunnel_abandon(struct wsb_client *c);
 int wsb_tunnel_input_waiting(struct wsb_client *c);
 double wsb_tunnel_last_rx(struct wsb_client *c);
-/* client.c, for the tunnel */
+/* attempt.c, for the tunnel */
 void wsb_client_tunnel_ready(struct wsb_client *c, const char *address);
-void wsb_client_lost(struct wsb_client *c, const char *cause, int status,
-		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* retry.c: the retry policy, pure */
 const char *wsb_close_code_name(int code);
