@@ -30,13 +30,7 @@ local live = {}
 local nproxy = 0
 local STARTS = 5 -- attempts when a picked port was taken meanwhile
 
-local function read_file(path)
-	local f = io.open(path, "r")
-	if not f then return "" end
-	local s = f:read("a")
-	f:close()
-	return s
-end
+local function read_file(path) return H.read_file(path) or "" end
 
 local function write_file(path, text)
 	local f = assert(io.open(path, "w"))
