@@ -55,12 +55,6 @@ void wsb_mask(unsigned char *dst, const unsigned char *src, size_t len,
 		dst[i] = src[i] ^ key[i & 3];
 }
 
-/* Bytes a masked frame of len payload bytes has before its payload. */
-size_t wsb_frame_head_len(uint64_t len)
-{
-	return (len < 126 ? 2 : len < 65536 ? 4 : 10) + 4;
-}
-
 /*
  * The one builder of the frames wsbeat writes: the payload is masked from
  * src into payload (src may be payload itself: masked in place), and the

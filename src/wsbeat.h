@@ -404,7 +404,12 @@ enum { WSB_OP_CONTINUATION = 0, WSB_OP_TEXT = 1, WSB_OP_BINARY = 2,
 size_t wsb_frame_header(unsigned char *h, unsigned first, uint64_t len);
 void wsb_mask(unsigned char *dst, const unsigned char *src, size_t len,
 	      const unsigned char key[4]);
-size_t wsb_frame_head_len(uint64_t len);
+/* Bytes a masked frame of len payload bytes has before its payload
+ * (inline: the batch buffer asks for every message). */
+static inline size_t wsb_frame_head_len(uint64_t len)
+{
+	return (len < 126 ? 2 : len < 65536 ? 4 : 10) + 4;
+}
 unsigned char *wsb_frame_build(unsigned char *payload, unsigned first,
 			       const unsigned char *src, size_t len,
 			       const unsigned char key[4]);
