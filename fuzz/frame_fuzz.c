@@ -1,7 +1,8 @@
 /*
  * libFuzzer target for the frames wsbeat writes (src/frame.c): the header
- * must read back, by RFC 6455 5.2's rules, as a masked frame of the given
- * first byte and length in its shortest form, and the word-at-a-time mask
+ * must read back, by RFC 6455 5.2's rules, as a frame (masked for a client,
+ * unmasked for a server) of the given first byte and length in its
+ * shortest form, and the word-at-a-time mask
  * must equal the byte-at-a-time XOR of the RFC (5.3), out of place and in
  * place, at every alignment; and the builder must put them together.
  */
@@ -14,14 +15,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_header(unsigned first, uint64_t len)
+static void check_header(unsigned first, uint64_t len, int masked)
 {
 	unsigned char h[10];
-	size_t n = wsb_frame_header(h, first, len), want;
+	size_t n = wsb_frame_header(h, first, len, masked), want;
 	uint64_t got = 0;
 
 	assert(h[0] == (first & 0xff));
-	assert(h[1] & 0x80); /* a client's frames are masked */
+	assert(!(h[1] & 0x80) == !masked); /* a client's frames are masked */
 	switch (h[1] & 0x7f) {
 	case 126:
 		want = 4;
@@ -55,8 +56,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(key, data, 4);
 	for (int i = 0; i < 8; i++)
 		len = len << 8 | data[4 + i];
-	check_header(data[12], len >> (data[13] % 64) & 0x7fffffffffffffffULL);
-	check_header(data[12], size);
+	check_header(data[12], len >> (data[13] % 64) & 0x7fffffffffffffffULL,
+		     data[13] & 0x40);
+	check_header(data[12], size, 1);
+	check_header(data[12], size, 0);
 	off = data[13] % 8; /* alignment of the payload */
 	data += 14;
 	size -= 14;
@@ -76,17 +79,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* the builder: header, key, then the masked payload, contiguous,
 	 * from a payload masked in place behind the headroom it needs */
 	{
-		size_t hl = wsb_frame_head_len(size);
+		size_t hl = wsb_frame_head_len(size, 1);
 		unsigned char h[10], *buf = malloc(hl + size + 1), *f;
 
 		assert(buf);
 		memcpy(buf + hl, data, size);
 		f = wsb_frame_build(buf + hl, 0x82, buf + hl, size, key);
 		assert(f == buf);
-		n = wsb_frame_header(h, f[0], size);
+		n = wsb_frame_header(h, f[0], size, 1);
 		assert(hl == n + 4 && !memcmp(f, h, n) && !memcmp(f + n, key, 4));
 		for (size_t i = 0; i < size; i++)
 			assert(f[hl + i] == (data[i] ^ key[i % 4]));
+		free(buf);
+	}
+	/* a server's frame: no key, the payload as it is, copied in */
+	{
+		size_t hl = wsb_frame_head_len(size, 0);
+		unsigned char h[10], *buf = malloc(hl + size + 1), *f;
+
+		assert(buf);
+		f = wsb_frame_build(buf + hl, 0x81, data, size, NULL);
+		assert(f == buf);
+		n = wsb_frame_header(h, f[0], size, 0);
+		assert(hl == n && !memcmp(f, h, n) && !(f[1] & 0x80));
+		assert(!size || !memcmp(f + hl, data, size));
 		free(buf);
 	}
 	return 0;

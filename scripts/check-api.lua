@@ -28,10 +28,21 @@ for k in pairs(getmetatable(ws).__index) do
 end
 ws:close()
 wsbeat.run(2)
+local s_methods, c_methods, s_options = {}, {}, {}
+for k in pairs(require("wsbeat.core").server_methods) do
+	if k:sub(1, 1) ~= "_" then s_methods[k] = true end
+end
+for k in pairs(require("wsbeat.core").conn_methods) do
+	if k:sub(1, 1) ~= "_" then c_methods[k] = true end
+end
 -- (one checker per option in lua/wsbeat/options.lua; should those lines
 -- move again, finding none must fail here, not as a list of every option)
 for k in read("lua/wsbeat/options.lua"):gmatch("\nOPTION%.([%w_]+) =") do options[k] = true end
 assert(next(options), "no OPTION.name = lines found in lua/wsbeat/options.lua")
+for k in read("lua/wsbeat/options.lua"):gmatch("\nSERVER_OPTION%.([%w_]+) =") do s_options[k] = true end
+for k in read("lua/wsbeat/options.lua"):match("for _, k in ipairs (%b{}) do\n\tSERVER_OPTION"):gmatch('"([%w_]+)"') do
+	s_options[k] = true
+end
 
 -- what the definitions say
 assert(loadfile("types/wsbeat.lua")) -- valid Lua
@@ -41,6 +52,11 @@ for k in types:gmatch("\nfunction wsbeat%.([%w_]+)%(") do t_funcs[k] = true end
 for k in types:gmatch("\nfunction Client:([%w_]+)%(") do t_methods[k] = true end
 local opt_block = types:match("%-%-%-@class wsbeat%.Options\n(.-)\n\n")
 for k in (opt_block or ""):gmatch("%-%-%-@field ([%w_]+)") do t_options[k] = true end
+local t_smethods, t_cmethods, t_soptions = {}, {}, {}
+for k in types:gmatch("\nfunction Server:([%w_]+)%(") do t_smethods[k] = true end
+for k in types:gmatch("\nfunction Conn:([%w_]+)%(") do t_cmethods[k] = true end
+local sopt_block = types:match("%-%-%-@class wsbeat%.ServerOptions\n(.-)\n\n")
+for k in (sopt_block or ""):gmatch("%-%-%-@field ([%w_]+)") do t_soptions[k] = true end
 
 -- what the reference says
 local doc = read("docs/API.md")
@@ -56,6 +72,9 @@ end
 compare(funcs, t_funcs, "function", "types/wsbeat.lua")
 compare(methods, t_methods, "method", "types/wsbeat.lua")
 compare(options, t_options, "option", "types/wsbeat.lua")
+compare(s_methods, t_smethods, "server method", "types/wsbeat.lua")
+compare(c_methods, t_cmethods, "connection method", "types/wsbeat.lua")
+compare(s_options, t_soptions, "server option", "types/wsbeat.lua")
 
 for k in pairs(funcs) do
 	if not doc:find("wsbeat." .. k, 1, true) then problem("function 'wsbeat.%s' is missing from docs/API.md", k) end
@@ -65,6 +84,17 @@ for k in pairs(methods) do
 end
 for k in pairs(options) do
 	if not doc:find("| `" .. k .. "` |", 1, true) then problem("option '%s' is missing from the options table of docs/API.md", k) end
+end
+
+local server_doc = doc:match("\n## Server(.-)\n## ") or ""
+for k in pairs(s_methods) do
+	if not server_doc:find("server:" .. k .. "(", 1, true) then problem("method 'server:%s()' is missing from docs/API.md's Server section", k) end
+end
+for k in pairs(c_methods) do
+	if not server_doc:find("conn:" .. k .. "(", 1, true) then problem("method 'conn:%s()' is missing from docs/API.md's Server section", k) end
+end
+for k in pairs(s_options) do
+	if not server_doc:find("`" .. k .. "`", 1, true) then problem("server option '%s' is missing from docs/API.md's Server section", k) end
 end
 
 if #problems > 0 then

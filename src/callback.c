@@ -95,23 +95,26 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 /*
  * lws 4.1.6 drops the link without a close frame for some violations (RSV
  * bits, reserved opcodes, fragmented or oversized control frames), so the
- * server would see 1006.  The socket is still open during CLIENT_CLOSED:
- * send the 1002 close frame lws did not, masked as a client's must be.
+ * peer would see 1006.  The socket is still open during CLOSED: send the
+ * 1002 close frame lws did not (masked, as a client's must be; a server's
+ * is not).
  */
 static int send_protocol_close(struct wsb_client *c, struct lws *wsi)
 {
 	static const unsigned char code[2] = { 0x03, 0xea }; /* 1002 */
-	const unsigned char *key = wsb_mask_key(c->e);
-	unsigned char f[8];
+	const unsigned char *key;
+	unsigned char f[8], *start;
 	int fd = lws_get_socket_fd(wsi);
+	size_t n;
 
-	if (fd < 0 || !key)
+	if (fd < 0 || wsb_frame_key(c, &key) < 0)
 		return 0;
-	wsb_frame_build(f + 6, 0x80 | WSB_OP_CLOSE, code, sizeof(code), key);
+	start = wsb_frame_build(f + 6, 0x80 | WSB_OP_CLOSE, code, sizeof(code),
+				key);
+	n = (size_t)(f + sizeof(f) - start);
 	if (lws_is_ssl(wsi))
-		wsb_tls_write_last(lws_get_ssl(wsi), f, sizeof(f));
-	else if (send(fd, f, sizeof(f), MSG_NOSIGNAL | MSG_DONTWAIT) !=
-		 (ssize_t)sizeof(f))
+		wsb_tls_write_last(lws_get_ssl(wsi), start, (int)n);
+	else if (send(fd, start, n, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)n)
 		return 0;
 	return 1;
 }
@@ -137,6 +140,7 @@ static void drain_input(struct lws *wsi)
 
 static void on_closed(struct wsb_client *c, struct lws *wsi)
 {
+	const char *peer = c->server_role ? "client" : "server";
 	int code = c->close.peer_code;
 	int sent = 0;
 
@@ -151,7 +155,9 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 	if (!code && c->st != WSB_CLOSING && !c->close.cause) {
 		if (lws_get_close_length(wsi) >= 2) {
 			const unsigned char *p = lws_get_close_payload(wsi);
-			int v = (p[0] ^ p[-4]) << 8 | (p[1] ^ p[-3]);
+			/* (a server's close frames are not masked) */
+			int v = c->server_role ? p[0] << 8 | p[1] :
+				(p[0] ^ p[-4]) << 8 | (p[1] ^ p[-3]);
 
 			sent = v >= 1000 && v < 5000 ? v : 1002;
 		} else {
@@ -171,8 +177,7 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 	c->tx.hold = NULL;
 	if (c->st == WSB_CLOSING) {
 		c->at.done = 1;
-		wsb_finish_closed(c, "closed_by_user", c->close.code,
-			      strdup("closed by user"));
+		wsb_finish_user_close(c);
 	} else if (c->close.cause) {
 		wsb_lost(c, c->close.cause, c->close.code, 0, "%s (%d %s)",
 		     !strcmp(c->close.cause, "too_big") ?
@@ -180,14 +185,14 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 		     c->close.code, wsb_close_code_name(c->close.code));
 	} else if (sent > 0) {
 		wsb_lost(c, "protocol_error", sent, 0,
-		     "protocol error by the server (closed with %d %s)", sent,
+		     "protocol error by the %s (closed with %d %s)", peer, sent,
 		     wsb_close_code_name(sent));
 	} else if (sent < 0) {
 		wsb_lost(c, "protocol_error", 0, 0,
-		     "protocol error by the server (connection dropped)");
+		     "protocol error by the %s (connection dropped)", peer);
 	} else if (code) {
-		wsb_lost(c, "closed_by_peer", code, 0, "server closed (%d %s%s%s)",
-		     code, wsb_close_code_name(code),
+		wsb_lost(c, "closed_by_peer", code, 0, "%s closed (%d %s%s%s)",
+		     peer, code, wsb_close_code_name(code),
 		     c->close.peer_reason[0] ? ": " : "",
 		     c->close.peer_reason);
 	} else {
@@ -261,7 +266,8 @@ static void on_destroy(struct wsb_client *c, struct lws *wsi)
 	if (c->st == WSB_CONNECTING && c->at.cert_unanswered)
 		lost_no_cert(c);
 	else
-		wsb_lost(c, "network", 0, 0, c->st == WSB_CONNECTING ?
+		wsb_lost(c, c->server_role ? "connection_lost" : "network", 0, 0,
+			 c->st == WSB_CONNECTING ?
 			 "connection failed: closed during the opening handshake" :
 			 "connection lost");
 }
@@ -273,6 +279,8 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 	if (reason == LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION)
 		return wsb_tls_verify(wsi, user, (int)len);
+	if (reason == LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION)
+		return !len; /* OpenSSL's verdict on a client certificate */
 	if (!c)
 		return 0;
 	if (c->magic == WSB_TOMB_MAGIC) {
@@ -280,8 +288,16 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			free_tomb(wsi, user);
 		return 0;
 	}
+	if (c->magic == WSB_PENDING_MAGIC)
+		return wsb_server_callback(wsi, reason, user, in, len);
 
 	switch (reason) {
+	/* the server role's own steps */
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+	case LWS_CALLBACK_ESTABLISHED:
+	case LWS_CALLBACK_CLOSED_HTTP:
+		return wsb_server_callback(wsi, reason, user, in, len);
+	/* both roles */
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
 		return append_headers(c, wsi, (unsigned char **)in, len);
 	case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
@@ -300,20 +316,26 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		on_conn_error(c, wsi, in ? (const char *)in : NULL);
 		return 0;
 	case LWS_CALLBACK_CLIENT_RECEIVE:
+	case LWS_CALLBACK_RECEIVE:
 		wsb_on_receive(c, wsi, in, len);
 		return 0;
 	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+	case LWS_CALLBACK_RECEIVE_PONG:
 		wsb_heard(c);
 		wsb_on_pong(c, in, len);
 		return 0;
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
+	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return wsb_on_writeable(c, wsi);
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		return on_peer_close(c, in, len);
 	case LWS_CALLBACK_CLIENT_CLOSED:
+	case LWS_CALLBACK_CLOSED:
 		on_closed(c, wsi);
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
+		if (c->server_role && c->st == WSB_CONNECTING && !c->wsi)
+			return wsb_server_callback(wsi, reason, user, in, len);
 		on_destroy(c, wsi);
 		return 0;
 	default:

@@ -22,8 +22,11 @@ static char *vfmt(const char *fmt, va_list ap)
 /* The one place the real state changes: keeps the engine's live count. */
 static void wsb_set_st(struct wsb_client *c, enum wsb_state st)
 {
-	if (c->st != WSB_CLOSED && st == WSB_CLOSED)
+	if (c->st != WSB_CLOSED && st == WSB_CLOSED) {
 		c->e->live--;
+		if (c->server_role)
+			wsb_server_conn_closed(c);
+	}
 	c->st = st;
 }
 
@@ -85,7 +88,7 @@ void wsb_msgq_free(struct wsb_msgq *q)
 
 	while ((m = STAILQ_FIRST(q))) {
 		STAILQ_REMOVE_HEAD(q, link);
-		free(m);
+		wsb_msg_free(m);
 	}
 }
 
@@ -151,8 +154,7 @@ void wsb_vlost(struct wsb_client *c, const char *cause, int code,
 	if (c->st == WSB_CLOSING) {
 		/* the user asked to close: that is what happened */
 		free(reason);
-		wsb_finish_closed(c, "closed_by_user", c->close.code,
-			      strdup("closed by user"));
+		wsb_finish_user_close(c);
 		return;
 	}
 	if (c->opened_mono > 0 && now - c->opened_mono >= c->o.rc_min_uptime)
@@ -284,6 +286,27 @@ static void start_close(struct wsb_client *c)
 	wsb_engine_kick(c->e);
 }
 
+/* Why we close: the user's close(), or the server's (server:close(), a
+ * slow consumer); the cause and its words. */
+static const char *close_by(const struct wsb_client *c, char **words)
+{
+	const char *by = c->close.by ? c->close.by : "closed_by_user";
+
+	*words = strdup(!strcmp(by, "server_closed") ? "server closed" :
+			!strcmp(by, "slow_consumer") ?
+			"slow consumer: send buffer full" : "closed by user");
+	return by;
+}
+
+/* The close we started is over: closed for the reason we closed. */
+void wsb_finish_user_close(struct wsb_client *c)
+{
+	char *words;
+	const char *by = close_by(c, &words);
+
+	wsb_finish_closed(c, by, c->close.code, words);
+}
+
 void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 		      size_t len)
 {
@@ -304,12 +327,15 @@ void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 	if (c->st != WSB_OPEN || !c->wsi) {
 		/* nothing to hand-shake with */
 		c->at.done = 1;
-		wsb_finish_closed(c, "closed_by_user", code,
-			      strdup("closed by user"));
+		wsb_finish_user_close(c);
 		return;
 	}
-	wsb_set_state(c, WSB_CLOSING, "closed_by_user", strdup("closed by user"),
-		  code, 0, -1, -1);
+	{
+		char *words;
+		const char *by = close_by(c, &words);
+
+		wsb_set_state(c, WSB_CLOSING, by, words, code, 0, -1, -1);
+	}
 	c->hb.t_probe = c->hb.t_dead = 0;
 	c->close.t_close = wsb_now(c->e) + c->o.close_timeout;
 	wsb_client_timer_arm(c);
@@ -350,8 +376,21 @@ void wsb_client_free(struct wsb_client *c)
 	e->gone_bytes_sent += c->bytes_sent;
 	e->gone_bytes_recv += c->bytes_recv;
 	e->gone_reconnects += c->reconnects;
-	if (c->st != WSB_CLOSED)
+	if (c->st != WSB_CLOSED) {
 		e->live--;
+		if (c->server_role)
+			wsb_server_conn_closed(c);
+	}
+	if (c->srv) {
+		c->srv->gone_msgs_sent += c->msgs_sent;
+		c->srv->gone_msgs_recv += c->msgs_recv;
+		c->srv->gone_bytes_sent += c->bytes_sent;
+		c->srv->gone_bytes_recv += c->bytes_recv;
+		LIST_REMOVE(c, srv_link);
+		c->srv = NULL;
+	}
+	wsb_request_free(c->req);
+	c->req = NULL;
 
 	if (c->deferred)
 		LIST_REMOVE(c, def_link);

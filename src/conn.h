@@ -35,6 +35,7 @@ void wsb_vlost(struct wsb_client *c, const char *cause, int code,
 void wsb_end_attempt(struct wsb_client *c);
 void wsb_finish_closed(struct wsb_client *c, const char *cause, int code,
 		       char *reason);
+void wsb_finish_user_close(struct wsb_client *c);
 
 /* attempt.c */
 void wsb_detach_wsi(struct wsb_client *c);
@@ -50,6 +51,7 @@ void wsb_on_pong(struct wsb_client *c, const unsigned char *in, size_t len);
 
 /* send.c */
 const unsigned char *wsb_mask_key(struct wsb_engine *e);
+int wsb_frame_key(struct wsb_client *c, const unsigned char **key);
 int wsb_write_frame(struct wsb_client *c, struct lws *wsi, unsigned first,
 		    unsigned char *p, const unsigned char *src, size_t len);
 int wsb_ping_now(struct wsb_client *c, const unsigned char *payload,

@@ -17,7 +17,8 @@
  * unmask them back into messages at the front of the send queue, where a
  * message that could not be written at once would have gone, so that they
  * leave on the next connection.  Our own frames only: data frames with
- * 2- or 4-byte headers (DIRECT_MAX < 65536; PINGs are never corked).
+ * 2- or 4-byte headers (DIRECT_MAX < 65536; PINGs are never corked),
+ * masked (a client's) or not (a server's).
  */
 void wsb_cork_requeue(struct wsb_client *c)
 {
@@ -28,7 +29,7 @@ void wsb_cork_requeue(struct wsb_client *c)
 		return;
 	while (p < end) {
 		unsigned op = p[0] & 0x0f;
-		size_t len = p[1] & 0x7f, hl = 2;
+		size_t len = p[1] & 0x7f, hl = 2, kl = p[1] & 0x80 ? 4 : 0;
 		struct wsb_msg *m;
 
 		if (len == 126) {
@@ -37,14 +38,17 @@ void wsb_cork_requeue(struct wsb_client *c)
 		}
 		m = wsb_msg_out(NULL, len, op == WSB_OP_BINARY);
 		if (m) {
-			wsb_mask(m->data, p + hl + 4, len, p + hl);
+			if (kl)
+				wsb_mask(m->data, p + hl + kl, len, p + hl);
+			else if (len)
+				memcpy(m->data, p + hl, len);
 			STAILQ_INSERT_TAIL(&front, m, link);
 			c->tx.bytes += len;
 			c->tx.count++;
 		} else {
 			c->tx.dropped++; /* out of memory: counted as unsent */
 		}
-		p += hl + 4 + len;
+		p += hl + kl + len;
 	}
 	/* front + the queue, back into the queue */
 	STAILQ_CONCAT(&front, &c->tx.q);
@@ -125,10 +129,9 @@ int wsb_cork_add(struct wsb_client *c, unsigned first,
 		c->cork.buf = b;
 		c->cork.cap = cap;
 	}
-	key = wsb_mask_key(c->e);
-	if (!key)
+	if (wsb_frame_key(c, &key) < 0)
 		return 0;
-	c->cork.len += wsb_frame_head_len(len);
+	c->cork.len += wsb_frame_head_len(len, key != NULL);
 	wsb_frame_build(c->cork.buf + c->cork.len, first, src, len, key);
 	c->cork.len += len;
 	c->cork.msgs++;

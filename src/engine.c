@@ -37,6 +37,11 @@ static const struct lws_extension extensions[] = {
 	{ NULL, NULL, NULL }
 };
 
+const struct lws_extension *wsb_extensions(void)
+{
+	return extensions;
+}
+
 double wsb_now(struct wsb_engine *e)
 {
 	(void)e;
@@ -266,6 +271,7 @@ int wsb_engine_open(struct wsb_engine *e, char *err, size_t errlen)
 	STAILQ_INIT(&e->events);
 	STAILQ_INIT(&e->log_lines);
 	LIST_INIT(&e->clients);
+	LIST_INIT(&e->servers);
 	LIST_INIT(&e->deferred);
 	LIST_INIT(&e->corked);
 	TAILQ_INIT(&e->admit_q);
@@ -333,8 +339,17 @@ void wsb_engine_close(struct wsb_engine *e)
 		return;
 	e->destroyed = 1;
 
-	/* Detach every client first: lws callbacks during destroy must not
-	 * reach client memory, and userdata still alive must not reach us. */
+	/* Detach every server and client first: lws callbacks during destroy
+	 * must not reach their memory, and userdata still alive must not
+	 * reach us. */
+	while (!LIST_EMPTY(&e->servers)) {
+		struct wsb_server *s = LIST_FIRST(&e->servers);
+
+		if (s->udp)
+			*s->udp = NULL;
+		s->udp = NULL;
+		wsb_server_free(s);
+	}
 	while (!LIST_EMPTY(&e->clients)) {
 		struct wsb_client *c = LIST_FIRST(&e->clients);
 
@@ -362,6 +377,7 @@ void wsb_engine_close(struct wsb_engine *e)
 	uv_loop_close(&e->loop);
 
 	wsb_log_release(e);
+	wsb_srvhosts_free(e);
 	while ((t = e->vhosts)) {
 		e->vhosts = t->next;
 		if (t->ssl_ctx)

@@ -1,6 +1,6 @@
 /*
- * Client frames as wsbeat writes them (RFC 6455 section 5.2): the header,
- * and the payload masked with the frame's key.  Pure functions, so the
+ * Frames as wsbeat writes them (RFC 6455 section 5.2): the header, and for
+ * a client the payload masked with the frame's key.  Pure functions, so the
  * fuzz target can hold them against a byte-at-a-time reference.
  */
 #include <stdint.h>
@@ -9,24 +9,27 @@
 #include "wsbeat.h"
 
 /*
- * The header of a masked frame of len payload bytes, without the 4-byte
- * key that follows it: 2, 4 or 10 bytes into h.  first is FIN | RSV |
- * opcode.  Returns the length written.
+ * The header of a frame of len payload bytes, without the 4-byte key that
+ * follows it when masked (a client's frames): 2, 4 or 10 bytes into h.
+ * first is FIN | RSV | opcode.  Returns the length written.
  */
-size_t wsb_frame_header(unsigned char *h, unsigned first, uint64_t len)
+size_t wsb_frame_header(unsigned char *h, unsigned first, uint64_t len,
+			int masked)
 {
+	unsigned char m = masked ? 0x80 : 0;
+
 	h[0] = (unsigned char)first;
 	if (len < 126) {
-		h[1] = (unsigned char)(0x80 | len);
+		h[1] = (unsigned char)(m | len);
 		return 2;
 	}
 	if (len < 65536) {
-		h[1] = 0x80 | 126;
+		h[1] = m | 126;
 		h[2] = (unsigned char)(len >> 8);
 		h[3] = (unsigned char)len;
 		return 4;
 	}
-	h[1] = 0x80 | 127;
+	h[1] = m | 127;
 	for (int i = 0; i < 8; i++)
 		h[2 + i] = (unsigned char)(len >> (56 - 8 * i));
 	return 10;
@@ -56,21 +59,43 @@ void wsb_mask(unsigned char *dst, const unsigned char *src, size_t len,
 }
 
 /*
- * The one builder of the frames wsbeat writes: the payload is masked from
- * src into payload (src may be payload itself: masked in place), and the
- * header and key go into the wsb_frame_head_len(len) bytes right before
- * it.  Returns the first byte of the frame, which ends at payload + len.
- * Callers keep that headroom: LWS_PRE before a queued message, room in
- * the batch buffer, a small array for a close frame.
+ * The one builder of the frames wsbeat writes, both roles': the payload
+ * goes from src into payload (src may be payload itself), masked with key
+ * when there is one (a client's frame) or as it is (key NULL: a server's),
+ * and the header (and key) into the wsb_frame_head_len(len, key != NULL)
+ * bytes right before it.  Returns the first byte of the frame, which ends
+ * at payload + len.  Callers keep that headroom: LWS_PRE before a queued
+ * message, room in the batch buffer, a small array for a close frame.
  */
 unsigned char *wsb_frame_build(unsigned char *payload, unsigned first,
 			       const unsigned char *src, size_t len,
-			       const unsigned char key[4])
+			       const unsigned char *key)
 {
-	unsigned char *f = payload - wsb_frame_head_len(len);
-	size_t hl = wsb_frame_header(f, first, len);
+	unsigned char *f = payload - wsb_frame_head_len(len, key != NULL);
+	size_t hl = wsb_frame_header(f, first, len, key != NULL);
 
-	memcpy(f + hl, key, 4);
-	wsb_mask(payload, src, len, key);
+	if (key) {
+		memcpy(f + hl, key, 4);
+		wsb_mask(payload, src, len, key);
+	} else if (src != payload && len) {
+		memmove(payload, src, len);
+	}
 	return f;
+}
+
+/* The whole size of the frame that starts at f (header, key, payload). */
+size_t wsb_frame_size(const unsigned char *f)
+{
+	size_t n = f[1] & 0x7f, hl = 2;
+
+	if (n == 126) {
+		n = (size_t)f[2] << 8 | f[3];
+		hl = 4;
+	} else if (n == 127) {
+		n = 0;
+		for (int i = 0; i < 8; i++)
+			n = n << 8 | f[2 + i];
+		hl = 10;
+	}
+	return hl + (f[1] & 0x80 ? 4 : 0) + n;
 }

@@ -181,8 +181,9 @@ static void on_timer(uv_timer_t *t)
 	if (c->close.t_close && now >= c->close.t_close && c->st == WSB_CLOSING) {
 		c->close.t_close = 0;
 		c->at.done = 1;
-		wsb_finish_closed(c, "closed_by_user", c->close.code,
-			      strdup("closed by user (no close answer in time)"));
+		wsb_finish_closed(c, c->close.by ? c->close.by : "closed_by_user",
+				  c->close.code, strdup(
+				  "no close answer within close_timeout"));
 	}
 	if (c->t_retry && now >= c->t_retry && c->st == WSB_RECONNECTING) {
 		c->t_retry = 0;

@@ -19,9 +19,17 @@ struct ud {
 	struct wsb_client *c;
 };
 
+/* A client or a server's connection: both are a struct wsb_client. */
+static struct ud *check_ud(lua_State *L, int idx)
+{
+	struct ud *u = luaL_testudata(L, idx, WSB_CONN_MT);
+
+	return u ? u : luaL_checkudata(L, idx, WSB_CLIENT_MT);
+}
+
 static struct wsb_client *check(lua_State *L, int idx)
 {
-	struct ud *u = luaL_checkudata(L, idx, WSB_CLIENT_MT);
+	struct ud *u = check_ud(L, idx);
 
 	if (!u->c)
 		luaL_error(L, "wsbeat: client used after its engine was destroyed");
@@ -77,7 +85,7 @@ static char *str_field(lua_State *L, int t, const char *k, size_t *len)
 }
 
 /* The options as wsbeat.options.validate() left them: every field set. */
-static void read_opts(lua_State *L, int t, struct wsb_opts *o)
+void wsb_read_opts(lua_State *L, int t, struct wsb_opts *o)
 {
 	o->connect_timeout = num_field(L, t, "connect_timeout");
 	o->close_timeout = num_field(L, t, "close_timeout");
@@ -190,7 +198,7 @@ static int l_new(lua_State *L)
 	c->st = c->pub_state = WSB_CONNECTING;
 	e->live++;
 
-	read_opts(L, 2, &c->o);
+	wsb_read_opts(L, 2, &c->o);
 	c->has_on_message = bool_field(L, 2, "has_on_message", 0);
 	{
 		const char *h = c->o.server_name && !wsb_is_ip_literal(c->o.server_name) ?
@@ -333,6 +341,11 @@ static int m_send(lua_State *L)
 		lua_pushboolean(L, 1);
 		return 1;
 	}
+	if (r == WSB_SEND_FULL && wsb_slow_consumer(c)) {
+		luaL_pushfail(L);
+		lua_pushliteral(L, "slow consumer: connection closed");
+		return 2;
+	}
 	luaL_pushfail(L);
 	lua_pushstring(L, r == WSB_SEND_FULL ? "send buffer full" :
 			  r == WSB_SEND_CLOSED ? "closed" : "out of memory");
@@ -382,7 +395,7 @@ static int m_close(lua_State *L)
 /* __close: the same graceful close, whatever error is passed */
 static int m_closemm(lua_State *L)
 {
-	struct ud *u = luaL_checkudata(L, 1, WSB_CLIENT_MT);
+	struct ud *u = check_ud(L, 1);
 
 	if (u->c)
 		wsb_client_close(u->c, 1000, "", 0);
@@ -460,7 +473,7 @@ static int m_tostring(lua_State *L)
 
 static int m_gc(lua_State *L)
 {
-	struct ud *u = luaL_checkudata(L, 1, WSB_CLIENT_MT);
+	struct ud *u = check_ud(L, 1);
 
 	if (u->c) {
 		wsb_client_free(u->c);
@@ -513,16 +526,85 @@ static int m_target(lua_State *L)
 /* ws:_info() -> the Lua layer's per-client table */
 static int m_info(lua_State *L)
 {
-	luaL_checkudata(L, 1, WSB_CLIENT_MT);
+	check_ud(L, 1);
 	lua_getiuservalue(L, 1, 2);
 	return 1;
 }
 
 static int m_live(lua_State *L)
 {
-	struct ud *u = luaL_checkudata(L, 1, WSB_CLIENT_MT);
+	struct ud *u = check_ud(L, 1);
 
 	lua_pushboolean(L, u->c && u->c->st != WSB_CLOSED);
+	return 1;
+}
+
+/* ------------------------------------------------ server connections */
+
+/*
+ * The userdata of a server connection, made when its first event reaches
+ * Lua (the connection is born inside lws, where no Lua runs).  User
+ * values: 1 = its server's userdata (kept alive by its connections),
+ * 2 = the server's Lua table (callbacks, options).  Anchored until
+ * "closed", like a client.
+ */
+void wsb_push_new_conn(lua_State *L, struct wsb_client *c)
+{
+	struct ud *u = lua_newuserdatauv(L, sizeof(*u), 2);
+
+	u->c = c;
+	c->udp = (void **)&u->c;
+	luaL_setmetatable(L, WSB_CONN_MT);
+	if (c->srv && wsb_push_anchored(L, c->srv) == LUA_TUSERDATA) {
+		lua_getiuservalue(L, -1, 2);
+		lua_setiuservalue(L, -3, 2);
+		lua_setiuservalue(L, -2, 1);
+	} else {
+		lua_pop(L, 1);
+	}
+	wsb_anchor(L, c, -1);
+}
+
+/* The connection at idx, or NULL (not a connection, or gone). */
+struct wsb_client *wsb_test_conn(lua_State *L, int idx)
+{
+	struct ud *u = luaL_testudata(L, idx, WSB_CONN_MT);
+
+	return u ? u->c : NULL;
+}
+
+static int c_tostring(lua_State *L)
+{
+	struct ud *u = luaL_checkudata(L, 1, WSB_CONN_MT);
+
+	if (!u->c)
+		lua_pushliteral(L, "wsbeat.conn (closed)");
+	else
+		lua_pushfstring(L, u->c->url.ipv6 ? "wsbeat.conn: [%s]:%d %s (%s)" :
+				"wsbeat.conn: %s:%d %s (%s)", u->c->url.host,
+				u->c->url.port, u->c->url.path,
+				wsb_state_names[u->c->pub_state]);
+	return 1;
+}
+
+/* conn:remote() -> address, port */
+static int c_remote(lua_State *L)
+{
+	struct wsb_client *c = check(L, 1);
+
+	lua_pushstring(L, c->url.host);
+	lua_pushinteger(L, c->url.port);
+	return 2;
+}
+
+/* conn:request() -> the upgrade request, as on_upgrade saw it */
+static int c_request(lua_State *L)
+{
+	struct wsb_client *c = check(L, 1);
+
+	if (!c->req)
+		return 0;
+	wsb_push_request(L, c->req);
 	return 1;
 }
 
@@ -578,6 +660,21 @@ int luaopen_wsbeat_core(lua_State *L)
 		{ "_live", m_live },
 		{ NULL, NULL }
 	};
+	static const luaL_Reg conn_methods[] = {
+		{ "send", m_send },
+		{ "ping", m_ping },
+		{ "close", m_close },
+		{ "state", m_state },
+		{ "protocol", m_protocol },
+		{ "stats", m_stats },
+		{ "remote", c_remote },
+		{ "request", c_request },
+		{ "_pop", m_pop },
+		{ "_opened", m_opened },
+		{ "_info", m_info },
+		{ "_live", m_live },
+		{ NULL, NULL }
+	};
 	static const luaL_Reg funcs[] = {
 		{ "new", l_new },
 		{ "attempt", l_attempt },
@@ -603,5 +700,19 @@ int luaopen_wsbeat_core(lua_State *L)
 	lua_getfield(L, -1, "__index");
 	lua_setfield(L, -3, "methods");
 	lua_pop(L, 1);
+	if (luaL_newmetatable(L, WSB_CONN_MT)) {
+		luaL_newlib(L, conn_methods);
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, c_tostring);
+		lua_setfield(L, -2, "__tostring");
+		lua_pushcfunction(L, m_gc);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, m_closemm);
+		lua_setfield(L, -2, "__close");
+	}
+	lua_getfield(L, -1, "__index");
+	lua_setfield(L, -3, "conn_methods");
+	lua_pop(L, 1);
+	wsb_open_server(L);
 	return 1;
 }

@@ -43,13 +43,33 @@ struct wsb_engine *wsb_engine_get(lua_State *L)
 	return e;
 }
 
-void wsb_anchor(lua_State *L, struct wsb_client *c, int idx)
+/* Keep the userdata at idx alive, keyed by its C object. */
+void wsb_anchor(lua_State *L, void *key, int idx)
 {
 	idx = lua_absindex(L, idx);
 	lua_rawgetp(L, LUA_REGISTRYINDEX, &anchor_key);
 	lua_pushvalue(L, idx);
-	lua_rawsetp(L, -2, c);
+	lua_rawsetp(L, -2, key);
 	lua_pop(L, 1);
+}
+
+void wsb_unanchor(lua_State *L, void *key)
+{
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &anchor_key);
+	lua_pushnil(L);
+	lua_rawsetp(L, -2, key);
+	lua_pop(L, 1);
+}
+
+/* Push the anchored userdata of key (or nil); returns its type. */
+int wsb_push_anchored(lua_State *L, void *key)
+{
+	int t;
+
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &anchor_key);
+	t = lua_rawgetp(L, -1, key);
+	lua_remove(L, -2);
+	return t;
 }
 
 static void push_anchored(lua_State *L, struct wsb_client *c, int drop)
@@ -82,10 +102,19 @@ static int l_timeout(lua_State *L)
 	return 1;
 }
 
-/* core.service(): one non-blocking turn of the loop. */
+/* core.service(): one non-blocking turn of the loop.  (e->lua: the
+ * state on_upgrade runs in, from inside lws, while this runs.) */
 static int l_service(lua_State *L)
 {
-	if (wsb_engine_service(wsb_engine_get(L)))
+	struct wsb_engine *e = wsb_engine_get(L);
+	int r;
+
+	if (e->in_service)
+		return luaL_error(L, "wsbeat: step() called from inside the engine");
+	e->lua = L;
+	r = wsb_engine_service(e);
+	e->lua = NULL;
+	if (r)
 		luaL_error(L, "wsbeat: step() called from inside the engine");
 	return 0;
 }
@@ -95,8 +124,15 @@ static int l_service(lua_State *L)
 static int l_wait(lua_State *L)
 {
 	struct wsb_engine *e = wsb_engine_get(L);
+	double limit = luaL_optnumber(L, 1, -1);
+	int r;
 
-	if (wsb_engine_wait(e, luaL_optnumber(L, 1, -1)))
+	if (e->in_service)
+		return luaL_error(L, "wsbeat: step() called from inside the engine");
+	e->lua = L;
+	r = wsb_engine_wait(e, limit);
+	e->lua = NULL;
+	if (r)
 		luaL_error(L, "wsbeat: step() called from inside the engine");
 	return 0;
 }
@@ -138,9 +174,12 @@ static void push_info(lua_State *L, struct wsb_event *ev)
 	}
 }
 
-/* The client's userdata and the Lua layer's table for it (its uservalue). */
+/* The client's userdata and the Lua layer's table for it (its uservalue).
+ * A server's connection gets its userdata with its first event. */
 static void push_client(lua_State *L, struct wsb_client *c, int drop)
 {
+	if (c->server_role && !c->udp)
+		wsb_push_new_conn(L, c), lua_pop(L, 1);
 	push_anchored(L, c, drop);
 	if (lua_type(L, -1) == LUA_TUSERDATA)
 		lua_getiuservalue(L, -1, 2);
@@ -191,14 +230,19 @@ static int l_next_event(lua_State *L)
 			lua_setfield(L, -2, "retry");
 			wsb_event_free(ev);
 			return 4;
-		case WSB_EV_STATE:
+		case WSB_EV_STATE: {
+			int closed = ev->state == WSB_CLOSED;
+
 			c->pub_state = ev->state;
-			push_client(L, c, ev->state == WSB_CLOSED);
+			push_client(L, c, closed);
 			lua_pushliteral(L, "state");
 			lua_pushstring(L, wsb_state_names[ev->state]);
 			push_info(L, ev);
 			wsb_event_free(ev);
+			if (closed && c->srv)
+				wsb_release_server(L, c->srv);
 			return 5;
+		}
 		}
 	}
 	wsb_engine_uncork(e);

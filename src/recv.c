@@ -72,6 +72,7 @@ static void deliver(struct wsb_client *c)
 	m->len = c->rx.len;
 	m->off = 0;
 	m->binary = c->rx.binary;
+	m->shared = NULL;
 	m->data = m->buf;
 	if (c->rx.len)
 		memcpy(m->buf, c->rx.buf, c->rx.len);

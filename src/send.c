@@ -14,9 +14,9 @@
 #define DIRECT_MAX 16384 /* largest message written straight from send() */
 
 /*
- * Frame, mask and hand one frame to lws as raw bytes.  The payload goes to
- * p (LWS_PRE bytes of room before it), masked while copied from src (which
- * may be p).  lws's own framing reads every mask key from /dev/urandom, a
+ * Frame, mask (a client's) and hand one frame to lws as raw bytes.  The
+ * payload goes to p (LWS_PRE bytes of room before it), masked while copied
+ * from src (which may be p).  lws's own framing reads every mask key from /dev/urandom, a
  * syscall per frame; the keys come from OpenSSL's DRBG instead (userspace,
  * seeded by the kernel), 64 at a time.
  * LWS_WRITE_RAW keeps lws's order and its buffering of a partial write.
@@ -33,13 +33,24 @@ const unsigned char *wsb_mask_key(struct wsb_engine *e)
 	return e->masks + e->masks_left;
 }
 
+/* The key of c's next frame: a client's frames are masked, a server's are
+ * not (key NULL).  0, or -1 when OpenSSL's generator failed. */
+int wsb_frame_key(struct wsb_client *c, const unsigned char **key)
+{
+	*key = NULL;
+	if (c->server_role)
+		return 0;
+	*key = wsb_mask_key(c->e);
+	return *key ? 0 : -1;
+}
+
 int wsb_write_frame(struct wsb_client *c, struct lws *wsi, unsigned first,
 		       unsigned char *p, const unsigned char *src, size_t len)
 {
-	const unsigned char *key = wsb_mask_key(c->e);
+	const unsigned char *key;
 	unsigned char *f;
 
-	if (!key)
+	if (wsb_frame_key(c, &key) < 0)
 		return -1;
 	f = wsb_frame_build(p, first, src, len, key);
 	return lws_write(wsi, f, (size_t)(p + len - f), LWS_WRITE_RAW) < 0 ? -1 : 0;
@@ -71,6 +82,13 @@ int wsb_ping_now(struct wsb_client *c, const unsigned char *payload,
 	return 1;
 }
 
+void wsb_msg_free(struct wsb_msg *m)
+{
+	if (m->shared && --m->shared->refs == 0)
+		free(m->shared);
+	free(m);
+}
+
 struct wsb_msg *wsb_msg_out(const char *data, size_t len, int binary)
 {
 	struct wsb_msg *m = malloc(sizeof(*m) + LWS_PRE + len);
@@ -80,6 +98,7 @@ struct wsb_msg *wsb_msg_out(const char *data, size_t len, int binary)
 	m->len = len;
 	m->off = 0;
 	m->binary = binary;
+	m->shared = NULL;
 	m->data = m->buf + LWS_PRE;
 	if (data && len)
 		memcpy(m->data, data, len);
@@ -137,7 +156,7 @@ void wsb_tx_drop_partial(struct wsb_client *c)
 	if (c->o.compression && c->wsi && !c->tx.hold)
 		c->tx.hold = m; /* lws may still be deflating from it */
 	else
-		free(m);
+		wsb_msg_free(m);
 }
 
 /*
@@ -215,6 +234,33 @@ enum wsb_send wsb_client_send(struct wsb_client *c, const char *data, size_t len
 	return WSB_SENT;
 }
 
+/* Queue frames built once for many connections (server:broadcast). */
+enum wsb_send wsb_client_send_shared(struct wsb_client *c,
+				     struct wsb_shared *sh, int binary)
+{
+	struct wsb_msg *m;
+
+	if (c->st >= WSB_CLOSING)
+		return WSB_SEND_CLOSED;
+	if (c->tx.bytes + sh->len > c->o.send_buffer &&
+	    !(c->tx.count == 0 && c->st == WSB_OPEN))
+		return WSB_SEND_FULL;
+	m = malloc(sizeof(*m));
+	if (!m)
+		return WSB_SEND_NOMEM;
+	m->len = sh->len;
+	m->off = 0;
+	m->binary = binary;
+	m->shared = sh;
+	m->data = sh->buf + LWS_PRE;
+	sh->refs++;
+	STAILQ_INSERT_TAIL(&c->tx.q, m, link);
+	c->tx.bytes += m->len;
+	c->tx.count++;
+	want_write(c);
+	return WSB_SENT;
+}
+
 int wsb_client_ping(struct wsb_client *c, const char *data, size_t len)
 {
 	unsigned char stamp[9];
@@ -277,6 +323,17 @@ static int write_fragment(struct wsb_client *c, struct lws *wsi,
 	size_t n = m->len - m->off;
 	int first = m->off == 0;
 
+	if (m->shared) {
+		/* frames built for many connections, written one whole frame
+		 * at a time, so that a PING may go between two of them */
+		n = wsb_frame_size(m->data + m->off);
+		if (lws_write(wsi, m->data + m->off, n, LWS_WRITE_RAW) < 0)
+			return -1;
+		m->off += n;
+		*np = n;
+		*final = m->off >= m->len;
+		return 0;
+	}
 	*final = n <= TX_CHUNK;
 	if (!*final)
 		n = TX_CHUNK;
@@ -314,7 +371,7 @@ static void message_done(struct wsb_client *c, struct wsb_msg *m)
 	if (c->o.compression)
 		c->tx.hold = m; /* (lws may still deflate from it) */
 	else
-		free(m);
+		wsb_msg_free(m);
 }
 
 /*

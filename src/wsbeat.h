@@ -21,6 +21,8 @@
 
 #define WSB_VERSION "0.1.0"
 #define WSB_CLIENT_MT "wsbeat.client"
+#define WSB_CONN_MT "wsbeat.conn"      /* a server's connection */
+#define WSB_SERVER_MT "wsbeat.server"
 #define WSB_ENGINE_MT "wsbeat.engine"
 
 /* ------------------------------------------------------------------ url.c */
@@ -54,15 +56,25 @@ enum wsb_state {
 
 extern const char *const wsb_state_names[];
 
+/* Frames built once for many connections (server:broadcast). */
+struct wsb_shared {
+	size_t refs;
+	size_t len;              /* bytes of frames */
+	unsigned char buf[];     /* LWS_PRE + the frames */
+};
+
 /* A message held by the core: outgoing (send queue) or incoming. */
 struct wsb_msg {
 	STAILQ_ENTRY(wsb_msg) link; /* in one queue at a time: tx, rx or none */
 	size_t len;
 	size_t off;      /* outgoing: bytes already handed to lws */
 	int binary;
+	struct wsb_shared *shared; /* framed already: data is its frames */
 	unsigned char *data; /* outgoing: points LWS_PRE into buf */
 	unsigned char buf[]; /* LWS_PRE + len (outgoing) or len (incoming) */
 };
+
+void wsb_msg_free(struct wsb_msg *m);
 
 STAILQ_HEAD(wsb_msgq, wsb_msg);
 
@@ -92,11 +104,17 @@ struct wsb_event {
 };
 
 struct wsb_tlsconf;
+struct wsb_srvhost;
+struct wsb_server;
 
 struct wsb_engine {
 	uv_loop_t loop;
 	struct lws_context *ctx;
 	struct wsb_tlsconf *vhosts;  /* one lws vhost per TLS/extension setup */
+	struct wsb_srvhost *srvhosts; /* the same for servers (server.c) */
+	LIST_HEAD(, wsb_server) servers; /* every server not yet freed */
+	void *lua;                   /* the lua_State inside service, for
+					on_upgrade (which must answer at once) */
 	STAILQ_HEAD(, wsb_event) events; /* for Lua, in order */
 	LIST_HEAD(, wsb_client) clients;  /* every client not yet freed */
 	size_t live;                 /* clients not in state "closed" */
@@ -260,6 +278,9 @@ struct wsb_close {
 	char reason[124];
 	size_t reason_len;
 	const char *cause;        /* we close because of this (too_big...) */
+	const char *by;           /* who asked: NULL = the user
+				     ("closed_by_user"), "server_closed",
+				     "slow_consumer" */
 	double t_close;           /* close_timeout deadline, 0 = unset */
 	int sent;                 /* our close frame is written */
 	int peer_closed;          /* the peer's close came first: lws echoes */
@@ -277,6 +298,10 @@ struct wsb_decide {
 struct wsb_client {
 	uint32_t magic;
 	struct wsb_engine *e;
+	struct wsb_server *srv;           /* server role: its server, else NULL */
+	LIST_ENTRY(wsb_client) srv_link;  /* srv->conns */
+	struct wsb_request *req;          /* server role: the upgrade request */
+	int server_role;                  /* accepted, not connected out */
 	LIST_ENTRY(wsb_client) link;      /* engine->clients */
 	LIST_ENTRY(wsb_client) def_link;  /* engine->deferred, while deferred */
 	unsigned deferred;                /* WSB_DEF_* */
@@ -349,7 +374,16 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		     void *user, void *in, size_t len);
 void wsb_engine_run_deferred(struct wsb_engine *e);
 
-void wsb_anchor(lua_State *L, struct wsb_client *c, int idx);
+void wsb_anchor(lua_State *L, void *key, int idx);
+void wsb_unanchor(lua_State *L, void *key);
+int wsb_push_anchored(lua_State *L, void *key);
+void wsb_read_opts(lua_State *L, int t, struct wsb_opts *o);
+void wsb_push_new_conn(lua_State *L, struct wsb_client *c);
+struct wsb_client *wsb_test_conn(lua_State *L, int idx);
+void wsb_push_request(lua_State *L, const struct wsb_request *r);
+void wsb_release_server(lua_State *L, struct wsb_server *s);
+int wsb_open_server(lua_State *L); /* lserver.c */
+int wsb_slow_consumer(struct wsb_client *c);
 int wsb_open_engine(lua_State *L);
 int wsb_open_cli(lua_State *L);     /* lcli.c: the CLI's stdin and signals */
 int luaopen_wsbeat_core(lua_State *L);
@@ -363,6 +397,8 @@ enum wsb_send wsb_client_send(struct wsb_client *c, const char *data,
 			      size_t len, int binary);
 void wsb_client_send_front(struct wsb_client *c, const char *data,
 			   size_t len, int binary);
+enum wsb_send wsb_client_send_shared(struct wsb_client *c,
+				     struct wsb_shared *sh, int binary);
 int wsb_client_ping(struct wsb_client *c, const char *data, size_t len);
 void wsb_client_opened(struct wsb_client *c);
 void wsb_client_decide(struct wsb_client *c, int retry);
@@ -388,6 +424,96 @@ int wsb_default_retry(const char *cause, int code, int status);
 double wsb_backoff(const struct wsb_opts *o, int n, double r,
 		   double retry_after);
 
+/* ---------------------------------------------------------------- server */
+
+#define WSB_SERVER_MAGIC 0x77737276u
+#define WSB_PENDING_MAGIC 0x7073686bu
+
+/* The upgrade request of a server connection: "name\0value\0" pairs. */
+struct wsb_request {
+	char *path, *query;
+	char remote[64];          /* the peer's address */
+	int remote_port;
+	char *protocols;          /* offered, as sent, or NULL */
+	char *headers;            /* lower-case names */
+	size_t headers_len, headers_cap;
+};
+
+/* What on_upgrade said. */
+struct wsb_verdict {
+	int accept;
+	int status;               /* refused: the HTTP status */
+	char reason[128];
+	char protocol[64];        /* accepted: the subprotocol, "" = none */
+	int chose;                /* on_upgrade named the subprotocol */
+};
+
+typedef void (*wsb_upgrade_fn)(struct wsb_server *s, struct wsb_request *r,
+			       struct lws *wsi, struct wsb_verdict *v);
+
+/* A TCP connection accepted but not upgraded yet. */
+struct wsb_pending {
+	uint32_t magic;           /* WSB_PENDING_MAGIC */
+	struct wsb_server *s;     /* NULL: the server is gone */
+	struct lws *wsi;
+	double deadline;          /* handshake_timeout */
+	int listed;
+	TAILQ_ENTRY(wsb_pending) link;
+	char remote[64];
+	int remote_port;
+};
+
+struct wsb_server {
+	uint32_t magic;
+	struct wsb_engine *e;
+	LIST_ENTRY(wsb_server) link;      /* engine->servers */
+	void **udp;
+	struct wsb_opts o;        /* what each connection gets */
+	int tls, verify_client;
+	char *cert_file, *key_file, *ca_file;
+	char host[WSB_HOST_MAX];
+	int port;
+	double handshake_timeout;
+	size_t max_connections;
+	int on_full_close;
+	int has_on_message;
+	wsb_upgrade_fn upgrade;   /* NULL: no on_upgrade */
+	int fd;                   /* the listening socket, -1 when closed */
+	uv_poll_t poll;
+	uv_timer_t hs_timer;      /* the oldest pending handshake's deadline */
+	int handles;              /* uv handles still to close before free */
+	struct lws_vhost *vh;
+	struct wsb_srvhost *sh;
+	TAILQ_HEAD(, wsb_pending) pending;
+	size_t npending;
+	LIST_HEAD(, wsb_client) conns;    /* every connection not yet freed */
+	size_t live;              /* connections not "closed" */
+	int closing;              /* server:close() was called */
+	int anchored;             /* its userdata is in the registry */
+	struct wsb_request *upgrading; /* on_upgrade runs for it */
+	struct lws *upgrading_wsi;
+	/* stats */
+	uint64_t accepted, upgraded, refused, full, hs_timeouts, slow;
+	uint64_t gone_msgs_sent, gone_msgs_recv, gone_bytes_sent,
+		 gone_bytes_recv;
+};
+
+int wsb_server_listen(struct wsb_server *s, char *err, size_t errlen);
+void wsb_server_close(struct wsb_server *s, int code, const char *reason,
+		      size_t len);
+void wsb_server_free(struct wsb_server *s);
+int wsb_server_callback(struct lws *wsi, enum lws_callback_reasons reason,
+			void *user, void *in, size_t len);
+void wsb_server_conn_closed(struct wsb_client *c);
+void wsb_request_free(struct wsb_request *r);
+void wsb_request_add(struct wsb_request *r, const char *name,
+		     const char *value, size_t vlen);
+size_t wsb_server_broadcast(struct wsb_server *s, const char *data,
+			    size_t len, int binary, struct wsb_client **only,
+			    size_t n_only);
+void wsb_srvhosts_free(struct wsb_engine *e);
+const struct lws_extension *wsb_extensions(void);
+
 /* ------------------------------------------------------------------- tls */
 int wsb_tls_verify(struct lws *wsi, void *x509_ctx, int preverify_ok);
 void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen);
@@ -401,17 +527,19 @@ void wsb_tls_write_last(void *ssl, const void *buf, int len);
 /* ----------------------------------------------------------------- frame */
 enum { WSB_OP_CONTINUATION = 0, WSB_OP_TEXT = 1, WSB_OP_BINARY = 2,
        WSB_OP_CLOSE = 8, WSB_OP_PING = 9 };
-size_t wsb_frame_header(unsigned char *h, unsigned first, uint64_t len);
+size_t wsb_frame_header(unsigned char *h, unsigned first, uint64_t len,
+			int masked);
 void wsb_mask(unsigned char *dst, const unsigned char *src, size_t len,
 	      const unsigned char key[4]);
-/* Bytes a masked frame of len payload bytes has before its payload
- * (inline: the batch buffer asks for every message). */
-static inline size_t wsb_frame_head_len(uint64_t len)
+/* Bytes a frame of len payload bytes has before its payload (inline: the
+ * batch buffer asks for every message); a masked one has the key too. */
+static inline size_t wsb_frame_head_len(uint64_t len, int masked)
 {
-	return (len < 126 ? 2 : len < 65536 ? 4 : 10) + 4;
+	return (len < 126 ? 2 : len < 65536 ? 4 : 10) + (masked ? 4 : 0);
 }
 unsigned char *wsb_frame_build(unsigned char *payload, unsigned first,
 			       const unsigned char *src, size_t len,
-			       const unsigned char key[4]);
+			       const unsigned char *key);
+size_t wsb_frame_size(const unsigned char *f);
 
 #endif

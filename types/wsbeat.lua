@@ -6,7 +6,7 @@
 
 ---@alias wsbeat.State "connecting"|"open"|"reconnecting"|"closing"|"closed"
 ---@alias wsbeat.Kind "text"|"binary"
----@alias wsbeat.Cause "connected"|"reconnect"|"heartbeat_timeout"|"refused"|"dns"|"connect_timeout"|"tls"|"http_status"|"handshake"|"network"|"protocol_error"|"too_big"|"closed_by_peer"|"connection_lost"|"closed_by_user"|"gave_up"|"proxy"|"proxy_auth"
+---@alias wsbeat.Cause "connected"|"accepted"|"server_closed"|"slow_consumer"|"reconnect"|"heartbeat_timeout"|"refused"|"dns"|"connect_timeout"|"tls"|"http_status"|"handshake"|"network"|"protocol_error"|"too_big"|"closed_by_peer"|"connection_lost"|"closed_by_user"|"gave_up"|"proxy"|"proxy_auth"
 ---@alias wsbeat.LogLevel "error"|"warn"|"info"|"debug"
 
 ---@class wsbeat.Heartbeat
@@ -152,6 +152,144 @@ function Client:getfd() end
 ---@return boolean
 function Client:dirty() end
 
+---@class wsbeat.ServerTLS
+---@field cert_file string the server's certificate chain (PEM)
+---@field key_file string its private key (PEM)
+---@field ca_file? string CA that signs client certificates
+---@field verify_client? boolean require a client certificate signed by ca_file
+
+---@class wsbeat.Request
+---@field path string
+---@field query? string parameters joined by "&", decoded
+---@field remote string the client's address
+---@field remote_port integer
+---@field protocols string[] subprotocols offered
+---@field headers table<string, string> lower-case names
+
+---@class wsbeat.ServerOptions
+---@field host? string address to bind (default "127.0.0.1"; "::" = every address)
+---@field port integer 0 = any free port
+---@field tls? wsbeat.ServerTLS
+---@field protocols? string[]|string subprotocols spoken, in order of preference
+---@field on_upgrade? fun(request: wsbeat.Request): boolean, (string|integer)?, string?
+---@field on_open? fun(conn: wsbeat.Conn) without it, connections wait for accept()
+---@field on_message? fun(conn: wsbeat.Conn, data: string, kind: wsbeat.Kind)
+---@field on_state? fun(conn: wsbeat.Conn, state: wsbeat.State, info: wsbeat.Info)
+---@field on_error? fun(conn: wsbeat.Conn|wsbeat.Server, err: string)
+---@field heartbeat? wsbeat.Heartbeat|boolean per connection (default interval 20, timeout 20)
+---@field handshake_timeout? number seconds from accept to upgrade (default 10)
+---@field max_connections? integer beyond it upgrades get 503 (default 10000)
+---@field on_full? "refuse"|"close" a connection whose send buffer is full (default "refuse")
+---@field max_message_size? integer
+---@field max_queue? integer
+---@field send_buffer? integer
+---@field compression? boolean
+---@field close_timeout? number
+
+---@class wsbeat.ServerStats
+---@field connections integer open now
+---@field handshaking integer
+---@field accepted integer
+---@field upgraded integer
+---@field refused integer
+---@field rejected_full integer
+---@field handshake_timeouts integer
+---@field slow_consumers integer
+---@field messages_sent integer
+---@field messages_received integer
+---@field bytes_sent integer
+---@field bytes_received integer
+---@field listening boolean
+
+---@class wsbeat.Server
+local Server = {}
+
+---@return integer port
+function Server:port() end
+
+---Iterator over the open connections.
+---@return fun(): wsbeat.Conn?
+function Server:clients() end
+
+---Queue a message for every open connection (or those filter picks).
+---@param data string
+---@param kind? wsbeat.Kind
+---@param filter? fun(conn: wsbeat.Conn): boolean
+---@return integer|nil count
+---@return string? err "invalid UTF-8"
+function Server:broadcast(data, kind, filter) end
+
+---The next new connection (servers without on_open); coroutine-friendly.
+---@param timeout? number
+---@return wsbeat.Conn|nil conn
+---@return "timeout"|"closed"|nil err
+function Server:accept(timeout) end
+
+---Stop listening, close every connection and wait for them.
+---@param code? integer default 1001
+---@param reason? string
+function Server:close(code, reason) end
+
+---@return wsbeat.ServerStats
+function Server:stats() end
+
+---@class wsbeat.Conn
+local Conn = {}
+
+---@param data string
+---@param kind? wsbeat.Kind
+---@return true|nil ok
+---@return string? err
+function Conn:send(data, kind) end
+
+---@param payload? string
+---@return true|nil ok
+---@return string? err
+function Conn:ping(payload) end
+
+---@param code? integer
+---@param reason? string
+function Conn:close(code, reason) end
+
+---@param timeout? number
+---@return string|nil data
+---@return wsbeat.Kind|"timeout"|"closed" kind_or_err
+function Conn:receive(timeout) end
+
+---@return fun(): string?, wsbeat.Kind?
+function Conn:messages() end
+
+---@return wsbeat.State
+function Conn:state() end
+
+---@return string? protocol
+function Conn:protocol() end
+
+---@return wsbeat.ClientStats
+function Conn:stats() end
+
+---@return wsbeat.Request
+function Conn:request() end
+
+---@return string address
+---@return integer port
+function Conn:remote() end
+
+---@return integer
+function Conn:pollfd() end
+
+---@return "r"
+function Conn:events() end
+
+---@return number?
+function Conn:timeout() end
+
+---@return integer
+function Conn:getfd() end
+
+---@return boolean
+function Conn:dirty() end
+
 ---@class wsbeat
 ---@field _VERSION string
 ---@field defaults wsbeat.Options
@@ -162,6 +300,12 @@ local wsbeat = {}
 ---@param options? wsbeat.Options
 ---@return wsbeat.Client
 function wsbeat.connect(url, options) end
+
+---Listen for WebSocket connections (served by step()/run()).
+---@param options wsbeat.ServerOptions
+---@return wsbeat.Server|nil server
+---@return string? err
+function wsbeat.listen(options) end
 
 ---The engine's pollable file descriptor (readable when step() has work).
 ---@return integer

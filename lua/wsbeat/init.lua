@@ -111,7 +111,17 @@ local function deliver(ws, info, kind, a, b)
 	elseif kind == "state" then
 		local err
 		if info.on_state then err = call(info, ws, info.on_state, ws, a, b) end
-		if a == "open" then ws:_opened() end
+		if a == "open" then
+			if info._accept_q then -- a server's new connection
+				if info.on_open then
+					err = err or call(info, ws, info.on_open, ws)
+				else
+					local q = info._accept_q
+					q[#q + 1] = ws
+				end
+			end
+			ws:_opened()
+		end
 		return err
 	elseif kind == "decide" then
 		-- reconnect.retry(ws, info) -> boolean; an error keeps the default
@@ -136,7 +146,14 @@ local next_log = core.next_log
 
 -- Deliver the queued events, log lines and coroutine wake-ups; returns the
 -- first error to raise (an error stops the drain: the rest stays queued).
+local upgrade_errors = {} -- { info, server, err } from on_upgrade, to report
+
 local function deliver_all()
+	while upgrade_errors[1] do
+		local e = table.remove(upgrade_errors, 1)
+		local err = report(e[1], e[2], e[3])
+		if err then return err end
+	end
 	while true do
 		local ws, info, kind, a, b = next_event()
 		if not ws then break end
@@ -334,6 +351,180 @@ function M.connect(url, options)
 	end
 	core.attempt(ws, list, proxy)
 	return ws
+end
+
+------------------------------------------------------------------ server
+
+local server_methods = core.server_methods
+local conn_methods = core.conn_methods
+
+conn_methods.receive = methods.receive
+conn_methods.messages = methods.messages
+conn_methods.pollfd = methods.pollfd
+conn_methods.events = methods.events
+conn_methods.timeout = methods.timeout
+conn_methods.getfd = methods.getfd
+conn_methods.dirty = methods.dirty
+
+local utf8_len = utf8.len
+local KINDS = { text = true, binary = true }
+
+-- on_upgrade(request) as the core calls it: the user's answer checked and
+-- reduced to accept, protocol | false, status, reason.  An error (or a
+-- wrong answer) refuses the request with 500 and is reported like an error
+-- of any callback, after the engine's turn.
+local function upgrade_wrapper(info)
+	local fn = info.on_upgrade
+	return function(request, default)
+		local ok, a, b, c = xpcall(fn, handler, request)
+		local problem
+		if not ok then
+			problem = a
+		elseif a == true then
+			if b == nil then return true, default end
+			if type(b) ~= "string" then
+				problem = "on_upgrade: the subprotocol must be a string, got " .. type(b)
+			else
+				for _, p in ipairs(request.protocols) do
+					if p == b then return true, b end
+				end
+				problem = "on_upgrade: chose subprotocol '" .. b .. "', which the client did not offer"
+			end
+		elseif a == false or a == nil then
+			if b == nil then b = 403 end
+			if math.type(b) ~= "integer" or b < 400 or b > 599 then
+				problem = "on_upgrade: a refusal's status must be an integer 400-599, got " .. tostring(b)
+			elseif c ~= nil and type(c) ~= "string" then
+				problem = "on_upgrade: the reason must be a string, got " .. type(c)
+			else
+				return false, b, c or ""
+			end
+		else
+			problem = "on_upgrade: expected true [, subprotocol] or false, status [, reason], got " .. type(a)
+		end
+		upgrade_errors[#upgrade_errors + 1] = { info, info._server, problem }
+		return false, 500, "internal server error"
+	end
+end
+
+--- Listen for WebSocket connections (non-blocking; served by step/run).
+function M.listen(options)
+	local ok, o = pcall(OPTIONS.validate_server, options, M.defaults)
+	if not ok then
+		if getmetatable(o) == OptionError then argerror(1, "listen", o.msg, 2) end
+		error(o, 0)
+	end
+	o._accept_q = {}
+	if o.on_upgrade then o._upgrade = upgrade_wrapper(o) end
+	local server, err = core.listen(o)
+	if not server then return nil, err end
+	o._server = server
+	return server
+end
+
+-- The accept queue as the scheduler waits on it (a receive() look-alike).
+local function acceptor(server)
+	local q = server:_info()._accept_q
+	return {
+		_pop = function()
+			while q[1] do
+				local conn = table.remove(q, 1)
+				if conn:state() == "open" then return conn, "conn" end
+			end
+			return nil
+		end,
+		state = function()
+			return server:stats().listening and "open" or "closed"
+		end,
+	}
+end
+
+--- The next new connection (servers without on_open): conn | nil, "timeout"
+-- | nil, "closed".  Coroutine-friendly like receive().
+function server_methods.accept(server, timeout)
+	local info = server:_info()
+	if info.on_open then
+		error("accept: this server has an on_open callback (no accept queue)", 2)
+	end
+	if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
+		argerror(1, "accept", "expected a timeout in seconds >= 0", 2)
+	end
+	local a = acceptor(server)
+	local conn = a._pop()
+	if conn then return conn end
+	if a.state() == "closed" then return nil, "closed" end
+	if timeout == 0 then return nil, "timeout" end
+	local deadline = timeout and now() + timeout
+	local co, main = co_running()
+	if not main and is_spawned(co) then
+		local r1, r2 = park(co, a, deadline)
+		if r1 then return r1 end
+		return nil, r2
+	end
+	if dispatching then error("accept: would block inside a callback", 2) end
+	while true do
+		local left = deadline and deadline - now()
+		if left and left <= 0 then return nil, "timeout" end
+		local t = M.timeout()
+		if left and (not t or left < t) then t = left end
+		turn(t or -1)
+		conn = a._pop()
+		if conn then return conn end
+		if a.state() == "closed" then return nil, "closed" end
+	end
+end
+
+--- Iterate over the open connections.
+function server_methods.clients(server)
+	local list, i = server:_conns(), 0
+	return function()
+		i = i + 1
+		return list[i]
+	end
+end
+
+--- Queue one message for every open connection (or those filter(conn)
+-- picks): the number of connections it was queued for.
+function server_methods.broadcast(server, data, kind, filter)
+	if type(data) ~= "string" then
+		argerror(1, "broadcast", "expected a string, got " .. type(data), 2)
+	end
+	if kind == nil then kind = "text" end
+	if not KINDS[kind] then argerror(2, "broadcast", "expected 'text' or 'binary'", 2) end
+	if filter ~= nil and type(filter) ~= "function" then
+		argerror(3, "broadcast", "expected a function(conn) -> boolean", 2)
+	end
+	if kind == "text" and not utf8_len(data) then return nil, "invalid UTF-8" end
+	local list
+	if filter then
+		list = {}
+		for _, conn in ipairs(server:_conns()) do
+			if filter(conn) then list[#list + 1] = conn end
+		end
+	end
+	return server:_broadcast(data, kind == "binary", list)
+end
+
+--- Stop listening, close every connection (code, default 1001) and wait
+-- for them (not from inside a callback: there it only starts the close).
+function server_methods.close(server, code, reason)
+	if code ~= nil and math.type(code) ~= "integer" then
+		argerror(1, "close", "expected an integer close code", 2)
+	end
+	if reason ~= nil and type(reason) ~= "string" then
+		argerror(2, "close", "expected a string", 2)
+	end
+	server:_close(code, reason)
+	if dispatching then return end
+	local info = server:_info()
+	local deadline = now() + info.close_timeout + 1
+	local co, main = co_running()
+	while server:_live() > 0 and now() < deadline do
+		if not main and is_spawned(co) then
+			break -- (a spawned coroutine can't run the loop; run() will)
+		end
+		turn(math.min(0.05, deadline - now()))
+	end
 end
 
 --- Engine-wide counters: clients by state, messages, bytes, reconnects.

@@ -286,4 +286,100 @@ function M.validate(options, defaults)
 	return o
 end
 
+------------------------------------------------------------------ servers
+
+--- Defaults of wsbeat.listen's own options (the per-connection ones come
+-- from M.defaults, as for clients).
+M.server_defaults = {
+	host = "127.0.0.1",
+	handshake_timeout = 10,
+	max_connections = 10000,
+	on_full = "refuse",
+}
+
+local SERVER_OPTION = {}
+for _, k in ipairs { "on_message", "on_state", "on_error", "close_timeout",
+	"max_message_size", "max_queue", "send_buffer", "compression", "protocols",
+	"heartbeat" } do
+	SERVER_OPTION[k] = OPTION[k]
+end
+SERVER_OPTION.on_open = function(v) expect("on_open", v, "function") return v end
+SERVER_OPTION.on_upgrade = function(v) expect("on_upgrade", v, "function") return v end
+SERVER_OPTION.host = function(v)
+	expect("host", v, "string")
+	if v == "" or string_find(v, "[%z%s/]") then opterr("host", "expected an address or a host name") end
+	return v
+end
+SERVER_OPTION.port = function(v)
+	expect("port", v, "number")
+	if math_type(v) ~= "integer" and v % 1 ~= 0 or v < 0 or v > 65535 then
+		opterr("port", "expected an integer in 0..65535 (0: any free port)")
+	end
+	return v
+end
+SERVER_OPTION.handshake_timeout = function(v) return positive("handshake_timeout", v) end
+SERVER_OPTION.max_connections = function(v) return count("max_connections", v) end
+SERVER_OPTION.on_full = function(v)
+	if v ~= "refuse" and v ~= "close" then opterr("on_full", "expected 'refuse' or 'close'") end
+	return v
+end
+SERVER_OPTION.tls = function(v)
+	expect("tls", v, "table")
+	local fields = { cert_file = "string", key_file = "string", ca_file = "string",
+		verify_client = "boolean" }
+	check_keys("tls", v, fields)
+	for k, t in pairs(fields) do
+		if v[k] ~= nil and type(v[k]) ~= t then
+			opterr("tls", string_format("field '%s': expected %s, got %s", k, t, type(v[k])))
+		end
+		if t == "string" and v[k] ~= nil and (v[k] == "" or string_find(v[k], "%z")) then
+			opterr("tls", string_format("field '%s': expected a non-empty string without NUL", k))
+		end
+	end
+	if not v.cert_file or not v.key_file then
+		opterr("tls", "a server needs 'cert_file' and 'key_file'")
+	end
+	if v.verify_client and not v.ca_file then
+		opterr("tls", "field 'verify_client' needs 'ca_file' (the CA that signs client certificates)")
+	end
+	for _, k in ipairs { "cert_file", "key_file", "ca_file" } do
+		if v[k] then
+			local f = io.open(v[k], "r")
+			if not f then opterr("tls", string_format("field '%s': cannot read '%s'", k, v[k])) end
+			f:close()
+		end
+	end
+	return { cert_file = v.cert_file, key_file = v.key_file, ca_file = v.ca_file,
+		verify_client = v.verify_client or false }
+end
+
+--- Check the options of wsbeat.listen and complete them: the server
+-- table the core reads (every per-connection field filled in from
+-- `defaults`, as validate() does for a client).
+---@param options any
+---@param defaults? table
+---@return table
+function M.validate_server(options, defaults)
+	defaults = defaults or M.defaults
+	if type(options) ~= "table" then
+		raise("expected a table of options, got " .. type(options))
+	end
+	local o = {}
+	for k, d in pairs(defaults) do o[k] = d end
+	for k, d in pairs(M.server_defaults) do o[k] = d end
+	o.heartbeat, o.reconnect = nil, false
+	for k, v in pairs(options) do
+		local f = SERVER_OPTION[k]
+		if not f then
+			raise(string_format("unknown option '%s'", tostring(k)))
+		end
+		o[k] = f(v, defaults)
+	end
+	if options.port == nil then opterr("port", "required (0 picks a free port)") end
+	if o.heartbeat == nil then o.heartbeat = OPTION.heartbeat(nil, defaults) end
+	o.connect_timeout = o.handshake_timeout -- (the core reads it for every connection)
+	o.has_on_message = o.on_message ~= nil
+	return o
+end
+
 return M
