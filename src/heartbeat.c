@@ -77,14 +77,40 @@ void wsb_heard(struct wsb_client *c)
 	}
 }
 
-/* A probe's payload: 'W' and the send time, so its pong gives the RTT. */
+/*
+ * A probe's payload: 'W' and the send time, so its pong gives the RTT; in
+ * hex digits, because a libwebsockets 4.1 server checks a PONG's payload as
+ * UTF-8 when the last data message was text (its server parser does not
+ * exempt control frames, its client parser does), and fails the link with
+ * 1007 on the raw bytes of a timestamp.
+ */
 size_t wsb_stamp_payload(unsigned char *p)
 {
+	static const char hex[] = "0123456789abcdef";
 	uint64_t t = uv_hrtime();
 
 	p[0] = 'W';
-	memcpy(p + 1, &t, 8);
-	return 9;
+	for (int i = 0; i < 16; i++)
+		p[1 + i] = (unsigned char)hex[(t >> (60 - 4 * i)) & 0xf];
+	return 17;
+}
+
+/* The send time in a probe's payload, or 0 when it is not one. */
+static uint64_t stamp_time(const unsigned char *in, size_t len)
+{
+	uint64_t t = 0;
+
+	if (len != 17 || in[0] != 'W')
+		return 0;
+	for (int i = 1; i < 17; i++) {
+		int d = in[i] >= '0' && in[i] <= '9' ? in[i] - '0' :
+			in[i] >= 'a' && in[i] <= 'f' ? in[i] - 'a' + 10 : -1;
+
+		if (d < 0)
+			return 0;
+		t = t << 4 | (uint64_t)d;
+	}
+	return t;
 }
 
 static void send_probe(struct wsb_client *c, double now)
@@ -153,8 +179,8 @@ void wsb_on_pong(struct wsb_client *c, const unsigned char *in, size_t len)
 {
 	uint64_t t = 0, now = uv_hrtime();
 
-	if (len == 9 && in[0] == 'W') {
-		memcpy(&t, in + 1, 8);
+	if ((t = stamp_time(in, len))) {
+		/* a probe's, or ws:ping()'s without a payload */
 	} else if (c->hb.uping_len && len == c->hb.uping_len &&
 		   !memcmp(in, c->hb.uping, len)) {
 		t = c->hb.uping_t;

@@ -359,6 +359,10 @@ static int m_ping(lua_State *L)
 	const char *p = luaL_optlstring(L, 2, "", &len);
 
 	luaL_argcheck(L, len <= 125, 2, "ping payload longer than 125 bytes");
+	/* (a libwebsockets 4.1 server checks PONG payloads as UTF-8: heartbeat.c) */
+	luaL_argcheck(L, !c->server_role ||
+		      wsb_utf8_valid((const unsigned char *)p, len), 2,
+		      "a server connection's ping payload must be valid UTF-8");
 	if (c->st >= WSB_CLOSING) {
 		luaL_pushfail(L);
 		lua_pushliteral(L, "closed");

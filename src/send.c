@@ -263,7 +263,7 @@ enum wsb_send wsb_client_send_shared(struct wsb_client *c,
 
 int wsb_client_ping(struct wsb_client *c, const char *data, size_t len)
 {
-	unsigned char stamp[9];
+	unsigned char stamp[17];
 
 	if (c->st != WSB_OPEN || !c->wsi)
 		return -1;

@@ -104,7 +104,18 @@ static struct wsb_srvhost *srvhost_for(struct wsb_server *s, char *err,
 	snprintf(h->name, sizeof(h->name), "wsbeat-server-%d", ++serial);
 
 	memset(&info, 0, sizeof(info));
-	info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* adopted sockets only */
+	/*
+	 * Adopted sockets only, but not with CONTEXT_PORT_NO_LISTEN_SERVER:
+	 * lws re-picks a request's vhost (by Host header, and by SNI for TLS)
+	 * among the vhosts of the same listen port, so with that port shared
+	 * by every server vhost a connection could end up with another
+	 * server's protocols, extensions or certificate.  A port of its own,
+	 * outside TCP's range, on an interface that cannot exist (longer than
+	 * IFNAMSIZ): lws then defers listening for good ("no such interface",
+	 * rechecked every 30 s) and never binds anything.
+	 */
+	info.port = 100000 + serial;
+	info.iface = "wsbeat-adopted-sockets-only";
 	info.protocols = h->protos;
 	info.vhost_name = h->name;
 	info.gid = (gid_t)-1;
