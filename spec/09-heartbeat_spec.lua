@@ -28,7 +28,7 @@ describe("heartbeat", function()
 		assert.is_true(dt >= hb.interval + hb.timeout - 0.01, "too early: " .. dt)
 		assert.is_true(dt <= hb.interval + hb.timeout + SLACK, "too late: " .. dt)
 		-- the probe really was a PING with our payload
-		assert.is_truthy(srv:wait_event("ping", function(e) return e.len == 9 end))
+		assert.is_truthy(srv:wait_event("ping", function(e) return e.len == 17 end))
 	end)
 
 	it("ping mode: an answering server stays up and the RTT is measured #slow", function()

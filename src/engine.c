@@ -198,6 +198,8 @@ struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
 	return t->vh;
 }
 
+static void find_lws_idle(uv_handle_t *h, void *arg);
+
 /*
  * Does libuv hold epoll changes asked for during the last iteration?  It
  * applies them only in the next one.  The watcher queue is a private
@@ -326,6 +328,7 @@ int wsb_engine_open(struct wsb_engine *e, char *err, size_t errlen)
 	}
 	e->destroyed = 0;
 	e->started_ns = uv_hrtime();
+	uv_walk(&e->loop, find_lws_idle, e);
 	return 0;
 }
 
@@ -407,10 +410,42 @@ double wsb_engine_timeout(struct wsb_engine *e)
 
 
 /* Must lws serve something without waiting for the network (records
- * OpenSSL has decrypted, received data held back by flow control)? */
+ * OpenSSL has decrypted, received data held back by flow control, a
+ * message permessage-deflate inflates past one buffer)? */
 static int lws_forced(struct wsb_engine *e)
 {
 	return lws_service_adjust_timeout(e->ctx, 1, 0) == 0;
+}
+
+/*
+ * lws 4.1's libuv glue does its forced service from an idle handle that
+ * stops itself after one pass and is started again only by socket I/O.
+ * A server inflating a compressed 16 KiB message (1 KiB per pass) served
+ * the first two passes and then stalled until the next packet arrived (a
+ * heartbeat probe, many seconds later).  The engine starts that handle
+ * again while lws still reports forced work.  It is the only idle handle
+ * on the loop (the engine has none of its own); the callback it was
+ * started with is read from it once, just after lws_create_context()
+ * started it.
+ */
+static void find_lws_idle(uv_handle_t *h, void *arg)
+{
+	struct wsb_engine *e = arg;
+
+	if (h->type == UV_IDLE && !e->lws_idle && uv_is_active(h)) {
+		e->lws_idle = (uv_idle_t *)h;
+		e->lws_idle_cb = e->lws_idle->idle_cb;
+	}
+}
+
+static int rearm_forced(struct wsb_engine *e)
+{
+	if (!lws_forced(e))
+		return 0;
+	if (e->lws_idle && e->lws_idle_cb &&
+	    !uv_is_active((uv_handle_t *)e->lws_idle))
+		uv_idle_start(e->lws_idle, e->lws_idle_cb);
+	return 1;
 }
 
 /*
@@ -446,7 +481,7 @@ static void run_loop(struct wsb_engine *e, int block)
 		/* forced service runs in lws's idle handle: only worth another
 		 * iteration while that is active (a timeout of 0) */
 		if (!changes_pending(e) &&
-		    !(uv_backend_timeout(&e->loop) == 0 && lws_forced(e)))
+		    !(rearm_forced(e) && uv_backend_timeout(&e->loop) == 0))
 			break;
 	}
 	e->in_service = 0;

@@ -717,6 +717,10 @@ int luaopen_wsbeat_core(lua_State *L)
 	lua_getfield(L, -1, "__index");
 	lua_setfield(L, -3, "conn_methods");
 	lua_pop(L, 1);
+	/* what a connection holds in C until its userdata is collected: the
+	 * Lua layer tells the collector (init.lua, drain) */
+	lua_pushinteger(L, (lua_Integer)sizeof(struct wsb_client));
+	lua_setfield(L, -2, "conn_bytes");
 	wsb_open_server(L);
 	return 1;
 }

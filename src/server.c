@@ -283,11 +283,12 @@ static void on_accept(uv_poll_t *h, int status, int events)
 
 /* --------------------------------------------------------------- listen */
 
+/* the server's memory goes with its last handle, once Lua let it go */
 static void on_handle_closed(uv_handle_t *h)
 {
 	struct wsb_server *s = h->data;
 
-	if (--s->handles == 0)
+	if (--s->handles == 0 && s->freed)
 		free(s);
 }
 
@@ -366,12 +367,19 @@ int wsb_server_listen(struct wsb_server *s, char *err, size_t errlen)
 	return 0;
 }
 
-/* Stop listening: the port is free from here on. */
+/*
+ * Stop listening: the port is free from here on.  The poll handle is
+ * closed here, before the socket, never later: libuv's poll stop (and
+ * close) removes its fd *number* from epoll, and once the socket is
+ * closed that number may belong to the next server's listening socket,
+ * which would then never accept again (seen when an old server was
+ * collected while a new one served).
+ */
 static void stop_listening(struct wsb_server *s)
 {
 	if (s->fd < 0)
 		return;
-	uv_poll_stop(&s->poll);
+	uv_close((uv_handle_t *)&s->poll, on_handle_closed);
 	close(s->fd);
 	s->fd = -1;
 	s->e->live--;
@@ -437,7 +445,7 @@ void wsb_server_free(struct wsb_server *s)
 	}
 	LIST_REMOVE(s, link);
 	s->magic = 0;
-	uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+	s->freed = 1;
 	uv_close((uv_handle_t *)&s->hs_timer, on_handle_closed);
 }
 

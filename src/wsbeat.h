@@ -125,6 +125,8 @@ struct wsb_engine {
 	int admitting;
 	int in_service;              /* inside uv_run: lws frames on the stack */
 	int peek_ok;                 /* libuv's watcher queue reads as expected */
+	uv_idle_t *lws_idle;         /* lws's forced-service handle (engine.c) */
+	uv_idle_cb lws_idle_cb;
 	uv_async_t kick;             /* makes the fd readable after API calls */
 	uv_timer_t wait_timer;       /* bounds core.wait()'s blocking uv_run */
 	int wait_over;               /* wait_timer expired in this core.wait */
@@ -482,6 +484,7 @@ struct wsb_server {
 	uv_poll_t poll;
 	uv_timer_t hs_timer;      /* the oldest pending handshake's deadline */
 	int handles;              /* uv handles still to close before free */
+	int freed;                /* Lua let go: free with the last handle */
 	struct lws_vhost *vh;
 	struct wsb_srvhost *sh;
 	TAILQ_HEAD(, wsb_pending) pending;

@@ -103,6 +103,14 @@ local function resolve_proxy(ws, info)
 	return p
 end
 
+-- Connections closed since the last drain.  Each holds some kilobytes of C
+-- memory until its userdata is collected, which the collector does not see:
+-- with a big Lua heap (its pace grows with the heap) thousands of closed
+-- connections piled up between cycles (RSS grew by 100 MB over 10,000
+-- connections).  drain() tells it, as an allocation of that size would.
+local closed_n = 0
+local CONN_KB = core.conn_bytes // 1024 + 1
+
 local function deliver(ws, info, kind, a, b)
 	if kind == "message" then
 		local ok, err = xpcall(info.on_message, handler, ws, a, b)
@@ -111,16 +119,27 @@ local function deliver(ws, info, kind, a, b)
 	elseif kind == "state" then
 		local err
 		if info.on_state then err = call(info, ws, info.on_state, ws, a, b) end
+		local q = info._accept_q -- (a server's connection)
 		if a == "open" then
-			if info._accept_q then -- a server's new connection
+			if q then
 				if info.on_open then
 					err = err or call(info, ws, info.on_open, ws)
 				else
-					local q = info._accept_q
-					q[#q + 1] = ws
+					q.last = q.last + 1
+					q[q.last] = ws
+					q.at[ws] = q.last
 				end
 			end
 			ws:_opened()
+		elseif a == "closed" then
+			closed_n = closed_n + 1
+			if q and q.at[ws] then
+				-- never accepted: it leaves the queue (which so holds
+				-- open connections only, whether or not accept() is
+				-- ever called)
+				q[q.at[ws]] = nil
+				q.at[ws] = nil
+			end
 		end
 		return err
 	elseif kind == "decide" then
@@ -181,6 +200,10 @@ local function drain()
 	-- next_event() ran dry)
 	local err = deliver_all()
 	dispatching = false
+	if closed_n > 0 then
+		collectgarbage("step", closed_n * CONN_KB)
+		closed_n = 0
+	end
 	if err then
 		uncork()
 		error(err, 0)
@@ -414,7 +437,7 @@ function M.listen(options)
 		if getmetatable(o) == OptionError then argerror(1, "listen", o.msg, 2) end
 		error(o, 0)
 	end
-	o._accept_q = {}
+	o._accept_q = { first = 1, last = 0, at = {} }
 	if o.on_upgrade then o._upgrade = upgrade_wrapper(o) end
 	local server, err = core.listen(o)
 	if not server then return nil, err end
@@ -427,9 +450,15 @@ local function acceptor(server)
 	local q = server:_info()._accept_q
 	return {
 		_pop = function()
-			while q[1] do
-				local conn = table.remove(q, 1)
-				if conn:state() == "open" then return conn, "conn" end
+			while q.first <= q.last do
+				local i = q.first
+				local conn = q[i]
+				q[i] = nil
+				q.first = i + 1
+				if conn then
+					q.at[conn] = nil
+					if conn:state() == "open" then return conn, "conn" end
+				end
 			end
 			return nil
 		end,
