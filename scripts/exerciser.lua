@@ -1,6 +1,8 @@
 -- Randomized API exerciser: random sequences of connect, send, ping,
 -- close, receive, step, spawn and garbage collection, some of them from
--- inside callbacks, against a real server with well- and ill-behaved paths.
+-- inside callbacks, against a real server with well- and ill-behaved paths,
+-- and against wsbeat's own servers in this process (listen, broadcast,
+-- accept, the connections' methods, close, collection).
 -- Run under ASan+UBSan by spec/20-sanitizers_spec.lua (bounded) or by hand:
 --   lua5.4 scripts/exerciser.lua ws://127.0.0.1:PORT SECONDS [SEED]
 local wsbeat = require "wsbeat"
@@ -27,6 +29,74 @@ local function random_client()
 	return clients[R(#clients)]
 end
 
+-- wsbeat's own servers, made and dropped at random
+local servers = {}
+
+local function new_server()
+	local s = wsbeat.listen {
+		port = 0,
+		heartbeat = R(2) == 1 and { interval = 0.02 * R(5), timeout = 0.05 * R(4) } or false,
+		max_connections = R(20),
+		handshake_timeout = 0.1 + R() * 0.5,
+		on_full = R(2) == 1 and "close" or "refuse",
+		send_buffer = ({ 100, 10000, 1000000 })[R(3)],
+		max_queue = R(4),
+		on_message = R(2) == 1 and function(conn, data, kind)
+			count("server message")
+			if R(3) == 1 then conn:send(data, kind) end
+			if R(30) == 1 then conn:close(4000, "bye") end
+		end or nil,
+		on_open = R(2) == 1 and function(conn)
+			count("server open")
+			if R(4) == 1 then conn:send("welcome") end
+		end or nil,
+		on_state = function(_, st) count("server state " .. st) end,
+		on_upgrade = R(2) == 1 and function(req)
+			if req.path == "/refuse" then return false, 403, "no" end
+			return true
+		end or nil,
+	}
+	servers[#servers + 1] = s
+	count("listen")
+end
+
+local function server_act()
+	if #servers == 0 or R(20) == 1 then return new_server() end
+	local s = servers[R(#servers)]
+	local op = R(6)
+	if op == 1 then
+		wsbeat.connect(("ws://127.0.0.1:%d%s"):format(s:port(), R(4) == 1 and "/refuse" or "/"),
+			{ reconnect = false, heartbeat = false, on_message = function(ws) if R(3) == 1 then ws:close() end end,
+				on_state = function(ws, st) if st == "open" then ws:send(random_payload()) end end })
+		count("server connect")
+	elseif op == 2 then
+		s:broadcast(random_payload(), R(2) == 1 and "binary" or "text", R(2) == 1 and function() return R(2) == 1 end or nil)
+		count("broadcast")
+	elseif op == 3 then
+		for conn in s:clients() do
+			local k = R(6)
+			if k == 1 then conn:send(random_payload())
+			elseif k == 2 then conn:ping("p")
+			elseif k == 3 then conn:close(1000)
+			elseif k == 4 then conn:stats() conn:request() conn:remote() tostring(conn)
+			elseif k == 5 then pcall(conn.receive, conn, 0) -- (raises with on_message)
+			end
+		end
+		count("server conns")
+	elseif op == 4 then
+		pcall(s.accept, s, 0) -- (raises with on_open)
+		s:stats()
+		tostring(s)
+		count("accept")
+	elseif op == 5 then
+		-- close it (it waits, briefly) and drop it; or just drop it
+		if R(2) == 1 then s:close(({ 1001, 1000, 4001 })[R(3)]) count("server close") end
+		for i, v in ipairs(servers) do if v == s then table.remove(servers, i) break end end
+	else
+		collectgarbage("step", 10)
+	end
+end
+
 local act -- forward
 local function callbacks()
 	return {
@@ -44,6 +114,7 @@ local function callbacks()
 end
 
 function act(inside)
+	if not inside and R(4) == 1 then return server_act() end
 	local op = R(inside and 7 or 11)
 	local ws = random_client()
 	if op == 1 or #clients < 2 then
@@ -103,6 +174,8 @@ while core.now() - t0 < seconds do
 end
 for _, c in ipairs(clients) do c:close() end
 clients = {}
+for _, s in ipairs(servers) do s:close() end
+servers = {}
 pcall(wsbeat.run, 5)
 collectgarbage() collectgarbage()
 local keys = {}

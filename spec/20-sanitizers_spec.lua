@@ -22,7 +22,8 @@ describe("sanitizers #sanitizer", function()
 		local iterations = tonumber(out:match("iterations=(%d+)"))
 		assert.is_true(iterations > 1000, out)
 		-- it really went through the interesting paths
-		for _, what in ipairs { "state open", "state reconnecting", "state closed", "message", "spawn", "gc" } do
+		for _, what in ipairs { "state open", "state reconnecting", "state closed", "message", "spawn", "gc",
+			"listen", "server state open", "server state closed", "server message", "broadcast", "server close" } do
 			assert.matches(what .. "=%d+", out)
 		end
 	end)

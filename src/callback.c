@@ -96,19 +96,20 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
  * lws 4.1.6 drops the link without a close frame for some violations (RSV
  * bits, reserved opcodes, fragmented or oversized control frames), so the
  * peer would see 1006.  The socket is still open during CLOSED: send the
- * 1002 close frame lws did not (masked, as a client's must be; a server's
- * is not).
+ * close frame lws did not (masked, as a client's must be; a server's is
+ * not).  A server connection also sends the one lws prepared (below).
  */
-static int send_protocol_close(struct wsb_client *c, struct lws *wsi)
+static int send_close_frame(struct wsb_client *c, struct lws *wsi, int v)
 {
-	static const unsigned char code[2] = { 0x03, 0xea }; /* 1002 */
+	unsigned char code[2], f[8], *start;
 	const unsigned char *key;
-	unsigned char f[8], *start;
 	int fd = lws_get_socket_fd(wsi);
 	size_t n;
 
 	if (fd < 0 || wsb_frame_key(c, &key) < 0)
 		return 0;
+	code[0] = (unsigned char)(v >> 8);
+	code[1] = (unsigned char)v;
 	start = wsb_frame_build(f + 6, 0x80 | WSB_OP_CLOSE, code, sizeof(code),
 				key);
 	n = (size_t)(f + sizeof(f) - start);
@@ -138,7 +139,15 @@ static void drain_input(struct lws *wsi)
 			break;
 }
 
-static void on_closed(struct wsb_client *c, struct lws *wsi)
+/*
+ * failing: lws is failing a server connection (WS_SERVER_DROP_PROTOCOL with
+ * neither side closing).  lws's server would send its close frame and then
+ * wait up to 10 s for the client's answer before it closes the socket; a
+ * connection that broke the protocol is failed at once instead (RFC 6455
+ * 7.1.7): the close frame is written here, then our side of the TCP
+ * connection is shut, and lws's own attempt fails and closes.
+ */
+static void on_closed(struct wsb_client *c, struct lws *wsi, int failing)
 {
 	const char *peer = c->server_role ? "client" : "server";
 	int code = c->close.peer_code;
@@ -160,6 +169,8 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 				(p[0] ^ p[-4]) << 8 | (p[1] ^ p[-3]);
 
 			sent = v >= 1000 && v < 5000 ? v : 1002;
+			if (failing)
+				send_close_frame(c, wsi, sent);
 		} else {
 			char b;
 			int fd = lws_get_socket_fd(wsi);
@@ -167,8 +178,10 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 			if (fd >= 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
 			    (errno == EAGAIN || errno == EWOULDBLOCK))
 				/* dropped without a close frame: send it */
-				sent = send_protocol_close(c, wsi) ? 1002 : -1;
+				sent = send_close_frame(c, wsi, 1002) ? 1002 : -1;
 		}
+		if (failing && lws_get_socket_fd(wsi) >= 0)
+			shutdown(lws_get_socket_fd(wsi), SHUT_WR);
 	}
 	drain_input(wsi);
 	c->wsi = NULL;
@@ -329,9 +342,14 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return wsb_on_writeable(c, wsi);
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		return on_peer_close(c, in, len);
+	case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+		if (c->server_role && c->wsi == wsi && c->st == WSB_OPEN &&
+		    !c->close.peer_code && !c->close.cause)
+			on_closed(c, wsi, 1);
+		return 0;
 	case LWS_CALLBACK_CLIENT_CLOSED:
 	case LWS_CALLBACK_CLOSED:
-		on_closed(c, wsi);
+		on_closed(c, wsi, 0);
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
 		if (c->server_role && c->st == WSB_CONNECTING && !c->wsi)
