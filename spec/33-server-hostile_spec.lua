@@ -91,6 +91,7 @@ describe("hostile clients #server", function()
 		{ "a fragmented PING", { opcode = 9, payload = "p", fin = false }, 1002 },
 		{ "a PING over 125 bytes", { opcode = 9, payload = ("p"):rep(126) }, 1002 },
 		{ "a continuation with nothing to continue", { opcode = 0, payload = "x" }, 1002 },
+		{ "a close frame with a 1-byte payload", { opcode = 8, payload_hex = "03" }, 1002 },
 		{ "invalid UTF-8 in a text message", { payload_hex = "cebae1bdb9cf83cebcceb5eda080656469746564" }, 1007 },
 	}
 	for _, v in ipairs(violations) do

@@ -256,6 +256,11 @@ static int on_peer_close(struct wsb_client *c, const unsigned char *b,
 	wsb_heard(c);
 	if (c->close.sent)
 		return -1; /* the answer to ours (start_close): done */
+	if (len == 1 && c->server_role)
+		/* a one-byte close payload is a protocol error, which lws's
+		 * server echoes; refused here it fails the connection with
+		 * 1002 (WS_SERVER_DROP_PROTOCOL below; Autobahn 7.3.2) */
+		return -1;
 	c->close.peer_closed = 1; /* lws echoes it: ours is not sent */
 	c->close.peer_code = len >= 2 ? (b[0] << 8 | b[1]) : 1005;
 	if (len > 2) {
