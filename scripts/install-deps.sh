@@ -7,7 +7,7 @@ libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev openssl
 python3 python3-websockets nodejs npm lua-cqueues lua-http valgrind
 iproute2 nftables socat procps lua-luv lua-socket lua-dkjson clang libclang-rt-14-dev
 nginx libnginx-mod-http-lua lua-nginx-websocket gnuplot-nox strace
-curl tinyproxy-bin microsocks dante-server cppcheck"
+curl tinyproxy-bin microsocks dante-server cppcheck chromium"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
