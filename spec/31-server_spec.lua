@@ -385,6 +385,7 @@ describe("server #server", function()
 		ws:send("v6")
 		H.run_until(function() return #crec.messages == 1 end, 5, "echo")
 		assert.equal("v6", crec.messages[1].data)
+		assert.equal(("wsbeat.server: ws://[::1]:%d (listening, 1 connections)"):format(s:port()), tostring(s))
 		ws:close()
 		local taken = assert(wsbeat.listen { port = 0 })
 		local again, err = wsbeat.listen { port = taken:port() }

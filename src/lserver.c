@@ -422,7 +422,9 @@ static int s_tostring(lua_State *L)
 	if (!u->s)
 		lua_pushliteral(L, "wsbeat.server (closed)");
 	else
-		lua_pushfstring(L, "wsbeat.server: %s://%s:%d (%s, %d connections)",
+		lua_pushfstring(L, strchr(u->s->host, ':') ?
+				"wsbeat.server: %s://[%s]:%d (%s, %d connections)" :
+				"wsbeat.server: %s://%s:%d (%s, %d connections)",
 				u->s->tls ? "wss" : "ws", u->s->host, u->s->port,
 				u->s->fd >= 0 ? "listening" : "closed",
 				(int)u->s->live);
