@@ -1,12 +1,12 @@
 -- The echo server that conformance runs and benchmarks drive:
 --   lua5.4 scripts/echo-server.lua --port PORT [--host H] [--cert FILE --key FILE]
---                                  [--compression] [--no-heartbeat]
+--                                  [--no-heartbeat]
 -- Prints "listening PORT" once it listens (PORT 0: the port it got), echoes
 -- every message (text as text, binary as binary) and runs until SIGTERM or
 -- SIGINT.  Messages up to 64 MiB (the suite's 9.x cases send 16 MiB).
 local wsbeat = require "wsbeat"
 
-local opts = { port = 0, max_message_size = 64 * 1024 * 1024 }
+local opts = { port = 0, max_message_size = 64 * 1024 * 1024, send_buffer = 256 * 1024 * 1024 }
 local i = 1
 while arg[i] do
 	local a = arg[i]
@@ -14,7 +14,6 @@ while arg[i] do
 	elseif a == "--host" then opts.host = arg[i + 1]; i = i + 1
 	elseif a == "--cert" then opts.tls = opts.tls or {}; opts.tls.cert_file = arg[i + 1]; i = i + 1
 	elseif a == "--key" then opts.tls = opts.tls or {}; opts.tls.key_file = arg[i + 1]; i = i + 1
-	elseif a == "--compression" then opts.compression = true
 	elseif a == "--no-heartbeat" then opts.heartbeat = false
 	else io.stderr:write("echo-server.lua: unknown argument ", a, "\n"); os.exit(2) end
 	i = i + 1

@@ -1,6 +1,6 @@
 -- The server side (wsbeat.listen) against real clients: python websockets,
 -- node ws and wsbeat's own client, over ws and wss (with client
--- certificates), subprotocols, big messages, compression, the upgrade hook,
+-- certificates), subprotocols, big messages, the upgrade hook,
 -- accept(), broadcast, a graceful shutdown.  The server runs in this
 -- process; client processes print START before they connect, so waiting
 -- for it never holds up the server, and everything after is waited for
@@ -105,8 +105,8 @@ describe("server #server", function()
 		assert.equal(3, s:stats().messages_received)
 	end)
 
-	it("echoes a node ws client, with permessage-deflate", function()
-		local s, rec = server { compression = true, protocols = "chat" }
+	it("echoes a node ws client that offers permessage-deflate, without it; a server refuses compression = true", function()
+		local s, rec = server { protocols = "chat" }
 		finally(function() stop(s) end)
 		local ev = node(rec.url("/"), {
 			{ send = "deflate me " .. ("x"):rep(1000) }, { recv = 1 },
@@ -116,13 +116,17 @@ describe("server #server", function()
 		}, "--protocols", "chat", "--compression")
 		local open = of(ev, "open")[1]
 		assert.equal("chat", open.subprotocol)
-		assert.matches("permessage%-deflate", open.extensions)
+		assert.equal("", open.extensions) -- offered, not accepted
 		local m = of(ev, "message")
 		assert.equal(1011, m[1].len) -- (reported by length: over 1000 bytes)
 		assert.equal(5 * 1024 * 1024, m[2].len)
 		assert.is_true(m[2].pattern_ok)
 		assert.equal("0102", m[3].hex)
 		assert.equal(1000, of(ev, "closed")[1].code)
+		-- libwebsockets 4.1's deflate server corrupts concurrent input (DESIGN.md)
+		assert.has_error(function() wsbeat.listen { port = 0, compression = true } end,
+			"bad argument #1 to 'listen' (option 'compression': not supported on servers: libwebsockets 4.1 " ..
+			"mixes up the input of connections it inflates at once (corrupted messages); see docs/DESIGN.md)")
 	end)
 
 	it("echoes wsbeat's own client; a client offering none of its subprotocols gets none", function()
@@ -285,7 +289,7 @@ describe("server #server", function()
 		b:close()
 		s:close()
 		-- the acceptor saw the server close and ended
-		assert.is_true(wsbeat.run(5))
+		assert.is_true(wsbeat.run(5 * H.SLOW))
 		assert.equal(2, #served)
 	end)
 

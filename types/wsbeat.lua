@@ -183,7 +183,7 @@ function Client:dirty() end
 ---@field max_message_size? integer
 ---@field max_queue? integer
 ---@field send_buffer? integer
----@field compression? boolean
+---@field compression? false not supported on servers (libwebsockets 4.1; docs/DESIGN.md)
 ---@field close_timeout? number
 
 ---@class wsbeat.ServerStats
