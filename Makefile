@@ -86,11 +86,16 @@ check-memory: all
 	$(NO_PROXY_ENV) sh scripts/check-memory.sh $(BUSTED_ARGS)
 
 # Benchmarks (not part of the tests): docs/BENCHMARKS.md says what they show.
-BENCH_BIN = build/bench/lws-client
+BENCH_BIN = build/bench/lws-client build/bench/lws-server
 bench-bin: $(BENCH_BIN)
-$(BENCH_BIN): bench/lws-client.c
+build/bench/lws-client: bench/lws-client.c
 	@mkdir -p build/bench
 	$(CC) -std=c99 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS) -o $@ bench/lws-client.c \
+		$(shell pkg-config --cflags --libs libwebsockets)
+
+build/bench/lws-server: bench/lws-server.c
+	@mkdir -p build/bench
+	$(CC) -std=c99 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS) -o $@ bench/lws-server.c \
 		$(shell pkg-config --cflags --libs libwebsockets)
 
 build/bench/lws-hold: bench/lws-hold.c
@@ -101,8 +106,21 @@ build/bench/lws-hold: bench/lws-hold.c
 bench: all bench-bin
 	bash bench/bench.sh
 
+# the server echo benchmark: wsbeat, the C ceiling, node ws, python websockets
+# (the script runs make all itself; if that fails, wsbeat is reported as not run)
+.PHONY: bench-server
+bench-server: bench-bin
+	bash bench/server-bench.sh
+
 bench-scale: all
 	bash bench/scale.sh
+
+# the server at scale: 10,000 idle connections (memory, heartbeat CPU), dead
+# clients' detection and a broadcast, against lws-server and node ws; the
+# script builds its load tool (bench/server-scale-hold.c) itself
+.PHONY: bench-server-scale
+bench-server-scale: all build/bench/lws-server
+	bash bench/server-scale.sh
 
 # wsbeat direct and through tinyproxy, microsocks and dante, side by side
 bench-proxy: all bench-bin

@@ -1,13 +1,17 @@
 #!/usr/bin/env node
-// Minimal echo server for the wsbeat benchmark (bench/bench.sh SERVER=node).
+// Minimal echo server for the wsbeat benchmarks (bench/bench.sh SERVER=node,
+// bench/server-bench.sh).
 //
 //   node bench/echo-server.js [--port N] [--tls-port N --cert PEM --key PEM]
+//   node bench/echo-server.js PORT [CERT KEY]
 //
 // Uses the "ws" package installed in spec/fixtures/node_modules, with
 // permessage-deflate off and no logging, so that the server costs as little
 // as possible. Every message is sent back with the same type (text/binary).
-// Prints "PORT <ws-port> [<wss-port>]" on stdout once listening; exits on
-// SIGTERM/SIGINT.
+// The first form prints "PORT <ws-port> [<wss-port>]" on stdout once
+// listening. The second (server-bench.sh's) serves one port on 127.0.0.1,
+// ws or, given CERT and KEY, wss only, and prints "listening <port>" (PORT 0:
+// the kernel picks it). Both exit on SIGTERM/SIGINT.
 'use strict';
 
 const path = require('path');
@@ -26,7 +30,15 @@ try {
 
 const opt = { port: 0, tlsPort: null, cert: null, key: null };
 const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
+// positional form: PORT [CERT KEY], one listener
+opt.single = argv.length > 0 && !argv[0].startsWith('--');
+if (opt.single) {
+  if (argv.length !== 1 && argv.length !== 3) opt.bad = true;
+  opt.port = parseInt(argv[0], 10);
+  if (!/^\d+$/.test(argv[0]) || opt.port > 65535) opt.bad = true;
+  if (argv.length === 3) [opt.cert, opt.key] = argv.slice(1);
+}
+for (let i = opt.single ? argv.length : 0; i < argv.length; i++) {
   const a = argv[i], v = argv[i + 1];
   if (v === undefined) opt.bad = true;
   else if (a === '--port') opt.port = parseInt(v, 10);
@@ -37,7 +49,8 @@ for (let i = 0; i < argv.length; i++) {
   i++;
 }
 if (opt.bad || (opt.tlsPort !== null && !(opt.cert && opt.key))) {
-  process.stderr.write('usage: node echo-server.js [--port N] [--tls-port N --cert PEM --key PEM]\n');
+  process.stderr.write('usage: node echo-server.js [--port N] [--tls-port N --cert PEM --key PEM]\n' +
+    '       node echo-server.js PORT [CERT KEY]\n');
   process.exit(2);
 }
 
@@ -45,9 +58,12 @@ const reject = (req, res) => {
   res.writeHead(426);
   res.end();
 };
-const servers = [http.createServer(reject)];
-if (opt.tlsPort !== null)
-  servers.push(https.createServer({ cert: fs.readFileSync(opt.cert), key: fs.readFileSync(opt.key) }, reject));
+const tlsServer = () => https.createServer({ cert: fs.readFileSync(opt.cert), key: fs.readFileSync(opt.key) }, reject);
+let servers = [http.createServer(reject)];
+if (opt.single && opt.cert)
+  servers = [tlsServer()];
+else if (opt.tlsPort !== null)
+  servers.push(tlsServer());
 const wsServers = servers.map((server) => {
   const wss = new WebSocketServer({ server, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
   wss.on('connection', (sock) => {
@@ -64,8 +80,14 @@ const wsServers = servers.map((server) => {
 let listening = 0;
 const ports = [opt.port, opt.tlsPort];
 servers.forEach((server, i) => server.listen(ports[i], '127.0.0.1', () => {
-  if (++listening === servers.length)
+  if (opt.single)
+    process.stdout.write('listening ' + server.address().port + '\n');
+  else if (++listening === servers.length)
     process.stdout.write('PORT ' + servers.map((s) => s.address().port).join(' ') + '\n');
+}));
+servers.forEach((server) => server.on('error', (err) => {
+  process.stderr.write('echo-server.js: ' + err.message + '\n');
+  process.exit(1);
 }));
 
 const stop = () => {
