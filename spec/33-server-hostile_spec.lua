@@ -67,6 +67,17 @@ describe("hostile clients #server", function()
 		assert.equal(1, s:stats().upgraded)
 	end)
 
+	it("a Sec-WebSocket-Extensions of 255 bytes or more gets 431 (libwebsockets 4.1 drops it silently)", function()
+		local s = server {}
+		finally(function() s:close() end)
+		local offers = ("permessage-deflate; client_max_window_bits, "):rep(6) -- 264 bytes
+		local ev = finish(raw(s:port(), { { upgrade = "/", headers = "Sec-WebSocket-Extensions: " .. offers .. "\r\n" } }))
+		assert.equal(431, of(ev, "response")[1].status)
+		local short = finish(raw(s:port(), { { upgrade = "/", headers = "Sec-WebSocket-Extensions: " ..
+			offers:sub(1, 200) .. "\r\n" } }))
+		assert.equal(101, of(short, "response")[1].status)
+	end)
+
 	it("a 1 MiB header is refused without a hang, and the server serves on", function()
 		local s = server { on_message = function(c, d) c:send(d) end }
 		finally(function() s:close() end)

@@ -71,6 +71,12 @@ void wsb_srvhosts_free(struct wsb_engine *e)
 	}
 }
 
+/* No lws "validity" pings (default: after 300 s idle): the heartbeat is
+ * wsbeat's, and lws re-inserted a sorted timer on every pong, which cost
+ * 63 % of a core at 10,000 connections (DESIGN.md, Many connections; the
+ * clients' attempts have the same policy, attempt.c). */
+static const lws_retry_bo_t no_validity = { 0 };
+
 static struct wsb_srvhost *srvhost_for(struct wsb_server *s, char *err,
 				       size_t errlen)
 {
@@ -118,6 +124,7 @@ static struct wsb_srvhost *srvhost_for(struct wsb_server *s, char *err,
 	info.iface = "wsbeat-adopted-sockets-only";
 	info.protocols = h->protos;
 	info.vhost_name = h->name;
+	info.retry_and_idle_policy = &no_validity;
 	info.gid = (gid_t)-1;
 	info.uid = (uid_t)-1;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -656,6 +663,7 @@ static const char *status_text(int status)
 	case 410: return "Gone";
 	case 426: return "Upgrade Required";
 	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
 	case 451: return "Unavailable For Legal Reasons";
 	case 500: return "Internal Server Error";
 	case 501: return "Not Implemented";
@@ -760,6 +768,12 @@ static int on_confirm_upgrade(struct lws *wsi, struct wsb_pending *p,
 		return answer(wsi, 503, "the server is shutting down");
 	if (!up || strcasecmp(up, "websocket"))
 		return answer(wsi, 400, "only WebSocket upgrades are served here");
+	/* lws 4.1 fails the upgrade, without a word, when it has to read
+	 * 255 bytes or more of Sec-WebSocket-Extensions (Autobahn 13.7.x's
+	 * three offers): say why instead */
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_EXTENSIONS) >= 255)
+		return answer(wsi, 431, "Sec-WebSocket-Extensions is longer than "
+			      "254 bytes (a limit of libwebsockets 4.1)");
 	if (s->live >= s->max_connections) {
 		s->full++;
 		wsb_log(s->e, WSB_LOG_WARN, "server :%d: %s:%d refused: "
