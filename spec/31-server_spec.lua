@@ -262,16 +262,17 @@ describe("server #server", function()
 	it("accept() hands new connections to spawned coroutines", function()
 		local s = assert(wsbeat.listen { port = 0 })
 		finally(function() stop(s) end)
-		local served = {}
+		local served, ended, acceptor_end = {}, 0, nil
 		wsbeat.spawn(function()
 			while true do
-				local conn = s:accept()
-				if not conn then break end
+				local conn, why = s:accept()
+				if not conn then acceptor_end = why break end
 				wsbeat.spawn(function()
 					for data in conn:messages() do
 						served[#served + 1] = data
 						conn:send("re: " .. data)
 					end
+					ended = ended + 1
 				end)
 			end
 		end)
@@ -288,8 +289,11 @@ describe("server #server", function()
 		a:close()
 		b:close()
 		s:close()
-		-- the acceptor saw the server close and ended
-		assert.is_true(wsbeat.run(5 * H.SLOW))
+		-- the acceptor saw the server close and ended, and so did both
+		-- connections' coroutines (run() would also wait for whatever
+		-- earlier specs left in this process)
+		H.run_until(function() return acceptor_end and ended == 2 end, 5, "the coroutines to end")
+		assert.equal("closed", acceptor_end)
 		assert.equal(2, #served)
 	end)
 
