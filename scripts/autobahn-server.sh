@@ -34,7 +34,7 @@
 # For wss, a throw-away CA and a server certificate (SAN localhost, 127.0.0.1)
 # come from spec/fixtures/gencerts.sh in a temp dir removed on exit.
 #
-# Port quirks, worked around by a small launcher below at run time (the
+# Port quirks, worked around at run time by scripts/autobahn-launch.py (the
 # checkout is not modified):
 #  - bytes fields in the per-case report are turned into str before the JSON
 #    dump (json.dumps fails on them otherwise; same fix as autobahn.sh).
@@ -140,43 +140,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
 
-# The launcher: wstest's fuzzingclient with the run-time fixes (see header).
-LAUNCHER='
-import os, sys, json
-from autobahntestsuite import fuzzing, wstest
-from twisted.internet import ssl as _ssl
-
-def _strify(o):
-    if isinstance(o, (bytes, bytearray)):
-        return o.decode("utf8", "backslashreplace")
-    if isinstance(o, dict):
-        return {(_strify(k) if isinstance(k, (bytes, bytearray)) else k): _strify(v)
-                for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_strify(x) for x in o]
-    return o
-
-class _Json:
-    def __getattr__(self, name):
-        return getattr(json, name)
-    def dumps(self, obj, *a, **kw):
-        return json.dumps(_strify(obj), *a, **kw)
-fuzzing.json = _Json()
-
-_ca = os.environ.get("WSBEAT_AUTOBAHN_CA")
-class _Ssl:
-    def __getattr__(self, name):
-        return getattr(_ssl, name)
-    def optionsForClientTLS(self, hostname, **kw):
-        if _ca:
-            with open(_ca, "rb") as f:
-                kw.setdefault("trustRoot", _ssl.Certificate.loadPEM(f.read()))
-        return _ssl.optionsForClientTLS(hostname, **kw)
-fuzzing.ssl = _Ssl()
-
-sys.argv = ["wstest"] + sys.argv[1:]
-wstest.run()
-'
+# The launcher: wstest with the run-time fixes (scripts/autobahn-launch.py).
+LAUNCHER="$PWD/scripts/autobahn-launch.py"
 
 # resolve | merge | summarize, on the suite's case list and the reports.
 tool() {
@@ -330,7 +295,7 @@ EOF
         echo "== $(date '+%H:%M:%S') run $n: $scheme://127.0.0.1:$SERVER_PORT, $(wc -l <"$dir/left.txt") cases" >>"$dir/client.log"
         rm -f "$dir/reports/index.json"
         crc=0
-        (cd "$dir" && PYTHONPATH="$SUITE" WSBEAT_AUTOBAHN_CA="$ca" exec "$PYTHON" -c "$LAUNCHER" \
+        (cd "$dir" && PYTHONPATH="$SUITE" WSBEAT_AUTOBAHN_CA="$ca" exec "$PYTHON" "$LAUNCHER" \
             -m fuzzingclient -s "$dir/fuzzingclient.json" >>"$dir/client.log" 2>&1) || crc=$?
         died=""
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then

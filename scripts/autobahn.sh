@@ -18,7 +18,7 @@
 # and Debian's interpreter (PYTHON, default /usr/bin/python3), with
 # PYTHONPATH=$AUTOBAHN_DIR/autobahntestsuite.
 #
-# Two fixes the port needs are applied at run time by a small launcher below
+# Two fixes the port needs are applied at run time by scripts/autobahn-launch.py
 # (the checkout is not modified): the fuzzingserver listens on 127.0.0.1 only
 # (it would bind every interface), and bytes fields in the per-case report are
 # turned into str before the JSON dump (json.dumps fails on them otherwise).
@@ -73,36 +73,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
 
-# The launcher: wstest's fuzzingserver with the two run-time fixes.
-LAUNCHER='
-import sys, json
-from autobahntestsuite import fuzzing, wstest
-
-_listen = fuzzing.listenWS
-def listenWS(factory, contextFactory=None, backlog=50, interface=""):
-    return _listen(factory, contextFactory, backlog, interface="127.0.0.1")
-fuzzing.listenWS = listenWS
-
-def _strify(o):
-    if isinstance(o, (bytes, bytearray)):
-        return o.decode("utf8", "backslashreplace")
-    if isinstance(o, dict):
-        return {(_strify(k) if isinstance(k, (bytes, bytearray)) else k): _strify(v)
-                for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_strify(x) for x in o]
-    return o
-
-class _Json:
-    def __getattr__(self, name):
-        return getattr(json, name)
-    def dumps(self, obj, *a, **kw):
-        return json.dumps(_strify(obj), *a, **kw)
-fuzzing.json = _Json()
-
-sys.argv = ["wstest"] + sys.argv[1:]
-wstest.run()
-'
+# The launcher: wstest with the run-time fixes (scripts/autobahn-launch.py).
+LAUNCHER="$PWD/scripts/autobahn-launch.py"
 
 wait_port() { # port pid
     i=0
@@ -135,7 +107,7 @@ run_scheme() { # scheme port
 }
 EOF
     echo "== $scheme: fuzzingserver on 127.0.0.1:$port, cases: $CASES" >&2
-    (cd "$dir" && PYTHONPATH="$SUITE" exec "$PYTHON" -c "$LAUNCHER" \
+    (cd "$dir" && PYTHONPATH="$SUITE" exec "$PYTHON" "$LAUNCHER" \
         -m fuzzingserver -s "$dir/fuzzingserver.json" -u 0 >"$dir/server.log" 2>&1) &
     SERVER_PID=$!
     if ! wait_port "$port" "$SERVER_PID"; then

@@ -36,40 +36,7 @@ local function of(events, kind)
 	return r
 end
 
--- A listening server that records what happens to its connections.
-local function server(opts)
-	local rec = { states = {}, opened = {}, messages = {} }
-	opts = opts or {}
-	local user_state = opts.on_state
-	opts.port = opts.port or 0
-	opts.on_state = function(conn, st, info)
-		rec.states[#rec.states + 1] = { conn = conn, state = st, cause = info.cause, code = info.code }
-		if st == "open" then rec.opened[#rec.opened + 1] = conn end
-		if user_state then user_state(conn, st, info) end
-	end
-	if opts.on_message == nil then
-		opts.on_message = function(conn, data, kind)
-			rec.messages[#rec.messages + 1] = { data = data, kind = kind }
-			conn:send(data, kind)
-		end
-	elseif opts.on_message == false then
-		opts.on_message = nil
-	end
-	local s = assert(wsbeat.listen(opts))
-	rec.server = s
-	rec.url = function(path, scheme)
-		return ("%s://127.0.0.1:%d%s"):format(scheme or (opts.tls and "wss" or "ws"), s:port(), path or "/")
-	end
-	return s, rec
-end
-
-local function closed_states(rec)
-	local r = {}
-	for _, st in ipairs(rec.states) do
-		if st.state == "closed" then r[#r + 1] = st end
-	end
-	return r
-end
+local server = H.listen -- (records states, opened, messages; echoes)
 
 local function stop(s)
 	if s then s:close() end
@@ -93,7 +60,7 @@ describe("server #server", function()
 		assert.is_true(m[3].pattern_ok)
 		assert.equal(1000, of(ev, "closed")[1].code)
 		-- the server's side of it
-		H.run_until(function() return #closed_states(rec) == 1 end, 5, "server closed")
+		H.run_until(function() return #rec.closed() == 1 end, 5, "server closed")
 		assert.same({ "open", "closed" }, { rec.states[1].state, rec.states[2].state })
 		assert.equal("accepted", rec.states[1].cause)
 		assert.equal("closed_by_peer", rec.states[2].cause)
@@ -150,9 +117,9 @@ describe("server #server", function()
 		ws2:close()
 		H.wait_state(ws2, "closed")
 		-- the server's connection saw the client's close
-		H.run_until(function() return #closed_states(rec) == 2 end, 5, "server closed")
-		assert.equal("closed_by_peer", closed_states(rec)[1].cause)
-		assert.equal(1000, closed_states(rec)[1].code)
+		H.run_until(function() return #rec.closed() == 2 end, 5, "server closed")
+		assert.equal("closed_by_peer", rec.closed()[1].cause)
+		assert.equal(1000, rec.closed()[1].code)
 	end)
 
 	it("serves wss, verified by the clients, and requires client certificates when told", function()
@@ -363,7 +330,7 @@ describe("server #server", function()
 		-- close() waited for both connections
 		assert.equal(0, s:stats().connections)
 		assert.is_false(s:stats().listening)
-		local cl = closed_states(rec)
+		local cl = rec.closed()
 		assert.equal(2, #cl)
 		for _, st in ipairs(cl) do
 			assert.equal("server_closed", st.cause)

@@ -166,29 +166,13 @@ local function py(url, script, ...)
 	return peer
 end
 
--- A client that upgrades with a raw socket, says UPGRADED, and then never
--- reads or writes again: it answers neither PINGs nor the close.
-local DEAF_CLIENT = [[
-import base64, os, socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-key = base64.b64encode(os.urandom(16)).decode()
-s.sendall(("GET /deaf HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
-buf = b""
-while b"\r\n\r\n" not in buf:
-    data = s.recv(4096)
-    if not data:
-        sys.exit("closed during the upgrade")
-    buf += data
-print(buf.split(b"\r\n")[0].decode(), flush=True)
-print("UPGRADED", flush=True)
-time.sleep(60)
-]]
-
+-- A client that upgrades with a raw socket (spec/fixtures/rawclient.py)
+-- and then never reads or writes again: it answers neither PINGs nor the
+-- close.  Ready once it has read the 101.
 local function deaf_client(port)
-	local script = tmp("deaf.py")
-	write_file(script, DEAF_CLIENT)
-	return H.start_peer({ H.PYTHON, script, tostring(port) }, { name = "deaf", ready = "UPGRADED" })
+	local script = json.encode { { upgrade = "/deaf" }, { sleep = 60 } }
+	return H.start_peer({ H.PYTHON, H.ROOT .. "/spec/fixtures/rawclient.py", tostring(port), script },
+		{ name = "deaf", ready = '"status": 101' })
 end
 
 --- A wsbeat client in this process; rec.messages, rec.infos (H.client).

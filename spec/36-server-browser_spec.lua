@@ -4,7 +4,6 @@
 -- serves wsbeat, so the server answers while chromium runs.
 local H = require "helper"
 local browser = require "browser"
-local wsbeat = require "wsbeat"
 local json = require "dkjson"
 
 -- 100 KB of text, built the same way here and in the page
@@ -57,44 +56,31 @@ ws.onclose = (ev) => {
 	})
 end
 
--- A wsbeat echo server that records the upgrades it saw, its connections'
--- states and the messages; a text "close-me" is answered by a close with
--- 4001, the path /refuse by 403. opts.on_message replaces the echo.
+-- A wsbeat echo server (H.listen) that also records the upgrades it saw;
+-- a text "close-me" is answered by a close with 4001, the path /refuse by
+-- 403. opts.on_message replaces the echo.
 local function server(opts)
 	opts = opts or {}
-	local rec = { upgrades = {}, states = {}, messages = {} }
-	local s = assert(wsbeat.listen {
-		port = 0,
+	local upgrades = {}
+	local s, rec = H.listen {
 		on_upgrade = function(req)
-			rec.upgrades[#rec.upgrades + 1] = {
+			upgrades[#upgrades + 1] = {
 				path = req.path, remote = req.remote,
 				origin = req.headers.origin, user_agent = req.headers["user-agent"],
 			}
 			if req.path == "/refuse" then return false, 403, "not you" end
 			return true
 		end,
-		on_state = function(conn, st, info)
-			rec.states[#rec.states + 1] = { conn = conn, state = st, cause = info.cause, code = info.code }
-		end,
 		on_message = opts.on_message or function(conn, data, kind)
-			rec.messages[#rec.messages + 1] = { data = data, kind = kind }
 			if data == "close-me" then
 				conn:close(4001, "server says bye")
 			else
 				conn:send(data, kind)
 			end
 		end,
-	})
-	rec.url = function(path) return ("ws://127.0.0.1:%d%s"):format(s:port(), path or "/") end
+	}
+	rec.upgrades = upgrades
 	return s, rec
-end
-
-local function closed(rec)
-	local r = {}
-	for _, st in ipairs(rec.states) do
-		if st.state == "closed" then r[#r + 1] = st end
-	end
-	return r
 end
 
 describe("server and a browser: headless chromium against wsbeat.listen #server #browser #slow", function()
@@ -126,8 +112,8 @@ describe("server and a browser: headless chromium against wsbeat.listen #server 
 		assert.same({ "text", "text", "binary" }, { rec.messages[1].kind, rec.messages[2].kind, rec.messages[3].kind })
 		assert.is_true(rec.messages[2].data == BIG, "the server got the 100 KB text changed")
 		assert.equal(string.char(table.unpack(BYTES)), rec.messages[3].data)
-		H.run_until(function() return #closed(rec) == 1 end, 5, "the server's connection to close")
-		local c = closed(rec)[1]
+		H.run_until(function() return #rec.closed() == 1 end, 5, "the server's connection to close")
+		local c = rec.closed()[1]
 		assert.equal("closed_by_peer", c.cause)
 		assert.equal(4000, c.code)
 		-- on_upgrade saw the browser: its Origin (a file:// page's is
@@ -151,8 +137,8 @@ describe("server and a browser: headless chromium against wsbeat.listen #server 
 		assert.same({ { kind = "text", data = "one" } }, r.messages)
 		assert.equal(0, r.errors)
 		assert.same({ code = 4001, reason = "server says bye", wasClean = true }, r.close)
-		H.run_until(function() return #closed(rec) == 1 end, 5, "the server's connection to close")
-		local c = closed(rec)[1]
+		H.run_until(function() return #rec.closed() == 1 end, 5, "the server's connection to close")
+		local c = rec.closed()[1]
 		assert.equal("closed_by_user", c.cause)
 		assert.equal(4001, c.code)
 	end)
@@ -176,7 +162,6 @@ describe("server and a browser: headless chromium against wsbeat.listen #server 
 		local ready = 0
 		local s, rec
 		s, rec = server { on_message = function(_, data)
-			rec.messages[#rec.messages + 1] = { data = data }
 			if data == "ready" then
 				ready = ready + 1
 				if ready == 2 then assert(s:broadcast("to all") == 2) end
@@ -191,7 +176,7 @@ describe("server and a browser: headless chromium against wsbeat.listen #server 
 			assert.is_true(results[i].close.wasClean)
 		end
 		assert.equal(2, ready)
-		H.run_until(function() return #closed(rec) == 2 end, 5, "the server's connections to close")
+		H.run_until(function() return #rec.closed() == 2 end, 5, "the server's connections to close")
 		assert.equal(2, s:stats().upgraded)
 	end)
 end)

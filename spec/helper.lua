@@ -278,6 +278,46 @@ function H.client(url, opts)
 	return ws, rec
 end
 
+--- A wsbeat server in this process that records what happens to its
+-- connections: rec.states ({ conn, state, cause, code }), rec.opened,
+-- rec.messages ({ data, kind }), rec.closed() (the "closed" states),
+-- rec.url(path [, scheme]).  opts as for wsbeat.listen (port 0 unless
+-- given); on_message nil: echo, false: none, a function: called after the
+-- message is recorded; on_state is called after the state is recorded.
+function H.listen(opts)
+	local rec = { states = {}, opened = {}, messages = {} }
+	opts = opts or {}
+	local user_state, user_message = opts.on_state, opts.on_message
+	opts.port = opts.port or 0
+	opts.on_state = function(conn, st, info)
+		rec.states[#rec.states + 1] = { conn = conn, state = st, cause = info.cause, code = info.code }
+		if st == "open" then rec.opened[#rec.opened + 1] = conn end
+		if user_state then user_state(conn, st, info) end
+	end
+	if user_message == false then
+		opts.on_message = nil
+	else
+		opts.on_message = function(conn, data, kind)
+			rec.messages[#rec.messages + 1] = { data = data, kind = kind }
+			if user_message then return user_message(conn, data, kind) end
+			conn:send(data, kind)
+		end
+	end
+	local s = assert(wsbeat.listen(opts))
+	rec.server = s
+	function rec.url(path, scheme)
+		return ("%s://127.0.0.1:%d%s"):format(scheme or (opts.tls and "wss" or "ws"), s:port(), path or "/")
+	end
+	function rec.closed()
+		local r = {}
+		for _, st in ipairs(rec.states) do
+			if st.state == "closed" then r[#r + 1] = st end
+		end
+		return r
+	end
+	return s, rec
+end
+
 function H.wait_state(ws, state, timeout)
 	H.run_until(function() return ws:state() == state end, timeout or 5,
 		"state " .. state .. " (now " .. ws:state() .. ")")

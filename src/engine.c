@@ -438,14 +438,11 @@ static void find_lws_idle(uv_handle_t *h, void *arg)
 	}
 }
 
-static int rearm_forced(struct wsb_engine *e)
+static void rearm_forced(struct wsb_engine *e)
 {
-	if (!lws_forced(e))
-		return 0;
 	if (e->lws_idle && e->lws_idle_cb &&
-	    !uv_is_active((uv_handle_t *)e->lws_idle))
+	    !uv_is_active((uv_handle_t *)e->lws_idle) && lws_forced(e))
 		uv_idle_start(e->lws_idle, e->lws_idle_cb);
-	return 1;
 }
 
 /*
@@ -481,9 +478,11 @@ static void run_loop(struct wsb_engine *e, int block)
 		/* forced service runs in lws's idle handle: only worth another
 		 * iteration while that is active (a timeout of 0) */
 		if (!changes_pending(e) &&
-		    !(rearm_forced(e) && uv_backend_timeout(&e->loop) == 0))
+		    !(uv_backend_timeout(&e->loop) == 0 && lws_forced(e)))
 			break;
 	}
+	/* once a turn, not per iteration: lws_forced() walks lws's lists */
+	rearm_forced(e);
 	e->in_service = 0;
 }
 

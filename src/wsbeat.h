@@ -508,6 +508,8 @@ void wsb_server_free(struct wsb_server *s);
 int wsb_server_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			void *user, void *in, size_t len);
 void wsb_server_conn_closed(struct wsb_client *c);
+struct wsb_request *wsb_request_capture(struct lws *wsi,
+					 const struct wsb_pending *p);
 void wsb_request_free(struct wsb_request *r);
 void wsb_request_add(struct wsb_request *r, const char *name,
 		     const char *value, size_t vlen);
