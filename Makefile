@@ -9,7 +9,7 @@ LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 BINDIR ?= $(PREFIX)/bin
 BUSTED ?= $(shell command -v busted 2>/dev/null || echo busted)
 
-PKGS = libwebsockets libuv openssl
+PKGS = libwebsockets libuv openssl zlib
 DEPS_CFLAGS ?= $(shell pkg-config --cflags $(PKGS))
 DEPS_LIBS ?= $(shell pkg-config --libs $(PKGS))
 
@@ -19,14 +19,14 @@ WARN = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wpointer-arith \
 ALL_CFLAGS = $(WARN) -fPIC -I$(LUA_INCDIR) $(DEPS_CFLAGS) $(CFLAGS)
 LIBFLAG ?= -shared
 
-SRCS = src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/lengine.c src/conn.c src/attempt.c src/retry.c src/heartbeat.c src/send.c src/cork.c src/recv.c src/callback.c src/proxy.c src/relay.c src/server.c src/request.c src/broadcast.c src/lclient.c src/lserver.c src/lcli.c
+SRCS = src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/lengine.c src/conn.c src/attempt.c src/retry.c src/heartbeat.c src/send.c src/cork.c src/recv.c src/callback.c src/proxy.c src/relay.c src/server.c src/request.c src/broadcast.c src/handshake.c src/srvrx.c src/wsread.c src/pmd.c src/lclient.c src/lserver.c src/lcli.c
 OBJS = $(SRCS:src/%.c=build/%.o)
 CORE = build/wsbeat/core.so
 
-.PHONY: all test test-fast lint install clean check-memory demo asan fuzz bench bench-bin bench-scale bench-proxy dist
+.PHONY: all ctest test test-fast lint install clean check-memory demo asan fuzz bench bench-bin bench-scale bench-proxy dist
 all: $(CORE)
 
-build/%.o: src/%.c src/wsbeat.h src/conn.h src/tunnel.h
+build/%.o: src/%.c src/wsbeat.h src/conn.h src/tunnel.h src/wsread.h src/pmd.h src/handshake.h
 	@mkdir -p build
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -42,9 +42,28 @@ asan: $(SRCS) src/wsbeat.h
 	$(CC) $(WARN) -fPIC -I$(LUA_INCDIR) $(DEPS_CFLAGS) $(ASAN_FLAGS) $(LIBFLAG) \
 		-o build-asan/wsbeat/core.so $(SRCS) $(DEPS_LIBS)
 
-# libFuzzer on the URL parser, the UTF-8 validator and the frame writer: make fuzz FUZZ_ARGS="-max_total_time=60"
+# The C unit tests of the server's pure parts (the frame reader, the
+# handshake, permessage-deflate): plain programs that print TAP lines.
+CTESTS = build/ctest/wsread_test build/ctest/handshake_test build/ctest/pmd_test
+ctest: $(CTESTS)
+	@for t in $(CTESTS); do $$t || exit 1; done
+build/ctest/wsread_test: test/c/wsread_test.c src/wsread.c src/utf8.c src/wsread.h src/wsbeat.h
+	@mkdir -p build/ctest
+	$(CC) $(WARN) -I src -I$(LUA_INCDIR) $(DEPS_CFLAGS) $(CFLAGS) -o $@ test/c/wsread_test.c src/wsread.c src/utf8.c
+build/ctest/handshake_test: test/c/handshake_test.c src/handshake.c src/handshake.h
+	@mkdir -p build/ctest
+	$(CC) $(WARN) -I src $(CFLAGS) -o $@ test/c/handshake_test.c src/handshake.c -lcrypto
+build/ctest/pmd_test: test/c/pmd_test.c src/pmd.c src/pmd.h
+	@mkdir -p build/ctest
+	$(CC) $(WARN) -I src $(CFLAGS) -o $@ test/c/pmd_test.c src/pmd.c -lz
+
+# libFuzzer on the URL parser, the UTF-8 validator, the frame writer and the
+# server's frame reader, handshake and permessage-deflate:
+# make fuzz FUZZ_ARGS="-max_total_time=60"
 FUZZ_ARGS ?= -runs=200000
-fuzz: fuzz/url_fuzz.c fuzz/utf8_fuzz.c fuzz/frame_fuzz.c src/url.c src/utf8.c src/frame.c src/wsbeat.h
+FUZZ_CC = clang -g -O1 -fsanitize=fuzzer,address,undefined -I src -I$(LUA_INCDIR) $(DEPS_CFLAGS)
+fuzz: fuzz/url_fuzz.c fuzz/utf8_fuzz.c fuzz/frame_fuzz.c fuzz/wsread_fuzz.c fuzz/handshake_fuzz.c fuzz/pmd_fuzz.c \
+		src/url.c src/utf8.c src/frame.c src/wsread.c src/handshake.c src/pmd.c src/wsbeat.h
 	@mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(LUA_INCDIR) $(DEPS_CFLAGS) \
 		-o build-fuzz/url_fuzz fuzz/url_fuzz.c src/url.c
@@ -56,6 +75,13 @@ fuzz: fuzz/url_fuzz.c fuzz/utf8_fuzz.c fuzz/frame_fuzz.c src/url.c src/utf8.c sr
 	build-fuzz/url_fuzz $(FUZZ_ARGS) build-fuzz/corpus
 	build-fuzz/utf8_fuzz $(FUZZ_ARGS) build-fuzz/utf8-corpus
 	build-fuzz/frame_fuzz $(FUZZ_ARGS) build-fuzz/frame-corpus
+	$(FUZZ_CC) -o build-fuzz/wsread_fuzz fuzz/wsread_fuzz.c src/wsread.c src/utf8.c
+	$(FUZZ_CC) -o build-fuzz/handshake_fuzz fuzz/handshake_fuzz.c src/handshake.c -lcrypto
+	$(FUZZ_CC) -o build-fuzz/pmd_fuzz fuzz/pmd_fuzz.c src/pmd.c -lz
+	mkdir -p build-fuzz/wsread-corpus build-fuzz/handshake-corpus build-fuzz/pmd-corpus
+	build-fuzz/wsread_fuzz $(FUZZ_ARGS) build-fuzz/wsread-corpus
+	build-fuzz/handshake_fuzz $(FUZZ_ARGS) build-fuzz/handshake-corpus
+	build-fuzz/pmd_fuzz $(FUZZ_ARGS) build-fuzz/pmd-corpus
 
 # The specs start their own proxies: a proxy set in the caller's environment
 # would otherwise carry every loopback connection of the suite.
@@ -63,7 +89,7 @@ NO_PROXY_ENV = env -u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY \
 	-u all_proxy -u ALL_PROXY -u ws_proxy -u WS_PROXY -u wss_proxy -u WSS_PROXY \
 	-u no_proxy -u NO_PROXY
 
-test: all
+test: all ctest
 	$(NO_PROXY_ENV) $(LUA) $(BUSTED) $(BUSTED_ARGS)
 
 # The quick part of make test, for development: every test but those tagged

@@ -23,6 +23,7 @@ external_dependencies = {
 	LIBWEBSOCKETS = { header = "libwebsockets.h", library = "websockets" },
 	LIBUV = { header = "uv.h", library = "uv" },
 	OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
+	ZLIB = { header = "zlib.h", library = "z" },
 }
 build = {
 	type = "builtin",
@@ -37,11 +38,11 @@ build = {
 		["wsbeat.options"] = "lua/wsbeat/options.lua",
 		["wsbeat.scheduler"] = "lua/wsbeat/scheduler.lua",
 		["wsbeat.core"] = {
-			sources = { "src/url.c", "src/utf8.c", "src/tls.c", "src/log.c", "src/frame.c", "src/engine.c", "src/lengine.c", "src/conn.c", "src/attempt.c", "src/retry.c", "src/heartbeat.c", "src/send.c", "src/cork.c", "src/recv.c", "src/callback.c", "src/proxy.c", "src/relay.c", "src/server.c", "src/request.c", "src/broadcast.c", "src/lclient.c", "src/lserver.c", "src/lcli.c" },
+			sources = { "src/url.c", "src/utf8.c", "src/tls.c", "src/log.c", "src/frame.c", "src/engine.c", "src/lengine.c", "src/conn.c", "src/attempt.c", "src/retry.c", "src/heartbeat.c", "src/send.c", "src/cork.c", "src/recv.c", "src/callback.c", "src/proxy.c", "src/relay.c", "src/server.c", "src/request.c", "src/broadcast.c", "src/handshake.c", "src/srvrx.c", "src/wsread.c", "src/pmd.c", "src/lclient.c", "src/lserver.c", "src/lcli.c" },
 			defines = { "_GNU_SOURCE" },
-			libraries = { "websockets", "uv", "ssl", "crypto" },
-			incdirs = { "$(LIBWEBSOCKETS_INCDIR)", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)" },
-			libdirs = { "$(LIBWEBSOCKETS_LIBDIR)", "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+			libraries = { "websockets", "uv", "ssl", "crypto", "z" },
+			incdirs = { "$(LIBWEBSOCKETS_INCDIR)", "$(LIBUV_INCDIR)", "$(OPENSSL_INCDIR)", "$(ZLIB_INCDIR)" },
+			libdirs = { "$(LIBWEBSOCKETS_LIBDIR)", "$(LIBUV_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(ZLIB_LIBDIR)" },
 		},
 	},
 }

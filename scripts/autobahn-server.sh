@@ -23,7 +23,7 @@
 # The server under test is started here, on a free 127.0.0.1 port, once per
 # scheme, and stopped (SIGTERM, then SIGKILL after 5 s) when the scheme is
 # done or the script exits, also on failure. Both servers take
-#   --port PORT [--cert CERT --key KEY] [--compression (python only)]
+#   --port PORT [--cert CERT --key KEY] [--compression]
 # print "listening PORT" on stdout (the port is taken from that line) once they
 # listen, echo every message with its kind, and run until SIGTERM:
 #   SERVER=wsbeat   (default) lua5.4 scripts/echo-server.lua, from the checkout
@@ -68,7 +68,7 @@
 #                   crashes.txt, client.log, server.log
 #   PYTHON          python with Debian's autobahn/twisted (/usr/bin/python3)
 #   LUA             Lua interpreter for SERVER=wsbeat (lua5.4)
-#   AUTOBAHN_COMPRESSION=1  start the server with --compression (SERVER=python)
+#   AUTOBAHN_COMPRESSION=1  start the server with --compression
 #                   (permessage-deflate, for 12.x/13.x; without it those cases
 #                   come out UNIMPLEMENTED)
 #   EXCLUDE         space-separated case patterns to exclude
@@ -108,8 +108,6 @@ case $SERVER in
     *) echo "autobahn-server.sh: SERVER must be wsbeat or python" >&2; exit 2;;
 esac
 if [ "$COMPRESSION" = 1 ]; then
-    [ "$SERVER" = python ] || {
-        echo "autobahn-server.sh: the wsbeat server does not offer compression (docs/DESIGN.md); AUTOBAHN_COMPRESSION=1 needs SERVER=python" >&2; exit 2; }
     AGENT="$AGENT-deflate"
 fi
 

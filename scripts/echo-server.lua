@@ -1,6 +1,6 @@
 -- The echo server that conformance runs and benchmarks drive:
 --   lua5.4 scripts/echo-server.lua --port PORT [--host H] [--cert FILE --key FILE]
---                                  [--no-heartbeat]
+--                                  [--no-heartbeat] [--compression]
 -- Prints "listening PORT" once it listens (PORT 0: the port it got), echoes
 -- every message (text as text, binary as binary) and runs until SIGTERM or
 -- SIGINT.  Messages up to 64 MiB (the suite's 9.x cases send 16 MiB).
@@ -15,6 +15,7 @@ while arg[i] do
 	elseif a == "--cert" then opts.tls = opts.tls or {}; opts.tls.cert_file = arg[i + 1]; i = i + 1
 	elseif a == "--key" then opts.tls = opts.tls or {}; opts.tls.key_file = arg[i + 1]; i = i + 1
 	elseif a == "--no-heartbeat" then opts.heartbeat = false
+	elseif a == "--compression" then opts.compression = true
 	else io.stderr:write("echo-server.lua: unknown argument ", a, "\n"); os.exit(2) end
 	i = i + 1
 end

@@ -3,7 +3,7 @@
 # Run as root.  Installs only what is missing, so it is cheap to repeat.
 set -e
 PKGS="build-essential pkg-config lua5.4 liblua5.4-dev luarocks lua-busted lua-check
-libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev openssl
+libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev openssl zlib1g-dev
 python3 python3-websockets nodejs npm lua-cqueues lua-http valgrind
 iproute2 nftables socat procps lua-luv lua-socket lua-dkjson clang libclang-rt-14-dev
 nginx libnginx-mod-http-lua lua-nginx-websocket gnuplot-nox strace

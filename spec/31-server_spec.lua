@@ -72,28 +72,81 @@ describe("server #server", function()
 		assert.equal(3, s:stats().messages_received)
 	end)
 
-	it("echoes a node ws client that offers permessage-deflate, without it; a server refuses compression = true", function()
-		local s, rec = server { protocols = "chat" }
-		finally(function() stop(s) end)
-		local ev = node(rec.url("/"), {
-			{ send = "deflate me " .. ("x"):rep(1000) }, { recv = 1 },
-			{ send_big = 5 * 1024 * 1024 }, { recv = 1 },
-			{ send_hex = "0102" }, { recv = 1 },
-			{ close = 1000 },
-		}, "--protocols", "chat", "--compression")
-		local open = of(ev, "open")[1]
-		assert.equal("chat", open.subprotocol)
-		assert.equal("", open.extensions) -- offered, not accepted
+	-- permessage-deflate with each real client: text that compresses well,
+	-- 5 MiB, binary, in both directions, the extension agreed
+	local deflate_script = {
+		{ send = "deflate me " .. ("x"):rep(1000) }, { recv = 1 },
+		{ send_big = 5 * 1024 * 1024 }, { recv = 1 },
+		{ send_hex = "0102" }, { recv = 1 },
+		{ send = "deflate me " .. ("x"):rep(1000) }, { recv = 1 },
+		{ close = 1000 },
+	}
+	local function check_deflate_echoes(ev, s, rec)
 		local m = of(ev, "message")
+		assert.equal(4, #m, json.encode(ev))
 		assert.equal(1011, m[1].len) -- (reported by length: over 1000 bytes)
 		assert.equal(5 * 1024 * 1024, m[2].len)
 		assert.is_true(m[2].pattern_ok)
 		assert.equal("0102", m[3].hex)
+		assert.equal(1011, m[4].len)
 		assert.equal(1000, of(ev, "closed")[1].code)
-		-- libwebsockets 4.1's deflate server corrupts concurrent input (DESIGN.md)
-		assert.has_error(function() wsbeat.listen { port = 0, compression = true } end,
-			"bad argument #1 to 'listen' (option 'compression': not supported on servers: libwebsockets 4.1 " ..
-			"mixes up the input of connections it inflates at once (corrupted messages); see docs/DESIGN.md)")
+		H.run_until(function() return #rec.closed() == 1 end, 5, "server closed")
+		assert.equal("deflate me " .. ("x"):rep(1000), rec.messages[1].data)
+		assert.equal(5 * 1024 * 1024, #rec.messages[2].data)
+		assert.equal(("abcdefghijklmnopqrstuvwxyz"):rep(2), rec.messages[2].data:sub(1, 52))
+		assert.equal("\1\2", rec.messages[3].data)
+		assert.equal(rec.messages[1].data, rec.messages[4].data)
+		assert.equal(4, s:stats().messages_received)
+	end
+
+	it("permessage-deflate with a python websockets client (the extension agreed, both directions)", function()
+		local s, rec = server { compression = true }
+		finally(function() stop(s) end)
+		local ev = py(rec.url("/"), deflate_script, "--compression")
+		assert.same({ "permessage-deflate" }, of(ev, "open")[1].extensions)
+		check_deflate_echoes(ev, s, rec)
+	end)
+
+	it("permessage-deflate with a node ws client, with a subprotocol", function()
+		local s, rec = server { compression = true, protocols = "chat" }
+		finally(function() stop(s) end)
+		local ev = node(rec.url("/"), deflate_script, "--protocols", "chat", "--compression")
+		local open = of(ev, "open")[1]
+		assert.equal("chat", open.subprotocol)
+		assert.equal("permessage-deflate", open.extensions)
+		check_deflate_echoes(ev, s, rec)
+	end)
+
+	it("permessage-deflate with wsbeat's own client, over wss too; a server without compression declines the offer", function()
+		for _, tls in ipairs { false, true } do
+			local opts = { compression = true }
+			local c = H.certs()
+			if tls then opts.tls = { cert_file = c .. "/server.pem", key_file = c .. "/server.key" } end
+			local s, rec = server(opts)
+			finally(function() stop(s) end)
+			local big = H.big_pattern(5, 5 * 1024 * 1024)
+			local ws, crec = H.client(rec.url("/z"), { compression = true, reconnect = false,
+				tls = tls and { ca_file = c .. "/ca.pem" } or nil })
+			H.wait_state(ws, "open")
+			-- (one at a time: a compressing client queues every message,
+			-- and one bigger than send_buffer goes only on an empty queue)
+			for i, m in ipairs { ("abc"):rep(5000), big, "é" } do
+				assert(ws:send(m, i == 2 and "binary" or "text"))
+				H.run_until(function() return #crec.messages == i end, 20, "echo " .. i)
+			end
+			assert.equal(("abc"):rep(5000), crec.messages[1].data)
+			assert.equal(big, crec.messages[2].data)
+			assert.equal("é", crec.messages[3].data)
+			ws:close()
+			H.wait_state(ws, "closed")
+			s:close()
+		end
+		-- declined: the client's offer is ignored and messages go plain
+		local s, rec = server {}
+		finally(function() stop(s) end)
+		local ev = py(rec.url("/"), { { send = "plain" }, { recv = 1 }, { close = 1000 } }, "--compression")
+		assert.same({}, of(ev, "open")[1].extensions)
+		assert.equal("plain", of(ev, "message")[1].text)
 	end)
 
 	it("echoes wsbeat's own client; a client offering none of its subprotocols gets none", function()
@@ -154,31 +207,41 @@ describe("server #server", function()
 		assert.equal(2, #rec2.opened)
 	end)
 
-	it("asks on_upgrade: path, query, headers (custom ones by lookup), remote, offered subprotocols", function()
+	it("asks on_upgrade: path, query (decoded), every header by its lower-case name, remote, offered subprotocols", function()
 		local seen
 		local s, rec = server {
 			protocols = { "a", "b" },
 			on_upgrade = function(req)
+				local names = {}
+				for k in pairs(req.headers) do names[#names + 1] = k end
+				table.sort(names)
 				seen = { path = req.path, query = req.query, remote = req.remote,
 					ua = req.headers["user-agent"], token = req.headers["x-token"],
-					protocols = req.protocols, port = req.remote_port }
+					protocols = req.protocols, port = req.remote_port, names = names,
+					many = req.headers["x-many"] }
 				if req.path == "/deny" then return false, 401, "who are you" end
 				if req.path == "/pick" then return true, "b" end
 				return true
 			end,
 		}
 		finally(function() stop(s) end)
-		local ev = py(rec.url("/pick?room=7&x=y"), { { close = 1000 } },
-			"--protocols", "a,b", "--header", "X-Token:s3cret")
+		local ev = py(rec.url("/pick?room=7&x=y%20z"), { { close = 1000 } },
+			"--protocols", "a,b", "--header", "X-Token:s3cret", "--header", "X-Many:1", "--header", "X-Many:2")
 		assert.equal("b", of(ev, "open")[1].subprotocol)
 		assert.equal("/pick", seen.path)
-		assert.equal("room=7&x=y", seen.query)
+		assert.equal("room=7&x=y z", seen.query)
 		assert.equal("127.0.0.1", seen.remote)
 		assert.is_true(seen.port > 0)
 		assert.matches("^Python", seen.ua)
 		assert.equal("s3cret", seen.token)
 		assert.same({ "a", "b" }, seen.protocols)
-		-- conn:request() keeps what on_upgrade saw, the looked-up header too
+		assert.equal("1, 2", seen.many) -- (a repeated header: its values joined)
+		local listed = {}
+		for _, name in ipairs(seen.names) do listed[name] = true end
+		for _, name in ipairs { "host", "upgrade", "connection", "sec-websocket-key", "x-token", "x-many" } do
+			assert.is_true(listed[name], name .. " not listed: " .. table.concat(seen.names, " "))
+		end
+		-- conn:request() keeps what on_upgrade saw
 		local req = rec.opened[1]:request()
 		assert.equal("/pick", req.path)
 		assert.equal("s3cret", req.headers["x-token"])

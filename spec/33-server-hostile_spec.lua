@@ -67,15 +67,41 @@ describe("hostile clients #server", function()
 		assert.equal(1, s:stats().upgraded)
 	end)
 
-	it("a Sec-WebSocket-Extensions of 255 bytes or more gets 431 (libwebsockets 4.1 drops it silently)", function()
+	it("a long Sec-WebSocket-Extensions (264 bytes of offers) is read whole; the first acceptable offer is taken", function()
+		local offers = ("permessage-deflate; client_max_window_bits, "):rep(6) -- 264 bytes
+		local plain = server {}
+		finally(function() plain:close() end)
+		local ev = finish(raw(plain:port(), { { upgrade = "/", headers = "Sec-WebSocket-Extensions: " .. offers .. "\r\n" } }))
+		assert.equal(101, of(ev, "response")[1].status)
+		assert.is_nil(of(ev, "response")[1].headers["sec-websocket-extensions"]) -- compression is off
+		local s = server { compression = true }
+		finally(function() s:close() end)
+		local bad = "permessage-deflate; server_max_window_bits=16, permessage-deflate; bogus, "
+		ev = finish(raw(s:port(), { { upgrade = "/", headers = "Sec-WebSocket-Extensions: " .. bad .. offers .. "\r\n" } }))
+		assert.equal(101, of(ev, "response")[1].status)
+		assert.equal("permessage-deflate", of(ev, "response")[1].headers["sec-websocket-extensions"])
+	end)
+
+	it("a request that is not an upgrade, or a broken one, gets the HTTP status that says why", function()
 		local s = server {}
 		finally(function() s:close() end)
-		local offers = ("permessage-deflate; client_max_window_bits, "):rep(6) -- 264 bytes
-		local ev = finish(raw(s:port(), { { upgrade = "/", headers = "Sec-WebSocket-Extensions: " .. offers .. "\r\n" } }))
-		assert.equal(431, of(ev, "response")[1].status)
-		local short = finish(raw(s:port(), { { upgrade = "/", headers = "Sec-WebSocket-Extensions: " ..
-			offers:sub(1, 200) .. "\r\n" } }))
-		assert.equal(101, of(short, "response")[1].status)
+		local cases = {
+			{ "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 426 },
+			{ "POST / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+				"Sec-WebSocket-Key: d3NiZWF0LWhvc3RpbGUhIQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 405 },
+			{ "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+				"Sec-WebSocket-Key: d3NiZWF0LWhvc3RpbGUhIQ==\r\nSec-WebSocket-Version: 8\r\n\r\n", 426 },
+			{ "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+				"Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n", 400 },
+			{ "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400 },
+			{ "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505 },
+		}
+		for _, k in ipairs(cases) do
+			local ev = finish(raw(s:port(), { { raw = k[1] }, { response = 3 } }))
+			assert.equal(k[2], of(ev, "response")[1] and of(ev, "response")[1].status, k[1])
+			assert.is_truthy(of(ev, "eof")[1], "the server did not close after its answer")
+		end
+		assert.equal(0, s:stats().upgraded)
 	end)
 
 	it("a 1 MiB header is refused without a hang, and the server serves on", function()
@@ -104,12 +130,23 @@ describe("hostile clients #server", function()
 		{ "a continuation with nothing to continue", { opcode = 0, payload = "x" }, 1002 },
 		{ "a close frame with a 1-byte payload", { opcode = 8, payload_hex = "03" }, 1002 },
 		{ "invalid UTF-8 in a text message", { payload_hex = "cebae1bdb9cf83cebcceb5eda080656469746564" }, 1007 },
+		{ "an unmasked frame", { payload = "bare", mask = false }, 1002 },
+		{ "RSV2", { payload = "hi", rsv = 2 }, 1002 },
+		{ "a reserved control opcode (11)", { opcode = 11, payload = "" }, 1002 },
+		{ "a text frame inside a fragmented message", { payload = "a", fin = false }, 1002, { payload = "b" } },
+		{ "a close code that may not be sent (1005)", { opcode = 8, payload_hex = "03ed" }, 1002 },
+		{ "a close code out of range (5000)", { opcode = 8, payload_hex = "1388" }, 1002 },
+		{ "a close reason that is not UTF-8", { opcode = 8, payload_hex = "03e8ff" }, 1007 },
+		{ "a text message cut inside a UTF-8 sequence", { payload_hex = "41e282" }, 1007 },
 	}
 	for _, v in ipairs(violations) do
 		it(("%s: the client reads close %d, the server reports protocol_error"):format(v[1], v[3]), function()
 			local s, rec = server {}
 			finally(function() s:close() end)
-			local ev = finish(raw(s:port(), { { upgrade = "/" }, { frame = v[2] }, { read = 3 } }))
+			local steps = { { upgrade = "/" }, { frame = v[2] } }
+			if v[4] then steps[#steps + 1] = { frame = v[4] } end
+			steps[#steps + 1] = { read = 3 }
+			local ev = finish(raw(s:port(), steps))
 			assert.equal(101, of(ev, "response")[1].status)
 			local frames = of(ev, "frame")
 			local last = frames[#frames]
@@ -123,23 +160,73 @@ describe("hostile clients #server", function()
 		end)
 	end
 
-	it("a close code that may not be sent (1005) is answered with 1002 (lws rewrites it before wsbeat sees it)", function()
-		local s, rec = server {}
+	it("permessage-deflate frames: inflated (also split over frames, with context), echoes deflated (RSV1)", function()
+		local s, rec = server { compression = true, on_message = function(c, d) c:send(d) end }
 		finally(function() s:close() end)
-		local ev = finish(raw(s:port(), { { upgrade = "/" }, { frame = { opcode = 8, payload_hex = "03ed" } }, { read = 3 } }))
-		local frames = of(ev, "frame")
-		assert.equal(8, frames[#frames].opcode)
-		assert.equal(1002, frames[#frames].code)
+		local text = ("compress me please "):rep(50)
+		local ev = finish(raw(s:port(), {
+			{ upgrade = "/", headers = "Sec-WebSocket-Extensions: permessage-deflate\r\n" },
+			{ frame = { payload = "Hello", deflate = true } },
+			{ frame = { payload = text, deflate = true, split = 3 } },
+			{ frame = { payload = "plain" } }, -- (uncompressed is allowed too)
+			{ frame = { payload = text, deflate = true } }, -- (context taken over: tiny)
+			{ read = 1 }, -- (the echoes, before our close)
+			{ close = 1000 }, { read = 3 },
+		}))
+		assert.equal("permessage-deflate", of(ev, "response")[1].headers["sec-websocket-extensions"])
+		local f = of(ev, "frame")
+		assert.equal(5, #f, json.encode(ev))
+		for i, want in ipairs { "Hello", text, "plain", text } do
+			assert.equal(4, f[i].rsv, "echo " .. i .. " not deflated")
+			assert.equal(want, f[i].inflated)
+		end
+		assert.is_true(f[2].len < #text / 10, "deflated to " .. f[2].len)
+		assert.is_true(f[4].len < f[2].len, "the context was not taken over")
+		assert.equal(8, f[5].opcode)
+		assert.equal(1000, f[5].code)
 		H.run_until(function() return #rec.closed == 1 end, 3, "the server's close")
-		assert.equal(1002, rec.closed[1].code)
 		assert.equal("closed_by_peer", rec.closed[1].cause)
 	end)
 
-	it("an unmasked frame is taken as if masked (lws 4.1.6 does not check; a documented limit)", function()
-		local s = server { on_message = function(c, d) c:send(d) end }
+	it("permessage-deflate violations: corrupt data 1007, RSV1 on a continuation 1002, a bomb past max_message_size 1009", function()
+		local s, rec = server { compression = true, max_message_size = 64 * 1024 }
 		finally(function() s:close() end)
-		local ev = finish(raw(s:port(), { { upgrade = "/" }, { frame = { payload = "bare", mask = false } }, { read = 1 } }))
-		assert.equal("bare", of(ev, "frame")[1].text)
+		local ext = { upgrade = "/", headers = "Sec-WebSocket-Extensions: permessage-deflate\r\n" }
+		local cases = {
+			{ { frame = { payload_hex = "ffffffff", rsv = 4 } }, 1007, "protocol_error" },
+			{ { frame = { payload = "a", fin = false } }, { frame = { opcode = 0, payload = "b", rsv = 4 } }, 1002, "protocol_error" },
+			{ { frame = { zeros = 1024 * 1024, deflate = true } }, 1009, "too_big" },
+		}
+		for i, k in ipairs(cases) do
+			local steps = { ext }
+			for j = 1, #k - 2 do steps[#steps + 1] = k[j] end
+			steps[#steps + 1] = { read = 3 }
+			local ev = finish(raw(s:port(), steps))
+			local frames = of(ev, "frame")
+			local last = frames[#frames]
+			assert.is_truthy(last, "no close frame came: " .. json.encode(ev))
+			assert.equal(8, last.opcode)
+			assert.equal(k[#k - 1], last.code)
+			H.run_until(function() return #rec.closed == i end, 3, "the server's close")
+			assert.equal(k[#k - 1], rec.closed[i].code)
+			assert.equal(k[#k], rec.closed[i].cause)
+		end
+	end)
+
+	it("ten PINGs in one read get ten PONGs, in order (libwebsockets 4.1 answered one)", function()
+		local s = server {}
+		finally(function() s:close() end)
+		local pings, want = {}, {}
+		for i = 1, 10 do
+			pings[i] = { opcode = 9, payload = "p" .. i }
+			want[i] = "p" .. i
+		end
+		local ev = finish(raw(s:port(), { { upgrade = "/" }, { frames = pings }, { read = 1 } }))
+		local pongs = {}
+		for _, f in ipairs(of(ev, "frame")) do
+			if f.opcode == 10 then pongs[#pongs + 1] = f.text end
+		end
+		assert.same(want, pongs)
 	end)
 
 	it("a flood into a server that does not read is bounded by flow control (max_queue)", function()

@@ -29,6 +29,7 @@ const ws = new WebSocket(P.url);
 ws.binaryType = "arraybuffer";
 ws.onopen = () => {
 	got.opened = true;
+	got.extensions = ws.extensions;
 	for (const s of P.send) {
 		if (s.text !== undefined) ws.send(s.text);
 		else if (s.big) ws.send(big);
@@ -63,6 +64,7 @@ local function server(opts)
 	opts = opts or {}
 	local upgrades = {}
 	local s, rec = H.listen {
+		compression = opts.compression,
 		on_upgrade = function(req)
 			upgrades[#upgrades + 1] = {
 				path = req.path, remote = req.remote,
@@ -125,6 +127,26 @@ describe("server and a browser: headless chromium against wsbeat.listen #server 
 		assert.equal("null", u.origin)
 		assert.equal(r.ua, u.user_agent)
 		assert.matches("HeadlessChrome", u.user_agent, 1, true)
+	end)
+
+	it("with compression = true the browser's permessage-deflate offer is agreed; messages both ways stay intact", function()
+		local s, rec = server { compression = true }
+		finally(function() s:close() end)
+		local results = browser.run({ page {
+			url = rec.url("/z"),
+			send = { { text = "hello" }, { big = true }, { bytes = BYTES }, { big = true } },
+			expect = 4, after = { close = 1000 },
+		} }, 15)
+		local r = results[1]
+		assert.is_true(r.opened)
+		assert.equal(0, r.errors)
+		assert.matches("^permessage%-deflate", r.extensions)
+		assert.equal(4, #r.messages)
+		assert.same({ kind = "text", data = "hello" }, r.messages[1])
+		assert.is_true(r.messages[2].data == BIG and r.messages[4].data == BIG, "the 100 KB text came back changed")
+		assert.same({ kind = "binary", bytes = BYTES }, r.messages[3])
+		assert.is_true(rec.messages[2].data == BIG and rec.messages[4].data == BIG, "the server got the text changed")
+		assert.same({ code = 1000, reason = "", wasClean = true }, r.close)
 	end)
 
 	it("the server's close code and reason reach the page", function()

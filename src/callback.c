@@ -95,9 +95,8 @@ static void on_conn_error(struct wsb_client *c, struct lws *wsi,
 /*
  * lws 4.1.6 drops the link without a close frame for some violations (RSV
  * bits, reserved opcodes, fragmented or oversized control frames), so the
- * peer would see 1006.  The socket is still open during CLOSED: send the
- * close frame lws did not (masked, as a client's must be; a server's is
- * not).  A server connection also sends the one lws prepared (below).
+ * server would see 1006.  The socket is still open during CLOSED: send
+ * the close frame lws did not (masked, as a client's must be).
  */
 static int send_close_frame(struct wsb_client *c, struct lws *wsi, int v)
 {
@@ -139,38 +138,28 @@ static void drain_input(struct lws *wsi)
 			break;
 }
 
-/*
- * failing: lws is failing a server connection (WS_SERVER_DROP_PROTOCOL with
- * neither side closing).  lws's server would send its close frame and then
- * wait up to 10 s for the client's answer before it closes the socket; a
- * connection that broke the protocol is failed at once instead (RFC 6455
- * 7.1.7): the close frame is written here, then our side of the TCP
- * connection is shut, and lws's own attempt fails and closes.
- */
-static void on_closed(struct wsb_client *c, struct lws *wsi, int failing)
+/* The link is closed (both roles): how the connection ended. */
+static void on_closed(struct wsb_client *c, struct lws *wsi)
 {
 	const char *peer = c->server_role ? "client" : "server";
 	int code = c->close.peer_code;
 	int sent = 0;
 
 	/*
-	 * Neither we nor the peer started the close: lws did, because the
-	 * server broke the protocol, or the link died.  lws keeps the close
-	 * payload it sent in the buffer lws_get_close_payload() reads, but
-	 * masked in place by the send; the 4-byte mask key sits right before
-	 * it (client frames are always masked).  A socket with no FIN or RST
-	 * pending means lws dropped a live peer: a protocol error as well.
+	 * A client's link, and neither we nor the server started the close:
+	 * lws did, because the server broke the protocol, or the link died.
+	 * lws keeps the close payload it sent in the buffer
+	 * lws_get_close_payload() reads, but masked in place by the send;
+	 * the 4-byte mask key sits right before it.  A socket with no FIN or
+	 * RST pending means lws dropped a live peer: a protocol error as
+	 * well.  (A server connection reads its own frames: it knows.)
 	 */
-	if (!code && c->st != WSB_CLOSING && !c->close.cause) {
+	if (!code && c->st != WSB_CLOSING && !c->close.cause && !c->rx.srv) {
 		if (lws_get_close_length(wsi) >= 2) {
 			const unsigned char *p = lws_get_close_payload(wsi);
-			/* (a server's close frames are not masked) */
-			int v = c->server_role ? p[0] << 8 | p[1] :
-				(p[0] ^ p[-4]) << 8 | (p[1] ^ p[-3]);
+			int v = (p[0] ^ p[-4]) << 8 | (p[1] ^ p[-3]);
 
 			sent = v >= 1000 && v < 5000 ? v : 1002;
-			if (failing)
-				send_close_frame(c, wsi, sent);
 		} else {
 			char b;
 			int fd = lws_get_socket_fd(wsi);
@@ -180,8 +169,6 @@ static void on_closed(struct wsb_client *c, struct lws *wsi, int failing)
 				/* dropped without a close frame: send it */
 				sent = send_close_frame(c, wsi, 1002) ? 1002 : -1;
 		}
-		if (failing && lws_get_socket_fd(wsi) >= 0)
-			shutdown(lws_get_socket_fd(wsi), SHUT_WR);
 	}
 	drain_input(wsi);
 	c->wsi = NULL;
@@ -191,6 +178,12 @@ static void on_closed(struct wsb_client *c, struct lws *wsi, int failing)
 	if (c->st == WSB_CLOSING) {
 		c->at.done = 1;
 		wsb_finish_user_close(c);
+	} else if (c->close.cause && c->rx.srv) {
+		wsb_lost(c, c->close.cause, c->close.code, 0,
+		     "%s by the client: %s (%d %s)",
+		     !strcmp(c->close.cause, "too_big") ? "message too big" :
+			     "protocol error", c->close.reason,
+		     c->close.code, wsb_close_code_name(c->close.code));
 	} else if (c->close.cause) {
 		wsb_lost(c, c->close.cause, c->close.code, 0, "%s (%d %s)",
 		     !strcmp(c->close.cause, "too_big") ?
@@ -256,11 +249,6 @@ static int on_peer_close(struct wsb_client *c, const unsigned char *b,
 	wsb_heard(c);
 	if (c->close.sent)
 		return -1; /* the answer to ours (start_close): done */
-	if (len == 1 && c->server_role)
-		/* a one-byte close payload is a protocol error, which lws's
-		 * server echoes; refused here it fails the connection with
-		 * 1002 (WS_SERVER_DROP_PROTOCOL below; Autobahn 7.3.2) */
-		return -1;
 	c->close.peer_closed = 1; /* lws echoes it: ours is not sent */
 	c->close.peer_code = len >= 2 ? (b[0] << 8 | b[1]) : 1005;
 	if (len > 2) {
@@ -310,11 +298,14 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return wsb_server_callback(wsi, reason, user, in, len);
 
 	switch (reason) {
-	/* the server role's own steps */
-	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-	case LWS_CALLBACK_ESTABLISHED:
-	case LWS_CALLBACK_CLOSED_HTTP:
-		return wsb_server_callback(wsi, reason, user, in, len);
+	/* a server connection: a raw socket to lws, frames read by us */
+	case LWS_CALLBACK_RAW_RX:
+		return wsb_srvrx_feed(c, in, len);
+	case LWS_CALLBACK_RAW_WRITEABLE:
+		return wsb_on_writeable(c, wsi);
+	case LWS_CALLBACK_RAW_CLOSE:
+		on_closed(c, wsi);
+		return 0;
 	/* both roles */
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
 		return append_headers(c, wsi, (unsigned char **)in, len);
@@ -347,18 +338,11 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return wsb_on_writeable(c, wsi);
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		return on_peer_close(c, in, len);
-	case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
-		if (c->server_role && c->wsi == wsi && c->st == WSB_OPEN &&
-		    !c->close.peer_code && !c->close.cause)
-			on_closed(c, wsi, 1);
-		return 0;
 	case LWS_CALLBACK_CLIENT_CLOSED:
 	case LWS_CALLBACK_CLOSED:
-		on_closed(c, wsi, 0);
+		on_closed(c, wsi);
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
-		if (c->server_role && c->st == WSB_CONNECTING && !c->wsi)
-			return wsb_server_callback(wsi, reason, user, in, len);
 		on_destroy(c, wsi);
 		return 0;
 	default:

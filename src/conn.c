@@ -403,6 +403,7 @@ void wsb_client_free(struct wsb_client *c)
 	wsb_cancel_dns(c);
 	wsb_tunnel_abandon(c);
 	wsb_rx_reset(c);
+	wsb_srvrx_free(c);
 	wsb_msgq_free(&c->tx.q);
 	wsb_msgq_free(&c->rx.q);
 	free(c->tx.hold);

@@ -10,6 +10,7 @@
  *   send.c       the send queue, direct writes, PINGs, WRITEABLE
  *   cork.c       batching what callbacks send
  *   recv.c       reassembly, limits, the receive queue, flow control
+ *   srvrx.c      a server connection's frames (read by wsbeat, not lws)
  *   callback.c   the libwebsockets callback
  */
 #ifndef WSBEAT_CONN_H
@@ -72,5 +73,18 @@ int wsb_cork_add(struct wsb_client *c, unsigned first,
 void wsb_rx_reset(struct wsb_client *c);
 void wsb_on_receive(struct wsb_client *c, struct lws *wsi,
 		    const unsigned char *in, size_t len);
+void wsb_rx_too_big(struct wsb_client *c);
+int wsb_rx_append(struct wsb_client *c, const unsigned char *in, size_t len);
+void wsb_rx_deliver(struct wsb_client *c);
+
+/* srvrx.c (a server connection's frames) */
+struct wsb_pmd_params;
+int wsb_srvrx_new(struct wsb_client *c, const struct wsb_pmd_params *pp);
+void wsb_srvrx_free(struct wsb_client *c);
+size_t wsb_srvrx_bytes(const struct wsb_client *c);
+int wsb_srvrx_feed(struct wsb_client *c, unsigned char *in, size_t len);
+int wsb_srvrx_resume(struct wsb_client *c);
+unsigned char *wsb_srvrx_deflate(struct wsb_client *c, const unsigned char *in,
+				 size_t n, size_t *zlen);
 
 #endif

@@ -27,47 +27,6 @@ static struct wsb_server *check_server(lua_State *L, int idx)
 
 /* ------------------------------------------------------------ request */
 
-/* request.headers[name] for a header lws keeps no name for (lws 4.1 can't
- * list them): looked up while on_upgrade runs, remembered for
- * conn:request(). */
-static int custom_header(lua_State *L)
-{
-	struct wsb_server *s = lua_touserdata(L, lua_upvalueindex(1));
-	struct wsb_request *r = lua_touserdata(L, lua_upvalueindex(2));
-	struct lws *wsi;
-	size_t n;
-	const char *k;
-	char name[128], *v;
-	int len;
-
-	if (lua_type(L, 2) != LUA_TSTRING)
-		return 0;
-	k = lua_tolstring(L, 2, &n);
-	wsi = s && s->upgrading == r ? s->upgrading_wsi : NULL;
-	if (!wsi || n == 0 || n + 2 > sizeof(name))
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		name[i] = (char)tolower((unsigned char)k[i]);
-	name[n] = ':';
-	name[n + 1] = '\0';
-	len = lws_hdr_custom_length(wsi, name, (int)n + 1);
-	if (len < 0)
-		return 0;
-	v = malloc((size_t)len + 1);
-	if (!v || lws_hdr_custom_copy(wsi, v, len + 1, name, (int)n + 1) < 0) {
-		free(v);
-		return 0;
-	}
-	name[n] = '\0';
-	wsb_request_add(r, name, v, (size_t)len);
-	lua_pushlstring(L, v, (size_t)len);
-	free(v);
-	lua_pushvalue(L, 2);
-	lua_pushvalue(L, -2);
-	lua_rawset(L, 1);
-	return 1;
-}
-
 static void push_protocol_list(lua_State *L, const char *offered)
 {
 	int i = 0;
@@ -125,7 +84,7 @@ void wsb_push_request(lua_State *L, const struct wsb_request *r)
  * true, protocol | false, status, reason.
  */
 static void upgrade_hook(struct wsb_server *s, struct wsb_request *r,
-			 struct lws *wsi, struct wsb_verdict *v)
+			 struct wsb_verdict *v)
 {
 	lua_State *L = s->e->lua;
 	int top;
@@ -140,17 +99,7 @@ static void upgrade_hook(struct wsb_server *s, struct wsb_request *r,
 	lua_getiuservalue(L, -1, 2);
 	lua_getfield(L, -1, "_upgrade");
 	wsb_push_request(L, r);
-	lua_getfield(L, -1, "headers");
-	lua_createtable(L, 0, 1);
-	lua_pushlightuserdata(L, s);
-	lua_pushlightuserdata(L, r);
-	lua_pushcclosure(L, custom_header, 2);
-	lua_setfield(L, -2, "__index");
-	lua_setmetatable(L, -2);
-	lua_pop(L, 1);
 	lua_pushstring(L, v->protocol);
-	s->upgrading = r;
-	s->upgrading_wsi = wsi;
 	if (lua_pcall(L, 2, 3, 0) != LUA_OK) {
 		v->accept = 0;
 		v->status = 500;
@@ -169,8 +118,6 @@ static void upgrade_hook(struct wsb_server *s, struct wsb_request *r,
 			v->status = 403;
 		snprintf(v->reason, sizeof(v->reason), "%s", why ? why : "");
 	}
-	s->upgrading = NULL;
-	s->upgrading_wsi = NULL;
 	lua_settop(L, top);
 }
 

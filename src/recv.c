@@ -1,6 +1,7 @@
 /*
  * Receiving: fragments reassembled into messages, max_message_size, the
- * receive queue and its flow control (max_queue).
+ * receive queue and its flow control (max_queue).  A client's fragments
+ * come from lws (RECEIVE), a server connection's from srvrx.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@ void wsb_rx_reset(struct wsb_client *c)
  * Past max_message_size: close with 1009 (outside this callback) and
  * drop the rest of the message.
  */
-static void too_big(struct wsb_client *c)
+void wsb_rx_too_big(struct wsb_client *c)
 {
 	c->rx.too_big = 1;
 	c->close.code = 1009;
@@ -33,10 +34,10 @@ static void too_big(struct wsb_client *c)
 
 /* Append a fragment to the message being reassembled; 0, or -1 when out
  * of memory (the message is then dropped). */
-static int append(struct wsb_client *c, const unsigned char *in, size_t len)
+int wsb_rx_append(struct wsb_client *c, const unsigned char *in, size_t len)
 {
 	if (c->rx.len + len > c->o.max_message_size) {
-		too_big(c);
+		wsb_rx_too_big(c);
 		return 0;
 	}
 	if (c->rx.len + len > c->rx.cap) {
@@ -63,7 +64,7 @@ static int append(struct wsb_client *c, const unsigned char *in, size_t len)
 
 /* The message is whole: to on_message (an event), or to the receive
  * queue, where a full max_queue switches reading off. */
-static void deliver(struct wsb_client *c)
+void wsb_rx_deliver(struct wsb_client *c)
 {
 	struct wsb_msg *m = malloc(sizeof(*m) + c->rx.len);
 
@@ -73,6 +74,7 @@ static void deliver(struct wsb_client *c)
 	m->off = 0;
 	m->binary = c->rx.binary;
 	m->shared = NULL;
+	m->z = NULL;
 	m->data = m->buf;
 	if (c->rx.len)
 		memcpy(m->buf, c->rx.buf, c->rx.len);
@@ -106,19 +108,22 @@ void wsb_on_receive(struct wsb_client *c, struct lws *wsi,
 		c->rx.binary = lws_frame_is_binary(wsi);
 		c->rx.len = 0;
 	}
-	if (!c->rx.too_big && append(c, in, len) < 0)
+	if (!c->rx.too_big && wsb_rx_append(c, in, len) < 0)
 		return;
 	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
 		return;
 	c->rx.in_msg = 0;
 	if (!c->rx.too_big)
-		deliver(c);
+		wsb_rx_deliver(c);
 }
 
 /* receive() took a message: resume reading when there is room again. */
 void wsb_client_rx_taken(struct wsb_client *c)
 {
 	if (c->rx.paused && c->rx.q_count < c->o.max_queue && c->wsi) {
+		/* a server connection first reads what it kept */
+		if (c->rx.srv && wsb_srvrx_resume(c) <= 0)
+			return;
 		c->rx.paused = 0;
 		lws_rx_flow_control(c->wsi, 1);
 		wsb_engine_kick(c->e);

@@ -1,29 +1,14 @@
 /*
- * A server's upgrade request as Lua sees it (on_upgrade, conn:request()):
- * copied out of lws's header table before lws drops it at the upgrade.
- * lws 4.1 can list only the headers it knows by name; the others are
- * looked up while on_upgrade runs (lserver.c) and added here.
+ * A server's upgrade request as Lua sees it (on_upgrade, conn:request()),
+ * made from the head handshake.c parsed: every header, by name.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "wsbeat.h"
-
-static char *hdr_dup(struct lws *wsi, enum lws_token_indexes t)
-{
-	int n = lws_hdr_total_length(wsi, t);
-	char *v;
-
-	if (n <= 0)
-		return NULL;
-	v = malloc((size_t)n + 1);
-	if (v && lws_hdr_copy(wsi, v, n + 1, t) < 0) {
-		free(v);
-		v = NULL;
-	}
-	return v;
-}
+#include "handshake.h"
 
 void wsb_request_add(struct wsb_request *r, const char *name,
 		     const char *value, size_t vlen)
@@ -48,32 +33,33 @@ void wsb_request_add(struct wsb_request *r, const char *name,
 	r->headers_len = need;
 }
 
-/* The query, parameter by parameter as lws split (and decoded) it. */
-static char *query_dup(struct lws *wsi)
+/* The query with its percent-escapes decoded (an escape that is not one
+ * stays as sent: the query is the application's to judge). */
+static char *query_decode(const char *q)
 {
-	int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
-	char *q, *p;
+	size_t n, j = 0;
+	char *out;
 
-	if (total <= 0)
-		return NULL;
-	q = malloc((size_t)total + 64);
 	if (!q)
 		return NULL;
-	p = q;
-	for (int i = 0;; i++) {
-		int n = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+	n = strlen(q);
+	out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (q[i] == '%' && isxdigit((unsigned char)q[i + 1]) &&
+		    isxdigit((unsigned char)q[i + 2]) &&
+		    (q[i + 1] != '0' || q[i + 2] != '0')) {
+			char hex[3] = { q[i + 1], q[i + 2], 0 };
 
-		if (n <= 0 || (size_t)(p - q) + (size_t)n + 2 > (size_t)total + 64)
-			break;
-		if (p > q)
-			*p++ = '&';
-		if (lws_hdr_copy_fragment(wsi, p, n + 1, WSI_TOKEN_HTTP_URI_ARGS,
-					  i) < 0)
-			break;
-		p += n;
+			out[j++] = (char)strtol(hex, NULL, 16);
+			i += 2;
+		} else {
+			out[j++] = q[i];
+		}
 	}
-	*p = '\0';
-	return q;
+	out[j] = '\0';
+	return out;
 }
 
 void wsb_request_free(struct wsb_request *r)
@@ -87,39 +73,32 @@ void wsb_request_free(struct wsb_request *r)
 	free(r);
 }
 
-/* What lws parsed of the request: every header it knows by name (custom
- * ones only by lookup, while on_upgrade runs: lws 4.1 can't list them). */
-struct wsb_request *wsb_request_capture(struct lws *wsi,
-					   const struct wsb_pending *p)
+/* The request as Lua sees it: every header by its lower-case name, the
+ * values of a repeated header joined with ", " (RFC 7230 3.2.2). */
+struct wsb_request *wsb_request_capture(const struct wsb_hs_req *q,
+					const struct wsb_pending *p)
 {
 	struct wsb_request *r = calloc(1, sizeof(*r));
-	char *v;
 
 	if (!r)
 		return NULL;
-	r->path = hdr_dup(wsi, WSI_TOKEN_GET_URI);
-	if (!r->path)
-		r->path = strdup("/");
-	r->query = query_dup(wsi);
-	r->protocols = hdr_dup(wsi, WSI_TOKEN_PROTOCOL);
+	r->path = strdup(q->path && q->path[0] ? q->path : "/");
+	r->query = query_decode(q->query);
+	r->protocols = wsb_hs_get_all(q, "sec-websocket-protocol");
 	snprintf(r->remote, sizeof(r->remote), "%s", p->remote);
 	r->remote_port = p->remote_port;
-	for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
-		const char *name = (const char *)
-			lws_token_to_string((enum lws_token_indexes)t);
-		char lname[64];
-		size_t nl;
+	for (size_t i = 0; i < q->nh; i++) {
+		const char *name = q->h[i].name;
+		char *v;
+		size_t k;
 
-		if (!name || name[0] == ':' || !(nl = strlen(name)) ||
-		    name[nl - 1] != ':' || nl >= sizeof(lname))
-			continue; /* methods, pseudo-headers, the URI */
-		if (lws_hdr_total_length(wsi, (enum lws_token_indexes)t) <= 0)
-			continue;
-		memcpy(lname, name, nl - 1);
-		lname[nl - 1] = '\0';
-		v = hdr_dup(wsi, (enum lws_token_indexes)t);
+		for (k = 0; k < i && strcmp(q->h[k].name, name); k++)
+			;
+		if (k < i)
+			continue; /* (joined with its first occurrence) */
+		v = wsb_hs_get_all(q, name);
 		if (v) {
-			wsb_request_add(r, lname, v, strlen(v));
+			wsb_request_add(r, name, v, strlen(v));
 			free(v);
 		}
 	}

@@ -86,6 +86,7 @@ void wsb_msg_free(struct wsb_msg *m)
 {
 	if (m->shared && --m->shared->refs == 0)
 		free(m->shared);
+	free(m->z);
 	free(m);
 }
 
@@ -99,6 +100,8 @@ struct wsb_msg *wsb_msg_out(const char *data, size_t len, int binary)
 	m->off = 0;
 	m->binary = binary;
 	m->shared = NULL;
+	m->z = NULL;
+	m->zlen = 0;
 	m->data = m->buf + LWS_PRE;
 	if (data && len)
 		memcpy(m->data, data, len);
@@ -165,8 +168,9 @@ void wsb_tx_drop_partial(struct wsb_client *c)
  * WRITEABLE request and its end re-register the socket (four epoll_ctl
  * calls) and an API call outside step() must wake the loop (an eventfd
  * write and read).
- * Not with permessage-deflate (its drain needs the WRITEABLE discipline),
- * not while lws still holds unsent bytes (they must go first and would
+ * Not with permessage-deflate (lws's drain needs the WRITEABLE discipline;
+ * a server connection's deflate goes in wire order, which only the queue
+ * keeps), not while lws still holds unsent bytes (they must go first and would
  * grow without the send_buffer bound), not from inside lws's service.
  * Returns 1 when the message is gone to lws.
  */
@@ -176,7 +180,8 @@ static int send_now(struct wsb_client *c, const char *data, size_t len,
 	unsigned char buf[LWS_PRE + DIRECT_MAX];
 
 	if (c->st != WSB_OPEN || !c->wsi || c->tx.open_gate || !STAILQ_EMPTY(&c->tx.q) ||
-	    c->o.compression || len > DIRECT_MAX || c->e->in_service ||
+	    c->o.compression || c->tx.zsend || len > DIRECT_MAX ||
+	    c->e->in_service ||
 	    lws_partial_buffered(c->wsi))
 		return 0;
 	if (c->e->corking)
@@ -252,6 +257,8 @@ enum wsb_send wsb_client_send_shared(struct wsb_client *c,
 	m->off = 0;
 	m->binary = binary;
 	m->shared = sh;
+	m->z = NULL;
+	m->zlen = 0;
 	m->data = sh->buf + LWS_PRE;
 	sh->refs++;
 	STAILQ_INSERT_TAIL(&c->tx.q, m, link);
@@ -314,15 +321,34 @@ static int write_ping(struct wsb_client *c, struct lws *wsi)
 			       c->tx.ping_payload, c->tx.ping_len);
 }
 
+/* The PONG a server connection owes (srvrx.c): 0, or -1 when the link
+ * failed. */
+static int write_pong(struct wsb_client *c, struct lws *wsi)
+{
+	unsigned char buf[LWS_PRE + 125];
+
+	c->tx.pong_pending = 0;
+	return wsb_write_frame(c, wsi, 0x80 | WSB_OP_PONG, buf + LWS_PRE,
+			       c->tx.pong_payload, c->tx.pong_len);
+}
+
 /* The next fragment (at most TX_CHUNK) of message m: 0 with its size in
  * *np and whether it was the last in *final, or -1 when the link failed.
  * (A message may be empty: one fragment of 0 bytes.) */
 static int write_fragment(struct wsb_client *c, struct lws *wsi,
 			  struct wsb_msg *m, size_t *np, int *final)
 {
-	size_t n = m->len - m->off;
+	size_t n, total;
 	int first = m->off == 0;
+	unsigned char *data;
 
+	/* a server connection's permessage-deflate: the whole message, as
+	 * it starts (RSV1 on its first frame) */
+	if (c->tx.zsend && first && !m->shared && !m->z)
+		m->z = wsb_srvrx_deflate(c, m->data, m->len, &m->zlen);
+	data = m->z ? m->z + LWS_PRE : m->data;
+	total = m->z ? m->zlen : m->len;
+	n = total - m->off;
 	if (m->shared) {
 		/* frames built for many connections, written one whole frame
 		 * at a time, so that a PING may go between two of them */
@@ -349,10 +375,12 @@ static int write_fragment(struct wsb_client *c, struct lws *wsi,
 		unsigned op = !first ? WSB_OP_CONTINUATION :
 			      m->binary ? WSB_OP_BINARY : WSB_OP_TEXT;
 
+		if (first && m->z)
+			op |= 0x40; /* RSV1: deflated */
 		/* masked in place: a message cut short is dropped, never
 		 * resent (wsb_tx_drop_partial) */
 		if (wsb_write_frame(c, wsi, (*final ? 0x80 : 0) | op,
-				    m->data + m->off, m->data + m->off, n) < 0)
+				    data + m->off, data + m->off, n) < 0)
 			return -1;
 	}
 	m->off += n;
@@ -395,6 +423,8 @@ int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
 	c->tx.hold = NULL;
 	if (wsb_uncork(c) < 0)
 		return 0; /* (lws is closing the link) */
+	if (c->tx.pong_pending && write_pong(c, wsi) < 0)
+		return -1;
 	if (c->tx.ping_pending && write_ping(c, wsi) < 0)
 		return -1;
 	/* lws_send_pipe_choked() polls the socket: ask once, then rely on
@@ -415,7 +445,7 @@ int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
 		if (final)
 			message_done(c, m);
 	}
-	if (!STAILQ_EMPTY(&c->tx.q) || c->tx.ping_pending ||
+	if (!STAILQ_EMPTY(&c->tx.q) || c->tx.ping_pending || c->tx.pong_pending ||
 	    (c->tx.close_after_flush && c->tx.hold)) {
 		/* (a close waits for a deflate drain too: the next WRITEABLE) */
 		wsb_request_writable(c);

@@ -1,14 +1,17 @@
 /*
  * The accepting side.  wsbeat listens on a socket of its own, watched on
  * the engine's libuv loop, and hands every accepted socket to a
- * libwebsockets vhost that does not listen itself (lws_adopt_socket_vhost):
- * bind errors are ours to report, port 0 is read back at once, a server's
- * port is released the moment it stops listening, and no lws listener has
- * to be torn down on a foreign loop.  Until its upgrade a socket is a
- * "pending" handshake with a deadline (handshake_timeout); the upgrade is
- * decided here (limits, on_upgrade, the subprotocol), and from then on the
- * connection is a struct wsb_client in the server role: the same
- * heartbeat, send path, receive path and close handshake as a client's,
+ * libwebsockets vhost that does not listen itself, as a raw socket
+ * (lws_adopt_descriptor_vhost): lws does TCP and TLS, wsbeat the HTTP
+ * upgrade (handshake.c) and the frames (srvrx.c), because lws 4.1's
+ * WebSocket server gets several of them wrong (docs/DESIGN.md, "The
+ * server reads its own frames").  Bind errors are ours to report, port 0
+ * is read back at once, and a server's port is released the moment it
+ * stops listening.  Until its upgrade a socket is a "pending" handshake
+ * with a deadline (handshake_timeout); the upgrade is decided here
+ * (limits, on_upgrade, the subprotocol, permessage-deflate), and from then
+ * on the connection is a struct wsb_client in the server role: the same
+ * heartbeat, send path, receive queue and close handshake as a client's,
  * frames unmasked, never reconnected.
  */
 #include <errno.h>
@@ -26,20 +29,25 @@
 
 #include "wsbeat.h"
 #include "conn.h"
+#include "handshake.h"
+#include "pmd.h"
 
 /*
- * One lws vhost per server configuration (TLS files, client certificates,
- * compression), kept for the engine's life like the clients' vhosts.  Its
- * one protocol's name is a buffer of ours (lws copies the protocol table,
- * not the name): see bind_name().
+ * The longest request head read: node's default; python websockets allows
+ * 8 KiB lines and 128 headers.
+ */
+#define HEAD_MAX 16384
+
+/*
+ * One lws vhost per TLS configuration (certificate, client
+ * certificates), kept for the engine's life like the clients' vhosts.
  */
 struct wsb_srvhost {
 	struct wsb_srvhost *next;
-	int tls, compression, verify_client;
+	int tls, verify_client;
 	char *cert_file, *key_file, *ca_file;
 	struct lws_vhost *vh;
 	struct lws_protocols protos[2];
-	char proto_name[128];
 	char name[32];
 };
 
@@ -86,8 +94,7 @@ static struct wsb_srvhost *srvhost_for(struct wsb_server *s, char *err,
 	static int serial;
 
 	for (h = e->srvhosts; h; h = h->next)
-		if (h->tls == s->tls && h->compression == s->o.compression &&
-		    h->verify_client == s->verify_client &&
+		if (h->tls == s->tls && h->verify_client == s->verify_client &&
 		    same(h->cert_file, s->cert_file) &&
 		    same(h->key_file, s->key_file) &&
 		    same(h->ca_file, s->ca_file))
@@ -98,13 +105,11 @@ static struct wsb_srvhost *srvhost_for(struct wsb_server *s, char *err,
 		return NULL;
 	}
 	h->tls = s->tls;
-	h->compression = s->o.compression;
 	h->verify_client = s->verify_client;
 	h->cert_file = dup_or_null(s->cert_file);
 	h->key_file = dup_or_null(s->key_file);
 	h->ca_file = dup_or_null(s->ca_file);
-	strcpy(h->proto_name, "wsbeat");
-	h->protos[0].name = h->proto_name;
+	h->protos[0].name = "wsbeat";
 	h->protos[0].callback = wsb_lws_callback;
 	h->protos[0].tx_packet_size = WSB_TX_CHUNK + 16;
 	snprintf(h->name, sizeof(h->name), "wsbeat-server-%d", ++serial);
@@ -115,7 +120,7 @@ static struct wsb_srvhost *srvhost_for(struct wsb_server *s, char *err,
 	 * lws re-picks a request's vhost (by Host header, and by SNI for TLS)
 	 * among the vhosts of the same listen port, so with that port shared
 	 * by every server vhost a connection could end up with another
-	 * server's protocols, extensions or certificate.  A port of its own,
+	 * server's certificate.  A port of its own,
 	 * outside TCP's range, on an interface that cannot exist (longer than
 	 * IFNAMSIZ): lws then defers listening for good ("no such interface",
 	 * rechecked every 30 s) and never binds anything.
@@ -129,8 +134,6 @@ static struct wsb_srvhost *srvhost_for(struct wsb_server *s, char *err,
 	info.uid = (uid_t)-1;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.http_proxy_address = ":0"; /* (engine.c: never the environment's) */
-	if (s->o.compression)
-		info.extensions = wsb_extensions();
 	if (s->tls) {
 		info.ssl_cert_filepath = s->cert_file;
 		info.ssl_private_key_filepath = s->key_file;
@@ -193,11 +196,14 @@ static void on_hs_timer(uv_timer_t *t)
 
 	/* one deadline for all: the list is in deadline order */
 	while ((p = TAILQ_FIRST(&s->pending)) && p->deadline <= now + 0.0005) {
-		wsb_log(s->e, WSB_LOG_INFO, "server :%d: %s:%d did not finish "
-			"its opening handshake within %g s: dropped", s->port,
-			p->remote, p->remote_port, s->handshake_timeout);
+		if (!p->answered) {
+			wsb_log(s->e, WSB_LOG_INFO, "server :%d: %s:%d did not "
+				"finish its opening handshake within %g s: "
+				"dropped", s->port, p->remote, p->remote_port,
+				s->handshake_timeout);
+			s->hs_timeouts++;
+		}
 		pending_unlist(p);
-		s->hs_timeouts++;
 		lws_set_timeout(p->wsi, PENDING_TIMEOUT_USER_OK,
 				LWS_TO_KILL_ASYNC);
 	}
@@ -230,6 +236,7 @@ static void accept_one(struct wsb_server *s, int fd,
 		       const struct sockaddr_storage *ss)
 {
 	struct wsb_pending *p = calloc(1, sizeof(*p));
+	lws_sock_file_fd_type d;
 	struct lws *wsi;
 	int one = 1;
 
@@ -238,7 +245,10 @@ static void accept_one(struct wsb_server *s, int fd,
 		return;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	wsi = lws_adopt_socket_vhost(s->vh, fd); /* (closes fd on failure) */
+	d.sockfd = fd;
+	/* raw: lws does TCP and TLS, the rest is ours (closes fd on failure) */
+	wsi = lws_adopt_descriptor_vhost(s->vh, LWS_ADOPT_SOCKET |
+					 LWS_ADOPT_ALLOW_SSL, d, "wsbeat", NULL);
 	if (!wsi) {
 		free(p);
 		return;
@@ -458,36 +468,6 @@ void wsb_server_free(struct wsb_server *s)
 
 /* ---------------------------------------------------------- the upgrade */
 
-/*
- * lws binds an upgrade to the vhost protocol named by the first offered
- * subprotocol it knows, drops the connection when it knows none, and
- * answers with the bound protocol's name.  The server vhost has one
- * protocol whose name is our buffer: before lws looks, it is set to the
- * client's first offer (so the bind always succeeds), and before lws
- * answers (FILTER_PROTOCOL_CONNECTION) to the subprotocol actually chosen,
- * or "" for none, which lws then leaves out.  Both happen inside one
- * synchronous lws call, so one buffer per vhost is enough.
- */
-static void bind_name(struct wsb_server *s, const char *offered)
-{
-	struct lws_tokenize ts;
-	char *name = s->sh->proto_name;
-	size_t cap = sizeof(s->sh->proto_name);
-
-	strcpy(name, "wsbeat");
-	if (!offered)
-		return;
-	lws_tokenize_init(&ts, offered, LWS_TOKENIZE_F_COMMA_SEP_LIST |
-			  LWS_TOKENIZE_F_MINUS_NONTERM |
-			  LWS_TOKENIZE_F_DOT_NONTERM |
-			  LWS_TOKENIZE_F_RFC7230_DELIMS);
-	ts.len = strlen(offered);
-	if (lws_tokenize(&ts) == LWS_TOKZE_TOKEN && ts.token_len < cap) {
-		memcpy(name, ts.token, ts.token_len);
-		name[ts.token_len] = '\0';
-	}
-}
-
 /* Is name one of the offered subprotocols (a comma list)? */
 static int offered_has(const char *offered, const char *name)
 {
@@ -558,25 +538,36 @@ static const char *status_text(int status)
 }
 
 /*
- * An HTTP answer that is not an upgrade (a refusal, 426, 503...), written
- * whole (lws knows no reason phrase for some statuses, 426 among them),
- * then the connection is closed: -1 for the callback.
+ * An HTTP answer that is not an upgrade (a refusal, 426, 503...).  Then
+ * our side of TCP is shut, and what the client still sends is read and
+ * dropped until it closes (or handshake_timeout): closing a socket with
+ * unread input would reset it, and the reset can destroy the answer
+ * before the client reads it (a refused 1 MiB header).
  */
-static int answer(struct lws *wsi, int status, const char *body)
+static int answer(struct lws *wsi, struct wsb_pending *p, int status,
+		  const char *body)
 {
-	char buf[LWS_PRE + 1024], *p = buf + LWS_PRE;
+	char buf[LWS_PRE + 1024], *t = buf + LWS_PRE;
 	int n;
 
-	n = snprintf(p, sizeof(buf) - LWS_PRE, "HTTP/1.1 %d %s\r\n"
+	n = snprintf(t, sizeof(buf) - LWS_PRE, "HTTP/1.1 %d %s\r\n"
 		     "Content-Type: text/plain\r\n%s"
 		     "Content-Length: %zu\r\nConnection: close\r\n\r\n%.512s\n",
-		     status, status_text(status),
-		     status == 426 ? "Upgrade: websocket\r\n" : "",
+		     status, status_text(status), status == 426 ?
+		     "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : "",
 		     strlen(body) > 512 ? 513 : strlen(body) + 1, body);
-	if (n > 0 && (size_t)n < sizeof(buf) - LWS_PRE)
-		lws_write(wsi, (unsigned char *)p, (size_t)n,
-			  LWS_WRITE_HTTP_HEADERS);
-	return -1;
+	p->answered = 1;
+	free(p->head);
+	p->head = NULL;
+	p->head_len = p->head_cap = 0;
+	if (n <= 0 || (size_t)n >= sizeof(buf) - LWS_PRE ||
+	    lws_write(wsi, (unsigned char *)t, (size_t)n, LWS_WRITE_RAW) < 0)
+		return -1;
+	if (lws_partial_buffered(wsi))
+		lws_callback_on_writable(wsi); /* (shut when written) */
+	else
+		shutdown(lws_get_socket_fd(wsi), SHUT_WR);
+	return 0;
 }
 
 static void conn_opts(struct wsb_client *c, const struct wsb_server *s)
@@ -586,6 +577,7 @@ static void conn_opts(struct wsb_client *c, const struct wsb_server *s)
 	c->o.server_name = c->o.protocols = c->o.origin = NULL;
 	c->o.reconnect = 0;
 	c->o.rc_has_retry = 0;
+	c->o.compression = 0; /* (lws's, for clients; ours is srvrx.c's) */
 	c->o.hb_message = NULL;
 	if (s->o.hb_message) {
 		c->o.hb_message = malloc(s->o.hb_message_len + 1);
@@ -635,75 +627,6 @@ static struct wsb_client *conn_new(struct wsb_server *s,
 	return c;
 }
 
-/*
- * HTTP_CONFIRM_UPGRADE: the request is whole and asks for a WebSocket.
- * Refuse it with an HTTP status (closing, full, on_upgrade said no), or
- * make the connection and let lws go on with the upgrade.
- */
-static int on_confirm_upgrade(struct lws *wsi, struct wsb_pending *p,
-			      const char *up)
-{
-	struct wsb_server *s = p->s;
-	struct wsb_verdict v;
-	struct wsb_request *r;
-	struct wsb_client *c;
-
-	if (!s || s->closing)
-		return answer(wsi, 503, "the server is shutting down");
-	if (!up || strcasecmp(up, "websocket"))
-		return answer(wsi, 400, "only WebSocket upgrades are served here");
-	/* lws 4.1 fails the upgrade, without a word, when it has to read
-	 * 255 bytes or more of Sec-WebSocket-Extensions (Autobahn 13.7.x's
-	 * three offers): say why instead */
-	if (lws_hdr_total_length(wsi, WSI_TOKEN_EXTENSIONS) >= 255)
-		return answer(wsi, 431, "Sec-WebSocket-Extensions is longer than "
-			      "254 bytes (a limit of libwebsockets 4.1)");
-	if (s->live >= s->max_connections) {
-		s->full++;
-		wsb_log(s->e, WSB_LOG_WARN, "server :%d: %s:%d refused: "
-			"max_connections (%zu) reached", s->port, p->remote,
-			p->remote_port, s->max_connections);
-		return answer(wsi, 503, "too many connections");
-	}
-	r = wsb_request_capture(wsi, p);
-	if (!r)
-		return answer(wsi, 500, "out of memory");
-	memset(&v, 0, sizeof(v));
-	v.accept = 1;
-	default_protocol(s, r->protocols, v.protocol, sizeof(v.protocol));
-	if (s->upgrade)
-		s->upgrade(s, r, wsi, &v);
-	if (!v.accept) {
-		s->refused++;
-		wsb_log(s->e, WSB_LOG_INFO, "server :%d: %s:%d %s refused by "
-			"on_upgrade: %d %s", s->port, p->remote, p->remote_port,
-			r->path, v.status, v.reason);
-		wsb_request_free(r);
-		return answer(wsi, v.status, v.reason[0] ? v.reason :
-			      "refused");
-	}
-	c = conn_new(s, r);
-	if (!c) {
-		wsb_request_free(r);
-		return answer(wsi, 500, "out of memory");
-	}
-	snprintf(c->protocol, sizeof(c->protocol), "%s", v.protocol);
-	bind_name(s, r->protocols);
-	pending_unlist(p);
-	free(p);
-	lws_set_wsi_user(wsi, c);
-	return 0;
-}
-
-/* A connection that never opened (lws failed the upgrade after we said
- * yes): no event was ever queued for it, so it goes at once. */
-static void conn_discard(struct wsb_client *c, struct lws *wsi)
-{
-	lws_set_wsi_user(wsi, NULL);
-	c->wsi = NULL;
-	wsb_client_free(c);
-}
-
 static void on_established(struct wsb_client *c, struct lws *wsi)
 {
 	double now = wsb_now(c->e);
@@ -720,6 +643,120 @@ static void on_established(struct wsb_client *c, struct lws *wsi)
 	wsb_client_timer_arm(c);
 }
 
+/* The 101 answer: 0, or -1 when the link failed. */
+static int switch_protocols(struct lws *wsi, const struct wsb_hs_req *q,
+			    const char *protocol, const char *ext)
+{
+	char buf[LWS_PRE + 512], accept[29], *t = buf + LWS_PRE;
+	int n;
+
+	wsb_hs_accept(wsb_hs_get(q, "sec-websocket-key"), accept);
+	n = snprintf(t, sizeof(buf) - LWS_PRE, "HTTP/1.1 101 Switching "
+		     "Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		     "Sec-WebSocket-Accept: %s\r\n%s%s%s%s%s%s\r\n", accept,
+		     *protocol ? "Sec-WebSocket-Protocol: " : "", protocol,
+		     *protocol ? "\r\n" : "", *ext ? "Sec-WebSocket-Extensions: " :
+		     "", ext, *ext ? "\r\n" : "");
+	if (n <= 0 || (size_t)n >= sizeof(buf) - LWS_PRE)
+		return -1;
+	return lws_write(wsi, (unsigned char *)t, (size_t)n, LWS_WRITE_RAW) < 0 ?
+	       -1 : 0;
+}
+
+/* permessage-deflate, when the server has compression on and the client
+ * offered something acceptable: the response element in ext. */
+static int deflate_offer(struct wsb_server *s, const struct wsb_hs_req *q,
+			 struct wsb_pmd_params *pp, char *ext, size_t len)
+{
+	char *offers;
+	int ok;
+
+	ext[0] = '\0';
+	if (!s->o.compression ||
+	    !(offers = wsb_hs_get_all(q, "sec-websocket-extensions")))
+		return 0;
+	ok = wsb_pmd_negotiate(offers, pp, ext, len);
+	free(offers);
+	if (!ok)
+		ext[0] = '\0';
+	return ok;
+}
+
+/*
+ * The request is whole: refuse it with an HTTP status (malformed, not an
+ * upgrade, closing, full, on_upgrade said no), or make the connection,
+ * answer 101 and read on (a client may send frames right behind its
+ * request).  0, or -1 to close the socket.
+ */
+static int on_head(struct lws *wsi, struct wsb_pending *p, size_t end,
+		   struct wsb_hs_req *q)
+{
+	struct wsb_server *s = p->s;
+	struct wsb_pmd_params pp;
+	struct wsb_verdict v;
+	struct wsb_request *r;
+	struct wsb_client *c;
+	char ext[256];
+	const char *why;
+	int status, deflate;
+
+	if ((status = wsb_hs_parse(q, p->head, end, &why)))
+		return answer(wsi, p, status, why);
+	if ((status = wsb_hs_check(q, &why)))
+		return answer(wsi, p, status, status == 426 &&
+			      !wsb_hs_get(q, "sec-websocket-key") ?
+			      "this is a WebSocket server: upgrade required" :
+			      why);
+	if (!s || s->closing)
+		return answer(wsi, p, 503, "the server is shutting down");
+	if (s->live >= s->max_connections) {
+		s->full++;
+		wsb_log(s->e, WSB_LOG_WARN, "server :%d: %s:%d refused: "
+			"max_connections (%zu) reached", s->port, p->remote,
+			p->remote_port, s->max_connections);
+		return answer(wsi, p, 503, "too many connections");
+	}
+	r = wsb_request_capture(q, p);
+	if (!r)
+		return answer(wsi, p, 500, "out of memory");
+	memset(&v, 0, sizeof(v));
+	v.accept = 1;
+	default_protocol(s, r->protocols, v.protocol, sizeof(v.protocol));
+	if (s->upgrade)
+		s->upgrade(s, r, &v);
+	if (!v.accept) {
+		s->refused++;
+		wsb_log(s->e, WSB_LOG_INFO, "server :%d: %s:%d %s refused by "
+			"on_upgrade: %d %s", s->port, p->remote, p->remote_port,
+			r->path, v.status, v.reason);
+		wsb_request_free(r);
+		return answer(wsi, p, v.status, v.reason[0] ? v.reason :
+			      "refused");
+	}
+	deflate = deflate_offer(s, q, &pp, ext, sizeof(ext));
+	c = conn_new(s, r);
+	if (!c) {
+		wsb_request_free(r);
+		return answer(wsi, p, 500, "out of memory");
+	}
+	if (wsb_srvrx_new(c, deflate ? &pp : NULL) < 0) {
+		wsb_client_free(c);
+		return answer(wsi, p, 500, "out of memory");
+	}
+	c->tx.zsend = deflate;
+	snprintf(c->protocol, sizeof(c->protocol), "%s", v.protocol);
+	if (switch_protocols(wsi, q, c->protocol, ext) < 0) {
+		wsb_client_free(c);
+		return -1;
+	}
+	pending_unlist(p);
+	lws_set_wsi_user(wsi, c);
+	/* (lws's own deadline for the TLS handshake's next step) */
+	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+	on_established(c, wsi);
+	return 0;
+}
+
 /* A server connection reached "closed" (or went before it): its slot is
  * free for the next one. */
 void wsb_server_conn_closed(struct wsb_client *c)
@@ -728,58 +765,88 @@ void wsb_server_conn_closed(struct wsb_client *c)
 		c->srv->live--;
 }
 
-/*
- * The server-only reasons of the lws callback: those of a socket not yet
- * upgraded (user: a wsb_pending) and the upgrade's own steps (user: the
- * connection, in the server role).
- */
+/* The request's bytes so far; 0, or -1 when out of memory. */
+static int head_add(struct wsb_pending *p, const void *in, size_t len)
+{
+	if (p->head_len + len > p->head_cap) {
+		size_t cap = p->head_cap ? p->head_cap : 1024;
+		char *b;
+
+		while (cap < p->head_len + len)
+			cap *= 2;
+		b = realloc(p->head, cap);
+		if (!b)
+			return -1;
+		p->head = b;
+		p->head_cap = cap;
+	}
+	memcpy(p->head + p->head_len, in, len);
+	p->head_len += len;
+	return 0;
+}
+
+/* RAW_RX before the upgrade: the request head, up to HEAD_MAX bytes. */
+static int pending_rx(struct lws *wsi, struct wsb_pending *p, void *in,
+		      size_t len)
+{
+	struct wsb_hs_req q;
+	struct wsb_client *c;
+	size_t end;
+	int r;
+
+	if (p->answered)
+		return 0; /* (the rest of a refused request: dropped) */
+	if (!p->s)
+		return -1;
+	if (head_add(p, in, len) < 0)
+		return answer(wsi, p, 500, "out of memory");
+	end = wsb_hs_head_end(p->head, p->head_len);
+	if ((!end && p->head_len > HEAD_MAX) || end > HEAD_MAX)
+		return answer(wsi, p, 431, "the request head is longer than "
+			      "16 KiB");
+	if (!end)
+		return 0;
+	memset(&q, 0, sizeof(q));
+	r = on_head(wsi, p, end, &q);
+	wsb_hs_free(&q);
+	if (r < 0 || p->answered)
+		return r;
+	/* upgraded: wsi's user is the connection now; frames that came
+	 * with the request are its first input */
+	c = lws_wsi_user(wsi);
+	if (end < p->head_len)
+		r = wsb_srvrx_feed(c, (unsigned char *)p->head + end,
+				   p->head_len - end);
+	free(p->head);
+	free(p);
+	return r;
+}
+
+/* The lws callback's reasons for a socket not yet upgraded (its user is a
+ * wsb_pending); after the upgrade they are callback.c's. */
 int wsb_server_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			void *user, void *in, size_t len)
 {
 	struct wsb_pending *p = user;
-	struct wsb_client *c = user;
 
-	(void)len;
-	if (p->magic == WSB_PENDING_MAGIC) {
-		switch (reason) {
-		case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-			return on_confirm_upgrade(wsi, p, in);
-		case LWS_CALLBACK_HTTP:
-			/* a plain request: say what is served here */
-			return answer(wsi, 426, "this is a WebSocket server: "
-				      "upgrade required");
-		case LWS_CALLBACK_WSI_DESTROY:
-			if (p->listed) {
-				struct wsb_server *s = p->s;
-
-				pending_unlist(p);
-				hs_arm(s);
-			}
-			lws_set_wsi_user(wsi, NULL);
-			free(p);
-			return 0;
-		default:
-			return 0;
-		}
-	}
 	switch (reason) {
-	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		if (c->srv)
-			snprintf(c->srv->sh->proto_name,
-				 sizeof(c->srv->sh->proto_name), "%s",
-				 c->protocol);
+	case LWS_CALLBACK_RAW_RX:
+		return pending_rx(wsi, p, in, len);
+	case LWS_CALLBACK_RAW_WRITEABLE:
+		/* a refusal written after all: shut our side */
+		if (p->answered && !lws_partial_buffered(wsi))
+			shutdown(lws_get_socket_fd(wsi), SHUT_WR);
 		return 0;
-	case LWS_CALLBACK_ESTABLISHED:
-		if (c->srv && c->srv->sh)
-			strcpy(c->srv->sh->proto_name, "wsbeat");
-		on_established(c, wsi);
-		return 0;
-	case LWS_CALLBACK_CLOSED_HTTP:
 	case LWS_CALLBACK_WSI_DESTROY:
-		if (c->st == WSB_CONNECTING && !c->wsi) {
-			conn_discard(c, wsi);
-			return 0;
+		if (p->listed) {
+			struct wsb_server *s = p->s;
+
+			pending_unlist(p);
+			hs_arm(s);
 		}
+		lws_set_wsi_user(wsi, NULL);
+		free(p->head);
+		free(p);
 		return 0;
 	default:
 		return 0;

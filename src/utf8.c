@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "wsbeat.h"
+#include "wsread.h" /* wsb_utf8_step */
 
 static int cont(unsigned char c)
 {
@@ -64,4 +65,76 @@ int wsb_utf8_valid(const unsigned char *s, size_t n)
 		}
 	}
 	return 1;
+}
+
+/*
+ * The same rules for text that arrives in pieces (wsread.c: fragments, and
+ * a frame's payload split across reads), failing at the first byte that no
+ * valid text can have there, so a bad message is refused before the rest
+ * of it is read.  The state is what the next byte must be: 0 at a
+ * character boundary, else the continuation bytes still owed (bits 16 and
+ * up) and the range the next one must fall in (lowest byte in bits 8-15,
+ * highest in 0-7), which is narrower than 0x80-0xBF only right after a
+ * lead byte that allows overlong forms, surrogates or code points above
+ * U+10FFFF.
+ */
+#define UTF8_DEAD UINT32_MAX
+
+static uint32_t utf8_lead(unsigned char c)
+{
+	if (c < 0xC2) /* a stray continuation, or an overlong pair */
+		return 0;
+	if (c < 0xE0)
+		return 1u << 16 | 0x80BF;
+	if (c < 0xF0) /* E0: no overlong form; ED: no surrogate */
+		return 2u << 16 |
+		       (c == 0xE0 ? 0xA0BF : c == 0xED ? 0x809F : 0x80BF);
+	if (c < 0xF5) /* F0: no overlong form; F4: nothing above U+10FFFF */
+		return 3u << 16 |
+		       (c == 0xF0 ? 0x90BF : c == 0xF4 ? 0x808F : 0x80BF);
+	return 0;
+}
+
+int wsb_utf8_step(uint32_t *state, const unsigned char *s, size_t n)
+{
+	uint32_t st = *state;
+	size_t i = 0;
+
+	if (st == UTF8_DEAD)
+		return -1;
+	while (i < n) {
+		unsigned char c = s[i];
+
+		if (st) {
+			uint32_t owed = (st >> 16) - 1;
+
+			if (c < (st >> 8 & 0xff) || c > (st & 0xff))
+				goto bad;
+			st = owed ? owed << 16 | 0x80BF : 0;
+			i++;
+		} else if (c < 0x80) {
+			uint64_t v;
+
+			/* eight ASCII bytes at a time */
+			while (i + 8 <= n) {
+				memcpy(&v, s + i, 8);
+				if (v & UINT64_C(0x8080808080808080))
+					break;
+				i += 8;
+			}
+			while (i < n && s[i] < 0x80)
+				i++;
+		} else {
+			st = utf8_lead(c);
+			if (!st)
+				goto bad;
+			i++;
+		}
+	}
+	*state = st;
+	return 0;
+bad:
+	/* it sticks: no later byte can make the text valid again */
+	*state = UTF8_DEAD;
+	return -1;
 }

@@ -71,6 +71,9 @@ struct wsb_msg {
 	int binary;
 	struct wsb_shared *shared; /* framed already: data is its frames */
 	unsigned char *data; /* outgoing: points LWS_PRE into buf */
+	unsigned char *z;    /* outgoing, server permessage-deflate: the
+				deflated payload (LWS_PRE + zlen), or NULL */
+	size_t zlen;
 	unsigned char buf[]; /* LWS_PRE + len (outgoing) or len (incoming) */
 };
 
@@ -105,6 +108,7 @@ struct wsb_event {
 
 struct wsb_tlsconf;
 struct wsb_srvhost;
+struct wsb_srvrx;
 struct wsb_server;
 
 struct wsb_engine {
@@ -224,6 +228,11 @@ struct wsb_tx {
 	int ping_is_probe;
 	unsigned char ping_payload[125];
 	size_t ping_len;
+	int zsend;                /* server permessage-deflate: messages are
+				     deflated as they start on the wire */
+	int pong_pending;         /* server role: a PONG waits for WRITEABLE */
+	unsigned char pong_payload[125];
+	size_t pong_len;
 };
 
 /* Frames sent from callbacks, written when the batch is delivered. */
@@ -244,6 +253,9 @@ struct wsb_rx {
 	int paused;               /* reading switched off (max_queue) */
 	struct wsb_msgq q;        /* queued for receive() */
 	size_t q_count;
+	uint32_t utf8;            /* server role: UTF-8 check state */
+	/* server role, which reads its own frames (srvrx.c) */
+	struct wsb_srvrx *srv;
 };
 
 /* The heartbeat: deadlines, and pongs for the RTT. */
@@ -451,7 +463,7 @@ struct wsb_verdict {
 };
 
 typedef void (*wsb_upgrade_fn)(struct wsb_server *s, struct wsb_request *r,
-			       struct lws *wsi, struct wsb_verdict *v);
+			       struct wsb_verdict *v);
 
 /* A TCP connection accepted but not upgraded yet. */
 struct wsb_pending {
@@ -463,6 +475,10 @@ struct wsb_pending {
 	TAILQ_ENTRY(wsb_pending) link;
 	char remote[64];
 	int remote_port;
+	char *head;               /* the request as far as it has come */
+	size_t head_len, head_cap;
+	int answered;             /* refused: the answer is written, the
+				     socket waits for the client's end */
 };
 
 struct wsb_server {
@@ -493,8 +509,6 @@ struct wsb_server {
 	size_t live;              /* connections not "closed" */
 	int closing;              /* server:close() was called */
 	int anchored;             /* its userdata is in the registry */
-	struct wsb_request *upgrading; /* on_upgrade runs for it */
-	struct lws *upgrading_wsi;
 	/* stats */
 	uint64_t accepted, upgraded, refused, full, hs_timeouts, slow;
 	uint64_t gone_msgs_sent, gone_msgs_recv, gone_bytes_sent,
@@ -508,7 +522,8 @@ void wsb_server_free(struct wsb_server *s);
 int wsb_server_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			void *user, void *in, size_t len);
 void wsb_server_conn_closed(struct wsb_client *c);
-struct wsb_request *wsb_request_capture(struct lws *wsi,
+struct wsb_hs_req;
+struct wsb_request *wsb_request_capture(const struct wsb_hs_req *q,
 					 const struct wsb_pending *p);
 void wsb_request_free(struct wsb_request *r);
 void wsb_request_add(struct wsb_request *r, const char *name,
@@ -531,7 +546,7 @@ void wsb_tls_write_last(void *ssl, const void *buf, int len);
 
 /* ----------------------------------------------------------------- frame */
 enum { WSB_OP_CONTINUATION = 0, WSB_OP_TEXT = 1, WSB_OP_BINARY = 2,
-       WSB_OP_CLOSE = 8, WSB_OP_PING = 9 };
+       WSB_OP_CLOSE = 8, WSB_OP_PING = 9, WSB_OP_PONG = 10 };
 size_t wsb_frame_header(unsigned char *h, unsigned first, uint64_t len,
 			int masked);
 void wsb_mask(unsigned char *dst, const unsigned char *src, size_t len,

@@ -303,18 +303,6 @@ for _, k in ipairs { "on_message", "on_state", "on_error", "close_timeout",
 	"heartbeat" } do
 	SERVER_OPTION[k] = OPTION[k]
 end
--- libwebsockets 4.1's permessage-deflate server leaves the compressed input
--- it has not inflated yet in a buffer that all connections read into: with
--- two connections inflating at once (or TLS), messages came out corrupted
--- (zlib "invalid distance too far back", close 1002).  docs/DESIGN.md.
-SERVER_OPTION.compression = function(v)
-	expect("compression", v, "boolean")
-	if v then
-		opterr("compression", "not supported on servers: libwebsockets 4.1 mixes up the input " ..
-			"of connections it inflates at once (corrupted messages); see docs/DESIGN.md")
-	end
-	return v
-end
 SERVER_OPTION.on_open = function(v) expect("on_open", v, "function") return v end
 SERVER_OPTION.on_upgrade = function(v) expect("on_upgrade", v, "function") return v end
 SERVER_OPTION.host = function(v)

@@ -1,0 +1,307 @@
+/*
+ * A server connection's frames, read by wsbeat.  lws 4.1's WebSocket
+ * server answers only one PING of many in a read, takes unmasked client
+ * frames and corrupts permessage-deflate input it has not inflated yet
+ * (docs/DESIGN.md, "The server reads its own frames"), so a server
+ * connection is a raw socket to lws, which still does TCP and TLS, and
+ * the frames are read here: wsread.c parses, pmd.c inflates, recv.c
+ * reassembles and queues, and PINGs and the close are answered here.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "wsbeat.h"
+#include "conn.h"
+#include "pmd.h"
+#include "wsread.h"
+
+struct wsb_srvrx {
+	struct wsb_rd rd;
+	struct wsb_pmd *pmd;      /* permessage-deflate, or NULL */
+	unsigned char *stash;     /* read while receiving was paused */
+	size_t stash_len, stash_off;
+};
+
+/* why the reader stopped (values a callback returns to wsb_rd_feed) */
+enum { RX_PAUSE = 1, RX_CLOSE = 2, RX_BAD_UTF8 = 3 };
+
+int wsb_srvrx_new(struct wsb_client *c, const struct wsb_pmd_params *pp)
+{
+	struct wsb_srvrx *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return -1;
+	wsb_rd_init(&x->rd, pp != NULL);
+	if (pp && !(x->pmd = wsb_pmd_new(pp))) {
+		free(x);
+		return -1;
+	}
+	c->rx.srv = x;
+	return 0;
+}
+
+void wsb_srvrx_free(struct wsb_client *c)
+{
+	struct wsb_srvrx *x = c->rx.srv;
+
+	if (!x)
+		return;
+	wsb_pmd_free(x->pmd);
+	free(x->stash);
+	free(x);
+	c->rx.srv = NULL;
+}
+
+size_t wsb_srvrx_bytes(const struct wsb_client *c)
+{
+	const struct wsb_srvrx *x = c->rx.srv;
+
+	return x ? sizeof(*x) + (x->pmd ? wsb_pmd_bytes(x->pmd) : 0) : 0;
+}
+
+/*
+ * The client broke the protocol: our close frame with the code and why,
+ * then our side of TCP is shut (RFC 6455 7.1.7: fail the connection, no
+ * waiting for an answer); lws closes the socket after the callback.
+ */
+static int fail(struct wsb_client *c, int code, const char *why)
+{
+	unsigned char buf[LWS_PRE + 125], payload[125];
+	size_t n = strlen(why);
+
+	if (n > sizeof(c->close.reason) - 1)
+		n = sizeof(c->close.reason) - 1;
+	c->close.cause = code == 1009 ? "too_big" : "protocol_error";
+	c->close.code = code;
+	memcpy(c->close.reason, why, n);
+	c->close.reason[n] = '\0';
+	c->close.reason_len = n;
+	if (!c->wsi || c->close.sent)
+		return RX_CLOSE;
+	payload[0] = (unsigned char)(code >> 8);
+	payload[1] = (unsigned char)code;
+	memcpy(payload + 2, why, n);
+	c->close.sent = 1;
+	if (wsb_write_frame(c, c->wsi, 0x80 | WSB_OP_CLOSE, buf + LWS_PRE,
+			    payload, 2 + n) == 0 &&
+	    !lws_partial_buffered(c->wsi))
+		shutdown(lws_get_socket_fd(c->wsi), SHUT_WR);
+	return RX_CLOSE;
+}
+
+/* Decoded payload bytes of the message: checked and reassembled. */
+static int sink(void *arg, const unsigned char *p, size_t n)
+{
+	struct wsb_client *c = arg;
+
+	if (!c->rx.binary && wsb_utf8_step(&c->rx.utf8, p, n) < 0)
+		return RX_BAD_UTF8; /* at once: RFC 6455 8.1, fail fast */
+	c->bytes_recv += n;
+	wsb_rx_append(c, p, n);
+	return 0;
+}
+
+static int on_data(void *arg, int op, int compressed, const unsigned char *p,
+		   size_t n, int first, int fin)
+{
+	struct wsb_client *c = arg;
+	struct wsb_srvrx *x = c->rx.srv;
+	int r = 0;
+
+	wsb_heard(c);
+	if (first) {
+		c->rx.in_msg = 1;
+		c->rx.binary = op == WSB_OP_BINARY;
+		c->rx.len = 0;
+		c->rx.utf8 = 0;
+	}
+	if (c->rx.too_big)
+		return 0; /* (the close for it is on its way) */
+	if (compressed) {
+		r = wsb_pmd_inflate(x->pmd, p, n, fin, c->o.max_message_size,
+				    sink, c);
+		if (r == -2) {
+			wsb_rx_too_big(c);
+			return 0;
+		}
+		if (r == -1)
+			return fail(c, 1007, "invalid permessage-deflate data");
+	} else {
+		r = sink(c, p, n);
+	}
+	if (r == RX_BAD_UTF8)
+		return fail(c, 1007, "invalid UTF-8 in a text message");
+	if (!fin || c->rx.too_big)
+		return 0;
+	if (!c->rx.binary && c->rx.utf8)
+		return fail(c, 1007, "a text message ends inside a UTF-8 "
+			    "sequence");
+	c->rx.in_msg = 0;
+	wsb_rx_deliver(c);
+	/* a full receive queue: keep the rest of this read for later */
+	return !c->has_on_message && c->rx.q_count >= c->o.max_queue ?
+	       RX_PAUSE : 0;
+}
+
+/* A PONG for each PING (lws 4.1 answered only the last of a read): at
+ * once, or, while lws still holds unsent bytes, the latest one when the
+ * socket takes more (RFC 6455 5.5.3), so a ping flood into a client that
+ * does not read costs no memory. */
+static void answer_ping(struct wsb_client *c, const unsigned char *p,
+			size_t n)
+{
+	unsigned char buf[LWS_PRE + 125];
+
+	if (c->close.sent || !c->wsi)
+		return;
+	if (!c->tx.pong_pending && !lws_partial_buffered(c->wsi) &&
+	    wsb_uncork(c) == 0) {
+		wsb_write_frame(c, c->wsi, 0x80 | WSB_OP_PONG, buf + LWS_PRE, p,
+				n);
+		return;
+	}
+	memcpy(c->tx.pong_payload, p, n);
+	c->tx.pong_len = n;
+	c->tx.pong_pending = 1;
+	wsb_request_writable(c);
+}
+
+/* The client's close: the answer to ours, or its own, which is echoed
+ * (code and reason, as browsers expect); either way the server then closes the TCP connection
+ * first (RFC 6455 7.1.1). */
+static int on_close(struct wsb_client *c, const unsigned char *p, size_t n)
+{
+	unsigned char buf[LWS_PRE + 125];
+
+	if (c->close.sent)
+		return RX_CLOSE;
+	c->close.peer_closed = 1;
+	c->close.peer_code = n >= 2 ? (p[0] << 8 | p[1]) : 1005;
+	if (n > 2) {
+		size_t k = n - 2;
+
+		if (k > sizeof(c->close.peer_reason) - 1)
+			k = sizeof(c->close.peer_reason) - 1;
+		memcpy(c->close.peer_reason, p + 2, k);
+		c->close.peer_reason[k] = '\0';
+	}
+	if (c->wsi && wsb_uncork(c) == 0)
+		wsb_write_frame(c, c->wsi, 0x80 | WSB_OP_CLOSE, buf + LWS_PRE, p,
+				n);
+	return RX_CLOSE;
+}
+
+static int on_control(void *arg, int op, const unsigned char *p, size_t n)
+{
+	struct wsb_client *c = arg;
+
+	wsb_heard(c);
+	switch (op) {
+	case WSB_OP_PING:
+		answer_ping(c, p, n);
+		return 0;
+	case WSB_OP_PONG:
+		wsb_on_pong(c, p, n);
+		return 0;
+	default:
+		return on_close(c, p, n);
+	}
+}
+
+static const struct wsb_rd_ops ops = { on_data, on_control };
+
+static int stash_add(struct wsb_srvrx *x, const unsigned char *p, size_t n)
+{
+	size_t keep = x->stash_len - x->stash_off;
+	unsigned char *b;
+
+	if (!n)
+		return 0;
+	b = malloc(keep + n);
+	if (!b)
+		return -1;
+	if (keep)
+		memcpy(b, x->stash + x->stash_off, keep);
+	memcpy(b + keep, p, n);
+	free(x->stash);
+	x->stash = b;
+	x->stash_len = keep + n;
+	x->stash_off = 0;
+	return 0;
+}
+
+/* Read frames from in; 0, or -1 when the connection is to be closed. */
+static int feed(struct wsb_client *c, unsigned char *in, size_t len,
+		size_t *used)
+{
+	struct wsb_srvrx *x = c->rx.srv;
+	int r = wsb_rd_feed(&x->rd, in, len, used, &ops, c);
+
+	if (r < 0)
+		fail(c, -r, x->rd.err ? x->rd.err : "protocol error");
+	return r < 0 || r == RX_CLOSE ? -1 : 0;
+}
+
+/* RAW_RX of an open server connection: 0, or -1 to close it. */
+int wsb_srvrx_feed(struct wsb_client *c, unsigned char *in, size_t len)
+{
+	struct wsb_srvrx *x = c->rx.srv;
+	size_t used = 0;
+
+	if (!x || c->st == WSB_CLOSED)
+		return -1;
+	if (x->stash_len > x->stash_off) /* paused: after what waits */
+		return stash_add(x, in, len);
+	if (feed(c, in, len, &used) < 0)
+		return -1;
+	return used < len ? stash_add(x, in + used, len - used) : 0;
+}
+
+/*
+ * receive() made room: read on from what was kept.  1 when all of it is
+ * read (reading may be switched on again), 0 when the queue filled up
+ * again, -1 when the connection is to be closed (then it is, later:
+ * this runs outside lws's service).
+ */
+int wsb_srvrx_resume(struct wsb_client *c)
+{
+	struct wsb_srvrx *x = c->rx.srv;
+	size_t used = 0, left;
+
+	if (!x || x->stash_len <= x->stash_off)
+		return 1;
+	left = x->stash_len - x->stash_off;
+	if (feed(c, x->stash + x->stash_off, left, &used) < 0) {
+		if (c->wsi) {
+			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK,
+					LWS_TO_KILL_ASYNC);
+			wsb_engine_kick(c->e);
+		}
+		return -1;
+	}
+	x->stash_off += used;
+	if (x->stash_off < x->stash_len)
+		return 0;
+	free(x->stash);
+	x->stash = NULL;
+	x->stash_len = x->stash_off = 0;
+	return 1;
+}
+
+/*
+ * The payload of an outgoing message, deflated when permessage-deflate was
+ * agreed and this connection can (a malloc'd buffer, LWS_PRE bytes before
+ * the payload; the frame gets RSV1), else NULL: the message goes as it is,
+ * which RFC 7692 allows.  Callers deflate in the order the messages go on
+ * the wire, which context takeover needs.
+ */
+unsigned char *wsb_srvrx_deflate(struct wsb_client *c, const unsigned char *in,
+				 size_t n, size_t *zlen)
+{
+	struct wsb_srvrx *x = c->rx.srv;
+
+	if (!x || !x->pmd || !wsb_pmd_can_deflate(x->pmd))
+		return NULL;
+	return wsb_pmd_deflate(x->pmd, in, n, LWS_PRE, zlen);
+}
