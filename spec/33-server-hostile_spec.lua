@@ -213,6 +213,34 @@ describe("hostile clients #server", function()
 		end
 	end)
 
+	it("a message over max_message_size fails the connection at once with 1009, even when the client never answers", function()
+		local s, rec = server { max_message_size = 1000, on_message = function(c, d) c:send(d) end }
+		finally(function() s:close() end)
+		local t0 = core.now()
+		local ev = finish(raw(s:port(), { { upgrade = "/" }, { frame = { payload = ("x"):rep(5000) } }, { read = 3 } }))
+		local frames = of(ev, "frame")
+		assert.equal(1, #frames, json.encode(ev)) -- the close, and nothing after it
+		assert.equal(8, frames[1].opcode)
+		assert.equal(1009, frames[1].code)
+		assert.is_truthy(of(ev, "eof")[1], "the server did not close the socket")
+		H.run_until(function() return #rec.closed == 1 end, 3, "the server's close")
+		assert.equal("too_big", rec.closed[1].cause)
+		assert.equal(1009, rec.closed[1].code)
+		assert.is_true(core.now() - t0 < 3 * H.SLOW)
+		assert.equal(0, s:stats().connections)
+	end)
+
+	it("on_upgrade that closes its own server: the upgrade is refused with 503 and nothing opens", function()
+		local s
+		s = server { on_upgrade = function() s:close() return true end }
+		finally(function() s:close() end)
+		local ev = finish(raw(s:port(), { { upgrade = "/" } }))
+		assert.equal(503, of(ev, "response")[1].status)
+		for _ = 1, 5 do wsbeat.step() end
+		assert.equal(0, s:stats().upgraded)
+		assert.equal(0, s:stats().connections)
+	end)
+
 	it("ten PINGs in one read get ten PONGs, in order (libwebsockets 4.1 answered one)", function()
 		local s = server {}
 		finally(function() s:close() end)

@@ -273,6 +273,20 @@ describe("wsbeat --listen #server", function()
 		assert.equal(0, p:wait_exit())
 	end)
 
+	it("--compression: a client's permessage-deflate offer is agreed, echoes intact", function()
+		local p = start { "--listen", "0", "--echo", "--compression" }
+		finally(function() p:stop() end)
+		local text = ("squeeze "):rep(500)
+		local ev = py(p:url("/z"), { { send = text }, { recv = 1 }, { close = 1000 } }, "--compression"):wait_done()
+		assert.same({ "permessage-deflate" }, of(ev, "open")[1].extensions)
+		assert.equal(#text, of(ev, "message")[1].len)
+		assert.equal(1000, of(ev, "closed")[1].code)
+		p:wait_count("stdout", "squeeze \n", 1)
+		assert.equal(text .. "\n", p:stdout())
+		p:signal("TERM")
+		assert.equal(0, p:wait_exit())
+	end)
+
 	it("sends each line of stdin to every open client (waiting for the first), prints what clients send, "
 		.. "serves on after the end of stdin", function()
 		local p = start { "--listen", "0" }

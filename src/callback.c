@@ -302,7 +302,8 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	case LWS_CALLBACK_RAW_RX:
 		return wsb_srvrx_feed(c, in, len);
 	case LWS_CALLBACK_RAW_WRITEABLE:
-		return wsb_on_writeable(c, wsi);
+		/* (our close is out: nothing more may be written) */
+		return wsb_srvrx_draining(c) ? 0 : wsb_on_writeable(c, wsi);
 	case LWS_CALLBACK_RAW_CLOSE:
 		on_closed(c, wsi);
 		return 0;

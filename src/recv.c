@@ -120,10 +120,12 @@ void wsb_on_receive(struct wsb_client *c, struct lws *wsi,
 /* receive() took a message: resume reading when there is room again. */
 void wsb_client_rx_taken(struct wsb_client *c)
 {
+	/* a server connection first reads what it kept (also when the
+	 * pause it asked for has not been applied yet) */
+	if (c->rx.srv && c->wsi && c->rx.q_count < c->o.max_queue &&
+	    wsb_srvrx_resume(c) <= 0)
+		return;
 	if (c->rx.paused && c->rx.q_count < c->o.max_queue && c->wsi) {
-		/* a server connection first reads what it kept */
-		if (c->rx.srv && wsb_srvrx_resume(c) <= 0)
-			return;
 		c->rx.paused = 0;
 		lws_rx_flow_control(c->wsi, 1);
 		wsb_engine_kick(c->e);

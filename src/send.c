@@ -69,7 +69,7 @@ int wsb_ping_now(struct wsb_client *c, const unsigned char *payload,
 {
 	unsigned char buf[LWS_PRE + 125];
 
-	if (c->st != WSB_OPEN || !c->wsi || c->o.compression ||
+	if (c->st != WSB_OPEN || !c->wsi || c->o.compression || c->close.sent ||
 	    lws_partial_buffered(c->wsi))
 		return 0;
 	if (wsb_uncork(c) < 0)
@@ -211,7 +211,8 @@ enum wsb_send wsb_client_send(struct wsb_client *c, const char *data, size_t len
 {
 	struct wsb_msg *m;
 
-	if (c->st >= WSB_CLOSING)
+	/* (a close frame is out: nothing may follow it) */
+	if (c->st >= WSB_CLOSING || c->close.sent)
 		return WSB_SEND_CLOSED;
 	/* One message larger than send_buffer may go when nothing waits on
 	 * an open link, so big sends work with the default limit. */
@@ -245,7 +246,7 @@ enum wsb_send wsb_client_send_shared(struct wsb_client *c,
 {
 	struct wsb_msg *m;
 
-	if (c->st >= WSB_CLOSING)
+	if (c->st >= WSB_CLOSING || c->close.sent)
 		return WSB_SEND_CLOSED;
 	if (c->tx.bytes + sh->len > c->o.send_buffer &&
 	    !(c->tx.count == 0 && c->st == WSB_OPEN))
@@ -272,7 +273,7 @@ int wsb_client_ping(struct wsb_client *c, const char *data, size_t len)
 {
 	unsigned char stamp[17];
 
-	if (c->st != WSB_OPEN || !c->wsi)
+	if (c->st != WSB_OPEN || !c->wsi || c->close.sent)
 		return -1;
 	if (len == 0) {
 		/* no payload of the caller's: time it like a probe */

@@ -724,6 +724,11 @@ static int on_head(struct lws *wsi, struct wsb_pending *p, size_t end,
 	default_protocol(s, r->protocols, v.protocol, sizeof(v.protocol));
 	if (s->upgrade)
 		s->upgrade(s, r, &v);
+	if (!p->s || s->closing) {
+		/* on_upgrade closed the server (and dropped this socket) */
+		wsb_request_free(r);
+		return answer(wsi, p, 503, "the server is shutting down");
+	}
 	if (!v.accept) {
 		s->refused++;
 		wsb_log(s->e, WSB_LOG_INFO, "server :%d: %s:%d %s refused by "
@@ -791,16 +796,19 @@ static int pending_rx(struct lws *wsi, struct wsb_pending *p, void *in,
 {
 	struct wsb_hs_req q;
 	struct wsb_client *c;
-	size_t end;
+	size_t end, from;
 	int r;
 
 	if (p->answered)
 		return 0; /* (the rest of a refused request: dropped) */
 	if (!p->s)
 		return -1;
+	from = p->head_len > 3 ? p->head_len - 3 : 0; /* (the new bytes) */
 	if (head_add(p, in, len) < 0)
 		return answer(wsi, p, 500, "out of memory");
-	end = wsb_hs_head_end(p->head, p->head_len);
+	end = wsb_hs_head_end(p->head + from, p->head_len - from);
+	if (end)
+		end += from;
 	if ((!end && p->head_len > HEAD_MAX) || end > HEAD_MAX)
 		return answer(wsi, p, 431, "the request head is longer than "
 			      "16 KiB");

@@ -7,6 +7,7 @@
  * the frames are read here: wsread.c parses, pmd.c inflates, recv.c
  * reassembles and queues, and PINGs and the close are answered here.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,10 +22,37 @@ struct wsb_srvrx {
 	struct wsb_pmd *pmd;      /* permessage-deflate, or NULL */
 	unsigned char *stash;     /* read while receiving was paused */
 	size_t stash_len, stash_off;
+	int draining;             /* closing once lws has written our close */
 };
 
 /* why the reader stopped (values a callback returns to wsb_rd_feed) */
-enum { RX_PAUSE = 1, RX_CLOSE = 2, RX_BAD_UTF8 = 3 };
+enum { RX_PAUSE = 1, RX_CLOSE = 2, RX_BAD_UTF8 = 3, RX_TOO_BIG = 4,
+       RX_DRAIN = 5 };
+
+/*
+ * The connection ends after our close frame.  lws closes a raw socket at
+ * once, dropping what it still holds unsent (lws_close_free_wsi), so
+ * when the close frame is not all written yet, reading stops and lws
+ * closes when its buffer is empty (lws_raw_transaction_completed), or at
+ * close_timeout for a client that does not read.  RX_CLOSE: close now.
+ */
+static int close_when_written(struct wsb_client *c)
+{
+	struct wsb_srvrx *x = c->rx.srv;
+	double t = ceil(c->o.close_timeout);
+
+	if (!c->wsi || !lws_partial_buffered(c->wsi) ||
+	    lws_raw_transaction_completed(c->wsi))
+		return RX_CLOSE;
+	x->draining = 1;
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, t < 1 ? 1 : (int)t);
+	return RX_DRAIN;
+}
+
+int wsb_srvrx_draining(const struct wsb_client *c)
+{
+	return c->rx.srv && c->rx.srv->draining;
+}
 
 int wsb_srvrx_new(struct wsb_client *c, const struct wsb_pmd_params *pp)
 {
@@ -84,9 +112,11 @@ static int fail(struct wsb_client *c, int code, const char *why)
 	memcpy(payload + 2, why, n);
 	c->close.sent = 1;
 	if (wsb_write_frame(c, c->wsi, 0x80 | WSB_OP_CLOSE, buf + LWS_PRE,
-			    payload, 2 + n) == 0 &&
-	    !lws_partial_buffered(c->wsi))
-		shutdown(lws_get_socket_fd(c->wsi), SHUT_WR);
+			    payload, 2 + n) < 0)
+		return RX_CLOSE;
+	if (lws_partial_buffered(c->wsi))
+		return close_when_written(c);
+	shutdown(lws_get_socket_fd(c->wsi), SHUT_WR);
 	return RX_CLOSE;
 }
 
@@ -97,8 +127,11 @@ static int sink(void *arg, const unsigned char *p, size_t n)
 
 	if (!c->rx.binary && wsb_utf8_step(&c->rx.utf8, p, n) < 0)
 		return RX_BAD_UTF8; /* at once: RFC 6455 8.1, fail fast */
+	if (c->rx.len + n > c->o.max_message_size)
+		return RX_TOO_BIG;
 	c->bytes_recv += n;
-	wsb_rx_append(c, p, n);
+	if (wsb_rx_append(c, p, n) < 0)
+		return RX_TOO_BIG; /* (out of memory: as good as too big) */
 	return 0;
 }
 
@@ -116,23 +149,23 @@ static int on_data(void *arg, int op, int compressed, const unsigned char *p,
 		c->rx.len = 0;
 		c->rx.utf8 = 0;
 	}
-	if (c->rx.too_big)
-		return 0; /* (the close for it is on its way) */
 	if (compressed) {
 		r = wsb_pmd_inflate(x->pmd, p, n, fin, c->o.max_message_size,
 				    sink, c);
-		if (r == -2) {
-			wsb_rx_too_big(c);
-			return 0;
-		}
-		if (r == -1)
+		if (r == -2)
+			r = RX_TOO_BIG;
+		else if (r == -1)
 			return fail(c, 1007, "invalid permessage-deflate data");
 	} else {
 		r = sink(c, p, n);
 	}
 	if (r == RX_BAD_UTF8)
 		return fail(c, 1007, "invalid UTF-8 in a text message");
-	if (!fin || c->rx.too_big)
+	/* failed at once, like a violation: the rest is not read, and a
+	 * client that never answers our close cannot keep its slot */
+	if (r == RX_TOO_BIG)
+		return fail(c, 1009, "message too big (over max_message_size)");
+	if (!fin)
 		return 0;
 	if (!c->rx.binary && c->rx.utf8)
 		return fail(c, 1007, "a text message ends inside a UTF-8 "
@@ -186,10 +219,12 @@ static int on_close(struct wsb_client *c, const unsigned char *p, size_t n)
 		memcpy(c->close.peer_reason, p + 2, k);
 		c->close.peer_reason[k] = '\0';
 	}
-	if (c->wsi && wsb_uncork(c) == 0)
-		wsb_write_frame(c, c->wsi, 0x80 | WSB_OP_CLOSE, buf + LWS_PRE, p,
-				n);
-	return RX_CLOSE;
+	c->close.sent = 1; /* (ours: nothing may follow it) */
+	if (!c->wsi || wsb_uncork(c) < 0 ||
+	    wsb_write_frame(c, c->wsi, 0x80 | WSB_OP_CLOSE, buf + LWS_PRE, p,
+			    n) < 0)
+		return RX_CLOSE;
+	return close_when_written(c);
 }
 
 static int on_control(void *arg, int op, const unsigned char *p, size_t n)
@@ -239,8 +274,8 @@ static int feed(struct wsb_client *c, unsigned char *in, size_t len,
 	int r = wsb_rd_feed(&x->rd, in, len, used, &ops, c);
 
 	if (r < 0)
-		fail(c, -r, x->rd.err ? x->rd.err : "protocol error");
-	return r < 0 || r == RX_CLOSE ? -1 : 0;
+		r = fail(c, -r, x->rd.err ? x->rd.err : "protocol error");
+	return r == RX_CLOSE ? -1 : 0;
 }
 
 /* RAW_RX of an open server connection: 0, or -1 to close it. */
@@ -251,11 +286,14 @@ int wsb_srvrx_feed(struct wsb_client *c, unsigned char *in, size_t len)
 
 	if (!x || c->st == WSB_CLOSED)
 		return -1;
+	if (x->draining)
+		return 0; /* (closing: what comes now is not read) */
 	if (x->stash_len > x->stash_off) /* paused: after what waits */
 		return stash_add(x, in, len);
 	if (feed(c, in, len, &used) < 0)
 		return -1;
-	return used < len ? stash_add(x, in + used, len - used) : 0;
+	return used < len && !x->draining ?
+	       stash_add(x, in + used, len - used) : 0;
 }
 
 /*
@@ -269,7 +307,7 @@ int wsb_srvrx_resume(struct wsb_client *c)
 	struct wsb_srvrx *x = c->rx.srv;
 	size_t used = 0, left;
 
-	if (!x || x->stash_len <= x->stash_off)
+	if (!x || x->stash_len <= x->stash_off || x->draining)
 		return 1;
 	left = x->stash_len - x->stash_off;
 	if (feed(c, x->stash + x->stash_off, left, &used) < 0) {
