@@ -137,6 +137,24 @@ describe("big and fragmented messages", function()
 		assert.same({ nil, "closed" }, { ws:receive(5) })
 	end)
 
+	it("a 1009 close the server never answers ends at close_timeout, cause too_big", function()
+		local core = require "wsbeat.core"
+		local deaf = H.server { raw = "deaf-big" }
+		finally(function() H.stop(deaf) end)
+		local t_open
+		local ws, rec = H.client(deaf:url("/"), { max_message_size = 1000, close_timeout = 0.5,
+			reconnect = false, heartbeat = { interval = 0.2, timeout = 5 },
+			on_state = function(_, st) if st == "open" then t_open = core.now() end end })
+		H.wait_state(ws, "closed", 5)
+		local took = core.now() - t_open
+		local last = rec.infos[#rec.infos]
+		assert.equal("too_big", last.cause)
+		assert.equal(1009, last.code)
+		assert.matches("no close answer within close_timeout", last.reason, 1, true)
+		assert.same({}, rec.messages)
+		assert.is_true(took >= 0.45 and took < 0.5 + 1.5 * H.SLOW, "closed after " .. took .. " s")
+	end)
+
 	it("closes with 1009 when a message exceeds max_message_size", function()
 		local ws, rec = H.client(srv:url("/big/" .. 2 * MiB), {
 			tls = { ca_file = certs .. "/ca.pem" }, max_message_size = MiB,

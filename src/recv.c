@@ -29,6 +29,9 @@ void wsb_rx_too_big(struct wsb_client *c)
 	strcpy(c->close.reason, "message too big");
 	c->close.reason_len = strlen(c->close.reason);
 	c->close.cause = "too_big";
+	/* a server that never answers our close must not keep us open */
+	c->close.t_close = wsb_now(c->e) + c->o.close_timeout;
+	wsb_client_timer_arm(c);
 	wsb_defer(c, WSB_DEF_CLOSE);
 }
 
