@@ -41,6 +41,8 @@ local function new_server()
 		on_full = R(2) == 1 and "close" or "refuse",
 		send_buffer = ({ 100, 10000, 1000000 })[R(3)],
 		max_queue = R(4),
+		max_message_size = ({ 100, 100000, 16 * 1024 * 1024 })[R(3)],
+		compression = R(2) == 1,
 		on_message = R(2) == 1 and function(conn, data, kind)
 			count("server message")
 			if R(3) == 1 then conn:send(data, kind) end
@@ -66,7 +68,7 @@ local function server_act()
 	local op = R(6)
 	if op == 1 then
 		wsbeat.connect(("ws://127.0.0.1:%d%s"):format(s:port(), R(4) == 1 and "/refuse" or "/"),
-			{ reconnect = false, heartbeat = false, on_message = function(ws) if R(3) == 1 then ws:close() end end,
+			{ reconnect = false, heartbeat = false, compression = R(2) == 1, on_message = function(ws) if R(3) == 1 then ws:close() end end,
 				on_state = function(ws, st) if st == "open" then ws:send(random_payload()) end end })
 		count("server connect")
 	elseif op == 2 then
