@@ -213,6 +213,24 @@ describe("hostile clients #server", function()
 		end
 	end)
 
+	it("a valid message and a violation in one read: the echo goes out first, then close 1002", function()
+		local s, rec = server { on_message = function(c, d) c:send(d) end }
+		finally(function() s:close() end)
+		local ev = finish(raw(s:port(), { { upgrade = "/" },
+			{ frames = { { payload = "first" }, { payload = "second" }, { opcode = 3, payload = "bad" },
+				{ payload = "never read" } } },
+			{ read = 3 } }))
+		local f = of(ev, "frame")
+		assert.equal(3, #f, json.encode(ev))
+		assert.same({ "first", "second" }, { f[1].text, f[2].text })
+		assert.equal(8, f[3].opcode)
+		assert.equal(1002, f[3].code)
+		assert.is_truthy(of(ev, "eof")[1], "the server did not close the socket")
+		H.run_until(function() return #rec.closed == 1 end, 3, "the server's close")
+		assert.equal("protocol_error", rec.closed[1].cause)
+		assert.equal(2, s:stats().messages_received)
+	end)
+
 	it("a message over max_message_size fails the connection at once with 1009, even when the client never answers", function()
 		local s, rec = server { max_message_size = 1000, on_message = function(c, d) c:send(d) end }
 		finally(function() s:close() end)

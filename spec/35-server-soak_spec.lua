@@ -79,10 +79,16 @@ describe("server soak #server #soak", function()
 			H.run_until(function() return closed == round * N end, 20, "round " .. round .. " detected")
 			assert.is_true(core.now() - t0 <= (I + T + 0.025) * H.SLOW + 1.5, "round took " .. (core.now() - t0))
 			peer:stop()
-			if round == 2 or round == 8 then
-				H.run_until(function() return H.open_fds() <= (marks[2] and marks[2].fds or math.huge) end, 5,
-					"fds back")
-				marks[round] = mark()
+			if round == 2 then
+				marks[2] = mark()
+			elseif round == 8 then
+				-- (the sockets of the last round close as lws gets to
+				-- them: judged on a reading taken when they have)
+				H.run_until(function()
+					local m = mark()
+					if m.fds <= marks[2].fds then marks[8] = m end
+					return marks[8]
+				end, 5, "fds back")
 			end
 		end
 		assert.same({ heartbeat_timeout = 8 * N }, causes)

@@ -179,11 +179,7 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 		c->at.done = 1;
 		wsb_finish_user_close(c);
 	} else if (c->close.cause && c->rx.srv) {
-		wsb_lost(c, c->close.cause, c->close.code, 0,
-		     "%s by the client: %s (%d %s)",
-		     !strcmp(c->close.cause, "too_big") ? "message too big" :
-			     "protocol error", c->close.reason,
-		     c->close.code, wsb_close_code_name(c->close.code));
+		wsb_srvrx_lost(c);
 	} else if (c->close.cause) {
 		wsb_lost(c, c->close.cause, c->close.code, 0, "%s (%d %s)",
 		     !strcmp(c->close.cause, "too_big") ?

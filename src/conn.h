@@ -83,6 +83,7 @@ int wsb_srvrx_new(struct wsb_client *c, const struct wsb_pmd_params *pp);
 void wsb_srvrx_free(struct wsb_client *c);
 size_t wsb_srvrx_bytes(const struct wsb_client *c);
 int wsb_srvrx_draining(const struct wsb_client *c);
+void wsb_srvrx_lost(struct wsb_client *c);
 int wsb_srvrx_feed(struct wsb_client *c, unsigned char *in, size_t len);
 int wsb_srvrx_resume(struct wsb_client *c);
 unsigned char *wsb_srvrx_deflate(struct wsb_client *c, const unsigned char *in,

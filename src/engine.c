@@ -276,6 +276,7 @@ int wsb_engine_open(struct wsb_engine *e, char *err, size_t errlen)
 	LIST_INIT(&e->servers);
 	LIST_INIT(&e->deferred);
 	LIST_INIT(&e->corked);
+	LIST_INIT(&e->failing);
 	TAILQ_INIT(&e->admit_q);
 	r = uv_loop_init(&e->loop);
 	if (r) {

@@ -23,6 +23,10 @@ struct wsb_srvrx {
 	unsigned char *stash;     /* read while receiving was paused */
 	size_t stash_len, stash_off;
 	int draining;             /* closing once lws has written our close */
+	int failing;              /* a violation is failed after the echoes */
+	double fail_by;           /* ...but no later than this */
+	struct wsb_client *c;
+	LIST_ENTRY(wsb_srvrx) fail_link; /* engine->failing, while failing */
 };
 
 /* why the reader stopped (values a callback returns to wsb_rd_feed) */
@@ -65,6 +69,7 @@ int wsb_srvrx_new(struct wsb_client *c, const struct wsb_pmd_params *pp)
 		free(x);
 		return -1;
 	}
+	x->c = c;
 	c->rx.srv = x;
 	return 0;
 }
@@ -75,6 +80,8 @@ void wsb_srvrx_free(struct wsb_client *c)
 
 	if (!x)
 		return;
+	if (x->failing)
+		LIST_REMOVE(x, fail_link);
 	wsb_pmd_free(x->pmd);
 	free(x->stash);
 	free(x);
@@ -88,14 +95,39 @@ size_t wsb_srvrx_bytes(const struct wsb_client *c)
 	return x ? sizeof(*x) + (x->pmd ? wsb_pmd_bytes(x->pmd) : 0) : 0;
 }
 
+/* Our close frame (the cause's code and words), then our side of TCP is
+ * shut: RX_CLOSE, or RX_DRAIN while lws still writes it. */
+static int fail_now(struct wsb_client *c)
+{
+	unsigned char buf[LWS_PRE + 125], payload[125];
+
+	if (!c->wsi || c->close.sent)
+		return RX_CLOSE;
+	payload[0] = (unsigned char)(c->close.code >> 8);
+	payload[1] = (unsigned char)c->close.code;
+	memcpy(payload + 2, c->close.reason, c->close.reason_len);
+	c->close.sent = 1;
+	if (wsb_uncork(c) < 0 ||
+	    wsb_write_frame(c, c->wsi, 0x80 | WSB_OP_CLOSE, buf + LWS_PRE,
+			    payload, 2 + c->close.reason_len) < 0)
+		return RX_CLOSE;
+	if (lws_partial_buffered(c->wsi))
+		return close_when_written(c);
+	shutdown(lws_get_socket_fd(c->wsi), SHUT_WR);
+	return RX_CLOSE;
+}
+
 /*
- * The client broke the protocol: our close frame with the code and why,
- * then our side of TCP is shut (RFC 6455 7.1.7: fail the connection, no
- * waiting for an answer); lws closes the socket after the callback.
+ * The client broke the protocol: the connection is failed (RFC 6455
+ * 7.1.7), with the code and why.  Nothing more is read.  With on_message,
+ * the messages that came before the violation (maybe in the same read)
+ * are still answered: the callbacks run after this read, so the close
+ * waits for their batch (wsb_srvrx_fail_pending, at most close_timeout);
+ * otherwise it goes at once.
  */
 static int fail(struct wsb_client *c, int code, const char *why)
 {
-	unsigned char buf[LWS_PRE + 125], payload[125];
+	struct wsb_srvrx *x = c->rx.srv;
 	size_t n = strlen(why);
 
 	if (n > sizeof(c->close.reason) - 1)
@@ -105,19 +137,49 @@ static int fail(struct wsb_client *c, int code, const char *why)
 	memcpy(c->close.reason, why, n);
 	c->close.reason[n] = '\0';
 	c->close.reason_len = n;
-	if (!c->wsi || c->close.sent)
-		return RX_CLOSE;
-	payload[0] = (unsigned char)(code >> 8);
-	payload[1] = (unsigned char)code;
-	memcpy(payload + 2, why, n);
-	c->close.sent = 1;
-	if (wsb_write_frame(c, c->wsi, 0x80 | WSB_OP_CLOSE, buf + LWS_PRE,
-			    payload, 2 + n) < 0)
-		return RX_CLOSE;
-	if (lws_partial_buffered(c->wsi))
-		return close_when_written(c);
-	shutdown(lws_get_socket_fd(c->wsi), SHUT_WR);
-	return RX_CLOSE;
+	if (!c->has_on_message || !c->wsi || c->close.sent || x->failing)
+		return fail_now(c);
+	x->failing = 1;
+	x->fail_by = wsb_now(c->e) + c->o.close_timeout;
+	LIST_INSERT_HEAD(&c->e->failing, x, fail_link);
+	lws_rx_flow_control(c->wsi, 0);
+	return RX_DRAIN;
+}
+
+/* The batch of callbacks is over (cork.c): fail the connections that
+ * waited for it, once what they sent has left the queue. */
+void wsb_srvrx_fail_pending(struct wsb_engine *e)
+{
+	struct wsb_srvrx *x, *next;
+	double now = wsb_now(e);
+
+	for (x = LIST_FIRST(&e->failing); x; x = next) {
+		struct wsb_client *c = x->c;
+
+		next = LIST_NEXT(x, fail_link);
+		if (c->wsi && !c->close.sent && !STAILQ_EMPTY(&c->tx.q) &&
+		    now < x->fail_by)
+			continue; /* (its replies are still queued) */
+		LIST_REMOVE(x, fail_link);
+		x->failing = 0;
+		x->draining = 1; /* (nothing more is read) */
+		/* closed now for Lua; the socket when lws has written the
+		 * close (or at once: wsb_lost lets the wsi go) */
+		if (c->wsi && fail_now(c) == RX_CLOSE)
+			wsb_srvrx_lost(c);
+		else if (c->wsi)
+			lws_rx_flow_control(c->wsi, 1); /* (to see its end) */
+	}
+}
+
+/* A connection we failed (close.cause) has ended: say how. */
+void wsb_srvrx_lost(struct wsb_client *c)
+{
+	wsb_lost(c, c->close.cause, c->close.code, 0,
+		 "%s by the client: %s (%d %s)",
+		 !strcmp(c->close.cause, "too_big") ? "message too big" :
+		 "protocol error", c->close.reason, c->close.code,
+		 wsb_close_code_name(c->close.code));
 }
 
 /* Decoded payload bytes of the message: checked and reassembled. */
@@ -286,13 +348,13 @@ int wsb_srvrx_feed(struct wsb_client *c, unsigned char *in, size_t len)
 
 	if (!x || c->st == WSB_CLOSED)
 		return -1;
-	if (x->draining)
+	if (x->draining || x->failing)
 		return 0; /* (closing: what comes now is not read) */
 	if (x->stash_len > x->stash_off) /* paused: after what waits */
 		return stash_add(x, in, len);
 	if (feed(c, in, len, &used) < 0)
 		return -1;
-	return used < len && !x->draining ?
+	return used < len && !x->draining && !x->failing ?
 	       stash_add(x, in + used, len - used) : 0;
 }
 
@@ -307,7 +369,7 @@ int wsb_srvrx_resume(struct wsb_client *c)
 	struct wsb_srvrx *x = c->rx.srv;
 	size_t used = 0, left;
 
-	if (!x || x->stash_len <= x->stash_off || x->draining)
+	if (!x || x->stash_len <= x->stash_off || x->draining || x->failing)
 		return 1;
 	left = x->stash_len - x->stash_off;
 	if (feed(c, x->stash + x->stash_off, left, &used) < 0) {

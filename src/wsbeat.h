@@ -140,6 +140,8 @@ struct wsb_engine {
 	unsigned masks_left;         /* bytes of masks[] not yet used */
 	int corking;                 /* Lua is delivering a batch of events */
 	LIST_HEAD(, wsb_client) corked; /* clients with frames in cork.buf */
+	LIST_HEAD(, wsb_srvrx) failing; /* server connections to fail after
+					   the batch (srvrx.c) */
 	int destroyed;
 	uint64_t started_ns;
 	/* logging (log.c) */
@@ -366,6 +368,7 @@ void wsb_push_event(struct wsb_engine *e, struct wsb_event *ev);
 void wsb_defer(struct wsb_client *c, unsigned what);
 void wsb_engine_kick(struct wsb_engine *e);
 void wsb_engine_uncork(struct wsb_engine *e);
+void wsb_srvrx_fail_pending(struct wsb_engine *e);
 
 /*
  * Largest fragment wsbeat writes; also the protocol's tx_packet_size, so
