@@ -56,10 +56,10 @@
 #    port would die on it with a KeyError after starting).
 #
 # Timing (2-core Debian 12 machine, loopback, SERVER=wsbeat): groups 1-7, 9,
-# 10 (301 cases) about 30 s per scheme. Groups 12 and 13 (permessage-deflate)
-# come out UNIMPLEMENTED for wsbeat, whose server does not offer compression
-# (docs/DESIGN.md says why); with SERVER=python and AUTOBAHN_COMPRESSION=1
-# they take most of an hour per scheme.
+# 10 (301 cases) about 20-30 s per scheme. Groups 12 and 13
+# (permessage-deflate) need AUTOBAHN_COMPRESSION=1 (without it they come out
+# UNIMPLEMENTED) and take about 16 minutes per scheme, bound by the suite's
+# Python client; with SERVER=python most of an hour.
 #
 # Other environment (optional):
 #   OUT             where reports go (default ${TMPDIR:-/tmp}/wsbeat-autobahn-server);
