@@ -114,6 +114,12 @@ server_cmd() {
 }
 for s in $SERVERS; do server_cmd "$s" ws 1 >/dev/null || die "unknown server $s (wsbeat lws node python)"; done
 
+# utime + stime of a process, in clock ticks (HZ a second)
+HZ=$(getconf CLK_TCK)
+cpu_ticks() {
+	awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 free_port() {
 	"$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -213,14 +219,20 @@ for round in $(seq "$ROUNDS"); do
 					continue
 				fi
 				if [ "$scheme" = wss ]; then url="wss://localhost:$SPORT/echo"; ca=$CA; else url="ws://127.0.0.1:$SPORT/echo"; ca=""; fi
+				cpu0=$(cpu_ticks "$SPID")
 				# shellcheck disable=SC2086
 				line=$(timeout "$CLIENT_TIMEOUT" "${pin_client[@]}" "$CLIENT" "$url" "$size" "$N" "$K" "$W" $ca 2>"$TMP/err" | grep '^RESULT ')
+				cpu1=$(cpu_ticks "$SPID")
 				alive=1
 				kill -0 "$SPID" 2>/dev/null || alive=0
 				stop_server
 				if [ -n "$line" ]; then
 					line=${line#RESULT }
-					echo "RESULT $tag ${line#client=lws-c size="$size" }" | tee -a "$RES" >&2
+					# the server's CPU (user + system) over the client's run,
+					# per message it echoed (round trips and pipelined)
+					cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$HZ" -v n=$((N + K)) \
+						'BEGIN { printf "%.2f", (b - a) * 1e6 / hz / n }')
+					echo "RESULT $tag ${line#client=lws-c size="$size" } cpu_us=$cpu" | tee -a "$RES" >&2
 				else
 					failures=$((failures + 1))
 					why="$(tail -c 300 "$TMP/err" | tr '\n' ' ' | sed 's/ *$//')"

@@ -5,7 +5,7 @@
 
 RESULTS holds the lines server-bench.sh writes:
   SERVERS lws wsbeat node python          (the servers asked for, in order)
-  RESULT scheme=ws round=1 server=lws size=32 p50_us=.. p99_us=.. msg_s=..
+  RESULT scheme=ws round=1 server=lws size=32 p50_us=.. p99_us=.. msg_s=.. cpu_us=..
   FAILED scheme=ws round=1 server=lws size=32 reason=...
   SKIPPED scheme=ws round=1 server=wsbeat size=32 reason=...
 ("-" marks a test that was not run). For every scheme, size and server it
@@ -13,7 +13,8 @@ takes the median over the rounds and prints a Markdown report on stdout,
 also written to OUTDIR/summary.md (after the text of HEADER-FILE, if
 given): one table per scheme, rows = sizes, one column per server (p50
 round trip and pipelined msg/s) and one per server other than lws with its
-ratios to lws, the C ceiling. A server asked for but with no figures is
+ratios to lws, the C ceiling; then the p99 round trips and the servers'
+CPU per echoed message (cpu_us). A server asked for but with no figures is
 shown as such, never left out. Exit status 0, or 2 on bad usage.
 ]]
 
@@ -40,7 +41,8 @@ local function once(list, v)
 	list[#list + 1] = v
 end
 
--- cell[scheme][size][server] = { p50_us = {..}, p99_us = {..}, msg_s = {..}, ok = n, failed = n, skipped = reason }
+-- cell[scheme][size][server] = { p50_us = {..}, p99_us = {..}, msg_s = {..}, cpu_us = {..}, ok = n, failed = n,
+-- skipped = reason }
 local cell, schemes, sizes, servers, rounds = {}, {}, {}, {}, {}
 local problems = {} -- lines for the "not run / failed" list
 local function get(scheme, size, server)
@@ -48,7 +50,7 @@ local function get(scheme, size, server)
 	cell[scheme][size] = cell[scheme][size] or {}
 	local c = cell[scheme][size][server]
 	if not c then
-		c = { p50_us = {}, p99_us = {}, msg_s = {}, ok = 0, failed = 0 }
+		c = { p50_us = {}, p99_us = {}, msg_s = {}, cpu_us = {}, ok = 0, failed = 0 }
 		cell[scheme][size][server] = c
 	end
 	return c
@@ -69,7 +71,7 @@ for line in io.lines(results) do
 			local c = get(f.scheme, size, f.server)
 			if kind == "RESULT" then
 				c.ok = c.ok + 1
-				for _, m in ipairs { "p50_us", "p99_us", "msg_s" } do
+				for _, m in ipairs { "p50_us", "p99_us", "msg_s", "cpu_us" } do
 					local v = tonumber(f[m])
 					if v then table.insert(c[m], v) end
 				end
@@ -205,6 +207,32 @@ do
 			for _, s in ipairs(servers) do
 				local c = cell[scheme][size] and cell[scheme][size][s]
 				row[#row + 1] = absent(c) or us(median(c.p99_us))
+			end
+			w("| %s |", table.concat(row, " | "))
+		end
+	end
+	w("")
+end
+
+-- what each message cost the server: a server that waits for the load
+-- client (idle part of the time) scores lower throughput than one that is
+-- busy all along and so never has to be woken; this says which is which
+w("### Server CPU per echoed message")
+w("")
+w("The server's user + system CPU over the load client's run (both phases), divided by the messages it echoed.")
+w("")
+do
+	local cols, align = { "case" }, { "---" }
+	for _, s in ipairs(servers) do cols[#cols + 1] = s; align[#align + 1] = "---:" end
+	w("| %s |", table.concat(cols, " | "))
+	w("|%s|", table.concat(align, "|"))
+	for _, scheme in ipairs(schemes) do
+		for _, size in ipairs(sizes) do
+			local row = { scheme .. " " .. human_size(size) }
+			for _, s in ipairs(servers) do
+				local c = cell[scheme][size] and cell[scheme][size][s]
+				local v = c and median(c.cpu_us)
+				row[#row + 1] = absent(c) or (v and us(v) or "–")
 			end
 			w("| %s |", table.concat(row, " | "))
 		end
