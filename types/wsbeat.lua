@@ -160,11 +160,11 @@ function Client:dirty() end
 
 ---@class wsbeat.Request
 ---@field path string
----@field query? string parameters joined by "&", decoded
+---@field query? string as sent after "?", percent-escapes decoded
 ---@field remote string the client's address
 ---@field remote_port integer
 ---@field protocols string[] subprotocols offered
----@field headers table<string, string> lower-case names
+---@field headers table<string, string> every header by its lower-case name (repeated ones joined with ", ")
 
 ---@class wsbeat.ServerOptions
 ---@field host? string address to bind (default "127.0.0.1"; "::" = every address)
@@ -183,7 +183,7 @@ function Client:dirty() end
 ---@field max_message_size? integer
 ---@field max_queue? integer
 ---@field send_buffer? integer
----@field compression? false not supported on servers (libwebsockets 4.1; docs/DESIGN.md)
+---@field compression? boolean permessage-deflate with clients that offer it (default false)
 ---@field close_timeout? number
 
 ---@class wsbeat.ServerStats
