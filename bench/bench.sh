@@ -8,6 +8,10 @@
 #   QUICK=1 bench/bench.sh             # 1 round, small counts: a smoke run
 #   CLIENTS="lws-c wsbeat lua-http" SCHEMES=ws bench/bench.sh
 #   SERVER=node bench/bench.sh         # node ws server instead of nginx
+#   SERVER=lws bench/bench.sh          # the C server (bench/lws-server.c, one
+#                                      # process per scheme): each client's
+#                                      # own ceiling, with a server that is
+#                                      # not the bound
 #   PIN=1 bench/bench.sh               # server on CPU 0, clients on CPU 1
 #   OUT=/tmp/b bench/bench.sh          # where the report goes (docs/benchmarks)
 #   BEFORE=<git rev> bench/bench.sh    # adds client wsbeat-before: wsbeat as of
@@ -46,12 +50,15 @@ else
 fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsbeat-bench.XXXXXX")
-SPID=""
+SPID="" SPID2=""
 cleanup() {
-	if [ -n "$SPID" ] && kill -0 "$SPID" 2>/dev/null; then
-		kill "$SPID" 2>/dev/null
-		for _ in $(seq 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
-	fi
+	local p
+	for p in $SPID $SPID2; do
+		if kill -0 "$p" 2>/dev/null; then
+			kill "$p" 2>/dev/null
+			for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		fi
+	done
 	[ -d "$TMP/before" ] && git -C "$ROOT" worktree remove --force "$TMP/before" 2>/dev/null
 	rm -rf "$TMP"
 }
@@ -96,7 +103,25 @@ node)
 	TPORT=$(awk '/^PORT /{print $3}' "$TMP/server.out")
 	SERVER_DESC="node $(node --version) + ws (bench/echo-server.js)"
 	;;
-*) die "unknown SERVER=$SERVER (nginx or node)" ;;
+lws)
+	# one process per scheme (lws-server serves ws or wss)
+	sh "$ROOT/spec/fixtures/gencerts.sh" "$TMP/certs" >/dev/null || die "gencerts failed"
+	CA=$TMP/certs/ca.pem
+	"${pin_server[@]}" "$ROOT/build/bench/lws-server" 0 >"$TMP/server.out" 2>"$TMP/server.err" &
+	SPID=$!
+	"${pin_server[@]}" "$ROOT/build/bench/lws-server" 0 "$TMP/certs/server.pem" "$TMP/certs/server.key" \
+		>"$TMP/server2.out" 2>>"$TMP/server.err" &
+	SPID2=$!
+	for _ in $(seq 100); do
+		grep -q '^listening ' "$TMP/server.out" 2>/dev/null && grep -q '^listening ' "$TMP/server2.out" 2>/dev/null && break
+		kill -0 "$SPID" 2>/dev/null && kill -0 "$SPID2" 2>/dev/null || break
+		sleep 0.1
+	done
+	PORT=$(awk '/^listening /{print $2}' "$TMP/server.out")
+	TPORT=$(awk '/^listening /{print $2}' "$TMP/server2.out")
+	SERVER_DESC="bench/lws-server.c (libwebsockets $(pkg-config --modversion libwebsockets), its default poll loop), one process per scheme"
+	;;
+*) die "unknown SERVER=$SERVER (nginx, node or lws)" ;;
 esac
 [ -n "${PORT:-}" ] && [ -n "${TPORT:-}" ] || { cat "$TMP/server.err" 2>/dev/null >&2; die "the echo server did not start"; }
 
