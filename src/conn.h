@@ -81,7 +81,7 @@ void wsb_rx_deliver(struct wsb_client *c);
 struct wsb_pmd_params;
 int wsb_srvrx_new(struct wsb_client *c, const struct wsb_pmd_params *pp);
 void wsb_srvrx_free(struct wsb_client *c);
-size_t wsb_srvrx_bytes(const struct wsb_client *c);
+void wsb_srvrx_release(struct wsb_client *c);
 int wsb_srvrx_draining(const struct wsb_client *c);
 void wsb_srvrx_lost(struct wsb_client *c);
 int wsb_srvrx_feed(struct wsb_client *c, unsigned char *in, size_t len);

@@ -763,11 +763,12 @@ static int on_head(struct lws *wsi, struct wsb_pending *p, size_t end,
 }
 
 /* A server connection reached "closed" (or went before it): its slot is
- * free for the next one. */
+ * free for the next one, and its compression state goes. */
 void wsb_server_conn_closed(struct wsb_client *c)
 {
 	if (c->srv)
 		c->srv->live--;
+	wsb_srvrx_release(c);
 }
 
 /* The request's bytes so far; 0, or -1 when out of memory. */

@@ -88,11 +88,22 @@ void wsb_srvrx_free(struct wsb_client *c)
 	c->rx.srv = NULL;
 }
 
-size_t wsb_srvrx_bytes(const struct wsb_client *c)
+/* The connection is closed: nothing is read or deflated any more, so its
+ * zlib streams (up to about 80 KiB) go now rather than when Lua collects
+ * the connection, which the collector paces by sizeof(struct wsb_client)
+ * alone (init.lua). */
+void wsb_srvrx_release(struct wsb_client *c)
 {
-	const struct wsb_srvrx *x = c->rx.srv;
+	struct wsb_srvrx *x = c->rx.srv;
 
-	return x ? sizeof(*x) + (x->pmd ? wsb_pmd_bytes(x->pmd) : 0) : 0;
+	if (!x)
+		return;
+	wsb_pmd_free(x->pmd);
+	x->pmd = NULL;
+	c->tx.zsend = 0;
+	free(x->stash);
+	x->stash = NULL;
+	x->stash_len = x->stash_off = 0;
 }
 
 /* Our close frame (the cause's code and words), then our side of TCP is
@@ -211,6 +222,8 @@ static int on_data(void *arg, int op, int compressed, const unsigned char *p,
 		c->rx.len = 0;
 		c->rx.utf8 = 0;
 	}
+	if (compressed && !x->pmd)
+		return RX_CLOSE; /* (closed: its streams are gone) */
 	if (compressed) {
 		r = wsb_pmd_inflate(x->pmd, p, n, fin, c->o.max_message_size,
 				    sink, c);
