@@ -69,13 +69,11 @@ describe("hostile clients #server", function()
 
 	it("a long Sec-WebSocket-Extensions (264 bytes of offers) is read whole; the first acceptable offer is taken", function()
 		local offers = ("permessage-deflate; client_max_window_bits, "):rep(6) -- 264 bytes
-		local plain = server {}
-		finally(function() plain:close() end)
+		local plain, s = server {}, server { compression = true }
+		finally(function() plain:close() s:close() end) -- (busted keeps one finally per test)
 		local ev = finish(raw(plain:port(), { { upgrade = "/", headers = "Sec-WebSocket-Extensions: " .. offers .. "\r\n" } }))
 		assert.equal(101, of(ev, "response")[1].status)
 		assert.is_nil(of(ev, "response")[1].headers["sec-websocket-extensions"]) -- compression is off
-		local s = server { compression = true }
-		finally(function() s:close() end)
 		local bad = "permessage-deflate; server_max_window_bits=16, permessage-deflate; bogus, "
 		ev = finish(raw(s:port(), { { upgrade = "/", headers = "Sec-WebSocket-Extensions: " .. bad .. offers .. "\r\n" } }))
 		assert.equal(101, of(ev, "response")[1].status)
