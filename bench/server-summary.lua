@@ -193,10 +193,8 @@ for _, scheme in ipairs(schemes) do
 	w("")
 end
 
--- p99, more for the record than for comparison (few samples at 1 MiB)
-w("### p99 round trip")
-w("")
-do
+-- one row per case (scheme and size), one column per server: metric's median
+local function case_table(metric)
 	local cols, align = { "case" }, { "---" }
 	for _, s in ipairs(servers) do cols[#cols + 1] = s; align[#align + 1] = "---:" end
 	w("| %s |", table.concat(cols, " | "))
@@ -206,13 +204,18 @@ do
 			local row = { scheme .. " " .. human_size(size) }
 			for _, s in ipairs(servers) do
 				local c = cell[scheme][size] and cell[scheme][size][s]
-				row[#row + 1] = absent(c) or us(median(c.p99_us))
+				row[#row + 1] = absent(c) or us(median(c[metric]))
 			end
 			w("| %s |", table.concat(row, " | "))
 		end
 	end
 	w("")
 end
+
+-- p99, more for the record than for comparison (few samples at 1 MiB)
+w("### p99 round trip")
+w("")
+case_table("p99_us")
 
 -- what each message cost the server: a server that waits for the load
 -- client (idle part of the time) scores lower throughput than one that is
@@ -221,24 +224,7 @@ w("### Server CPU per echoed message")
 w("")
 w("The server's user + system CPU over the load client's run (both phases), divided by the messages it echoed.")
 w("")
-do
-	local cols, align = { "case" }, { "---" }
-	for _, s in ipairs(servers) do cols[#cols + 1] = s; align[#align + 1] = "---:" end
-	w("| %s |", table.concat(cols, " | "))
-	w("|%s|", table.concat(align, "|"))
-	for _, scheme in ipairs(schemes) do
-		for _, size in ipairs(sizes) do
-			local row = { scheme .. " " .. human_size(size) }
-			for _, s in ipairs(servers) do
-				local c = cell[scheme][size] and cell[scheme][size][s]
-				local v = c and median(c.cpu_us)
-				row[#row + 1] = absent(c) or (v and us(v) or "–")
-			end
-			w("| %s |", table.concat(row, " | "))
-		end
-	end
-	w("")
-end
+case_table("cpu_us")
 
 -- servers asked for that have no figures somewhere: say so, once per server
 do

@@ -525,6 +525,9 @@ void wsb_server_free(struct wsb_server *s);
 int wsb_server_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			void *user, void *in, size_t len);
 void wsb_server_conn_closed(struct wsb_client *c);
+void wsb_pending_unlist(struct wsb_pending *p);
+int wsb_upgrade_rx(struct lws *wsi, struct wsb_pending *p, void *in,
+		   size_t len); /* upgrade.c */
 struct wsb_hs_req;
 struct wsb_request *wsb_request_capture(const struct wsb_hs_req *q,
 					 const struct wsb_pending *p);
