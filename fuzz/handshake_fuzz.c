@@ -1,9 +1,13 @@
 /*
- * libFuzzer target for the server's opening handshake (src/handshake.c):
- * the request head is the first thing anyone who connects gets to send.
- * Checks the parser's promises, not just that it does not crash: where
- * the head ends is the same however it arrives, what parses is what the
- * interface says it is, and a refusal always carries a status and words.
+ * libFuzzer target for the opening handshake (src/handshake.c), both
+ * sides on the same input: as a request head (the first thing anyone who
+ * connects gets to send a server), as a response head (the first thing a
+ * server, or whatever answers in its place, sends a client), and cut at
+ * its NULs into an offer for the request builder.  Checks the promises,
+ * not just that nothing crashes: where the head ends is the same however
+ * it arrives, what parses is what the interface says it is, a refusal
+ * always carries its words, and no offer the builder takes can add a line
+ * to the request or end it early.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -93,6 +97,139 @@ static void check_parsed(const struct wsb_hs_req *q, const char *head,
 	assert(strlen(out) == 28);
 }
 
+static const char fuzz_key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+static const char fuzz_offered[] = "chat, superchat";
+
+static int is_one_of(const char *s, const char *const *list)
+{
+	for (; *list; list++)
+		if (!strcmp(s, *list))
+			return 1;
+	return 0;
+}
+
+/* A response that parsed: what wsb_hs_check_response makes of it. */
+static void check_response(const struct wsb_hs_req *r)
+{
+	static const char *const whys[] = {
+		"the response is not 101 Switching Protocols",
+		"no Upgrade: websocket in the response",
+		"no Connection: Upgrade in the response",
+		"Sec-WebSocket-Accept missing",
+		"Sec-WebSocket-Accept does not match the key",
+		"the server chose a subprotocol that was not offered",
+		NULL,
+	};
+	const char *why = NULL, *p = "unset";
+	char want[29];
+	int rc = wsb_hs_check_response(r, fuzz_key, fuzz_offered, &p, &why);
+
+	assert(rc == 0 || rc == -1);
+	if (rc) {
+		assert(!p && why && is_one_of(why, whys));
+		return;
+	}
+	assert(r->status == 101);
+	wsb_hs_accept(fuzz_key, want);
+	assert(!strcmp(wsb_hs_get(r, "sec-websocket-accept"), want));
+	assert(!p || !strcmp(p, "chat") || !strcmp(p, "superchat"));
+	assert(!p == !wsb_hs_get(r, "sec-websocket-protocol"));
+	/* Nothing offered: a chosen subprotocol is a refusal. */
+	p = "unset";
+	rc = wsb_hs_check_response(r, fuzz_key, NULL, &p, &why);
+	assert(rc == (wsb_hs_get(r, "sec-websocket-protocol") ? -1 : 0) && !p);
+}
+
+static void check_parsed_response(const struct wsb_hs_req *r, const char *s,
+				  size_t end)
+{
+	size_t rl = strlen(r->reason);
+
+	assert(r->buf && !r->method && !r->target && !r->path && !r->query);
+	assert(!memcmp(s, "HTTP/1.", 7) && r->minor == s[7] - '0');
+	assert(r->status >= 100 && r->status <= 599);
+	assert(r->status ==
+	       (s[9] - '0') * 100 + (s[10] - '0') * 10 + s[11] - '0');
+	assert(!rl || (r->reason[rl - 1] != ' ' && r->reason[rl - 1] != '\t'));
+	for (const char *c = r->reason; *c; c++)
+		assert(((unsigned char)*c >= 0x20 || *c == '\t') && *c != 0x7f);
+	assert(r->nh <= WSB_HS_MAX_HEADERS && strlen(r->reason) < end);
+	for (size_t i = 0; i < r->nh; i++)
+		check_header(r, i);
+	check_response(r);
+}
+
+static void fuzz_response(const char *s, size_t size, size_t end)
+{
+	static const char no_status[] = "no HTTP status line in the response";
+	static const char bad[] = "invalid or oversized HTTP response";
+	struct wsb_hs_req r, r2;
+	const char *why = NULL;
+	int rc = wsb_hs_parse_response(&r, s, size, &why);
+
+	if (rc) {
+		assert(rc == -1 && why && !r.buf && !r.h && !r.nh);
+		assert(!strcmp(why, no_status) || !strcmp(why, bad));
+		/* Only a status line gets as far as the headers. */
+		assert(!strcmp(why, no_status) || !memcmp(s, "HTTP/1.", 7));
+		wsb_hs_free(&r);
+		return;
+	}
+	assert(end);
+	check_parsed_response(&r, s, end);
+	assert(wsb_hs_parse_response(&r2, s, end, &why) == 0 &&
+	       r2.nh == r.nh && r2.status == r.status);
+	wsb_hs_free(&r2);
+	wsb_hs_free(&r);
+}
+
+/*
+ * The input cut at its NULs into an offer: target, host, origin,
+ * protocols, extensions, key, and the rest as the extra headers.  What
+ * the builder takes must come out as one head, every line ended by CRLF,
+ * its only blank line the last: an injected line would show here.
+ */
+static void fuzz_request(const char *s, size_t size)
+{
+	struct wsb_hs_offer o = { 0 };
+	const char **f[] = { &o.target, &o.host, &o.origin, &o.protocols,
+			     &o.extensions, &o.key };
+	char *in = malloc(size + 1), *p, *req;
+	const char *why = NULL;
+	size_t i, len = 0, cr = 0, lf = 0;
+
+	if (!in)
+		return;
+	memcpy(in, s, size);
+	in[size] = '\0';
+	for (p = in, i = 0; i < 6 && p < in + size; i++) {
+		*f[i] = p;
+		p += strlen(p) + 1;
+	}
+	if (p < in + size) {
+		o.headers = p;
+		o.headers_len = (size_t)(in + size - p);
+	}
+	req = wsb_hs_request(&o, &len, &why);
+	if (!req) {
+		assert(why && why[0]);
+		free(in);
+		return;
+	}
+	assert(!why && strlen(req) == len && !strncmp(req, "GET ", 4));
+	assert(wsb_hs_head_end(req, len) == len &&
+	       !strcmp(req + len - 4, "\r\n\r\n"));
+	for (i = 0; i < len; i++) {
+		cr += req[i] == '\r';
+		lf += req[i] == '\n';
+		if (req[i] == '\n')
+			assert(i && req[i - 1] == '\r');
+	}
+	assert(cr == lf);
+	free(req);
+	free(in);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *s = (const char *)data, *why = NULL;
@@ -114,6 +251,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		wsb_hs_free(&q2);
 		wsb_hs_free(&q);
 	}
+	fuzz_response(s, size, end);
+	fuzz_request(s, size);
 	/* The raw input as a token list, cut at its first NUL. */
 	if (size && memchr(s, '\0', size)) {
 		const char *tok = s + strlen(s) + 1;

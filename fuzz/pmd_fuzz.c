@@ -1,15 +1,20 @@
 /*
  * libFuzzer target for permessage-deflate (src/pmd.c).  Every input is
- * used three ways:
- *  - as a Sec-WebSocket-Extensions value: negotiation must not crash, and
+ * used four ways:
+ *  - as a Sec-WebSocket-Extensions offer: negotiation must not crash, and
  *    a response it writes must, offered back, be accepted with the same
  *    parameters and the same response (client_max_window_bits, which we
  *    never send, then comes back as 15), and need exactly its own length
- *    plus the NUL in the buffer;
- *  - as compressed messages from a client: inflating must not crash and
- *    the sink must never see more than the limit;
- *  - as messages to a client: deflated, they must inflate back to
- *    themselves, the window carried over between them.
+ *    plus the NUL in the buffer; our client must accept that response
+ *    with those parameters too;
+ *  - as a server's response: the client's check must not crash, must give
+ *    a reason when it rejects, and what it accepts must be an offer our
+ *    server takes with the same parameters (a response is an offer's
+ *    grammar cut down to one element);
+ *  - as compressed messages from the peer, in either role: inflating must
+ *    not crash and the sink must never see more than the limit;
+ *  - as messages to the peer, from either role to the other: deflated,
+ *    they must inflate back to themselves, the window carried over.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -20,24 +25,46 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void negotiate(const uint8_t *data, size_t size)
+static int same_params(const struct wsb_pmd_params *a,
+		       const struct wsb_pmd_params *b)
 {
-	struct wsb_pmd_params p, q;
-	char *s = malloc(size + 1), resp[256], again[256];
-	size_t len;
+	return a->server_no_context_takeover == b->server_no_context_takeover &&
+	       a->client_no_context_takeover == b->client_no_context_takeover &&
+	       a->server_max_window_bits == b->server_max_window_bits &&
+	       a->client_max_window_bits == b->client_max_window_bits;
+}
+
+static void params_sane(const struct wsb_pmd_params *p)
+{
+	assert(p->server_max_window_bits >= 8 &&
+	       p->server_max_window_bits <= 15);
+	assert(p->client_max_window_bits >= 8 &&
+	       p->client_max_window_bits <= 15);
+	assert(!(p->server_no_context_takeover & ~1));
+	assert(!(p->client_no_context_takeover & ~1));
+}
+
+/* the input as a C string, up to its first NUL as a header would be */
+static char *string(const uint8_t *data, size_t size)
+{
+	char *s = malloc(size + 1);
 
 	assert(s);
 	memcpy(s, data, size);
 	s[size] = '\0';
+	return s;
+}
+
+static void negotiate(const uint8_t *data, size_t size)
+{
+	struct wsb_pmd_params p, q;
+	char *s = string(data, size), resp[256], again[256];
+	size_t len;
+
 	if (wsb_pmd_negotiate(s, &p, resp, sizeof resp)) {
 		len = strlen(resp);
 		assert(len < sizeof resp);
-		assert(p.server_max_window_bits >= 8 &&
-		       p.server_max_window_bits <= 15);
-		assert(p.client_max_window_bits >= 8 &&
-		       p.client_max_window_bits <= 15);
-		assert(!(p.server_no_context_takeover & ~1));
-		assert(!(p.client_no_context_takeover & ~1));
+		params_sane(&p);
 		assert(wsb_pmd_negotiate(resp, &q, again, sizeof again));
 		assert(!strcmp(resp, again));
 		assert(q.server_no_context_takeover ==
@@ -49,6 +76,32 @@ static void negotiate(const uint8_t *data, size_t size)
 		assert(!wsb_pmd_negotiate(s, &q, again, len));
 		assert(wsb_pmd_negotiate(s, &q, again, len + 1));
 		assert(!strcmp(resp, again));
+		assert(wsb_pmd_client_accept(resp, &q, NULL) == 0);
+		p.client_max_window_bits = 15;
+		assert(same_params(&p, &q));
+	}
+	free(s);
+}
+
+static void client_accept(const uint8_t *data, size_t size)
+{
+	static const char invalid[] = "invalid permessage-deflate response: ";
+	struct wsb_pmd_params p = { -1, -1, -1, -1 }, q;
+	char *s = string(data, size), resp[256];
+	const char *why = NULL;
+	int r = wsb_pmd_client_accept(s, &p, &why);
+
+	if (r == 0) {
+		params_sane(&p);
+		assert(wsb_pmd_negotiate(s, &q, resp, sizeof resp) == 1);
+		assert(same_params(&p, &q));
+	} else {
+		assert(r == -1 && why);
+		assert(!strncmp(why, invalid, sizeof invalid - 1) ||
+		       !strcmp(why, "the server agreed to an extension that "
+			       "was not offered"));
+		assert(p.server_no_context_takeover == -1);
+		assert(p.server_max_window_bits == -1);
 	}
 	free(s);
 }
@@ -70,9 +123,10 @@ static int count(void *arg, const unsigned char *p, size_t n)
 }
 
 /*
- * data[0]: bit 0 client_no_context_takeover, bits 1-7 the chunk size;
- * data[1]: the limit (0..255, or no limit at 255) and whether the sink
- * aborts; then the messages, split at every 0xfe byte.
+ * data[0]: bit 0 the peer's no_context_takeover, bit 1 the client's role,
+ * bits 2-7 the chunk size; data[1]: the limit (0..255, or no limit at
+ * 255) and whether the sink aborts; then the messages, split at every
+ * 0xfe byte.
  */
 static void inflate_any(const uint8_t *data, size_t size)
 {
@@ -83,9 +137,10 @@ static void inflate_any(const uint8_t *data, size_t size)
 	if (size < 2)
 		return;
 	p.client_no_context_takeover = data[0] & 1;
-	chunk = (data[0] >> 1) + 1;
+	p.server_no_context_takeover = data[0] & 1;
+	chunk = (data[0] >> 2) + 1;
 	limit = data[1] == 255 ? SIZE_MAX : (size_t)data[1] * 97;
-	z = wsb_pmd_new(&p);
+	z = data[0] & 2 ? wsb_pmd_new_client(&p) : wsb_pmd_new(&p);
 	assert(z);
 	data += 2;
 	size -= 2;
@@ -130,20 +185,34 @@ static int collect(void *arg, const unsigned char *p, size_t n)
 	return 0;
 }
 
-/* data[0]: window bits 9..15 and server_no_context_takeover; the rest:
- * three messages, its halves and then the whole of it */
+/*
+ * data[0]: window bits 9..15, the sender's no_context_takeover (bit 7)
+ * and whether the client sends (bit 6), to a receiver in the other role,
+ * which must keep or drop its window just as the sender does; the rest:
+ * three messages, its halves and then the whole of it
+ */
 static void round_trip(const uint8_t *data, size_t size)
 {
 	struct wsb_pmd_params p = { 0, 0, 15, 15 };
 	struct wsb_pmd *d, *i;
 	struct seen c = { 0, SIZE_MAX, SIZE_MAX, NULL, 0 };
+	int bits, reset;
 
 	if (size < 1)
 		return;
-	p.server_max_window_bits = 9 + data[0] % 7;
-	p.server_no_context_takeover = data[0] >> 7;
-	d = wsb_pmd_new(&p);
-	i = wsb_pmd_new(&p);
+	bits = 9 + data[0] % 7;
+	reset = data[0] >> 7;
+	if (data[0] & 64) {
+		p.client_max_window_bits = bits;
+		p.client_no_context_takeover = reset;
+		d = wsb_pmd_new_client(&p);
+		i = wsb_pmd_new(&p);
+	} else {
+		p.server_max_window_bits = bits;
+		p.server_no_context_takeover = reset;
+		d = wsb_pmd_new(&p);
+		i = wsb_pmd_new_client(&p);
+	}
 	assert(d && i);
 	data++;
 	size--;
@@ -167,6 +236,7 @@ static void round_trip(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	negotiate(data, size);
+	client_accept(data, size);
 	inflate_any(data, size);
 	round_trip(data, size);
 	return 0;

@@ -137,22 +137,25 @@ describe("big and fragmented messages", function()
 		assert.same({ nil, "closed" }, { ws:receive(5) })
 	end)
 
-	it("a 1009 close the server never answers ends at close_timeout, cause too_big", function()
+	it("a message over max_message_size from a server that never reads fails the link at once, cause too_big", function()
+		-- a ws:// client fails the connection (RFC 6455 7.1.7): its 1009,
+		-- then TCP is closed, without waiting for an answer that this
+		-- server never sends (close_timeout is far away)
 		local core = require "wsbeat.core"
 		local deaf = H.server { raw = "deaf-big" }
 		finally(function() H.stop(deaf) end)
 		local t_open
-		local ws, rec = H.client(deaf:url("/"), { max_message_size = 1000, close_timeout = 0.5,
-			reconnect = false, heartbeat = { interval = 0.2, timeout = 5 },
+		local ws, rec = H.client(deaf:url("/"), { max_message_size = 1000, close_timeout = 30,
+			reconnect = false, heartbeat = { interval = 0.2, timeout = 30 },
 			on_state = function(_, st) if st == "open" then t_open = core.now() end end })
-		H.wait_state(ws, "closed", 5)
+		H.wait_state(ws, "closed", 20)
 		local took = core.now() - t_open
 		local last = rec.infos[#rec.infos]
 		assert.equal("too_big", last.cause)
 		assert.equal(1009, last.code)
-		assert.matches("no close answer within close_timeout", last.reason, 1, true)
+		assert.equal("incoming message too big (1009 message too big)", last.reason)
 		assert.same({}, rec.messages)
-		assert.is_true(took >= 0.45 and took < 0.5 + 1.5 * H.SLOW, "closed after " .. took .. " s")
+		assert.is_true(took < 2 * H.SLOW, "closed after " .. took .. " s")
 	end)
 
 	it("closes with 1009 when a message exceeds max_message_size", function()

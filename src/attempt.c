@@ -128,22 +128,33 @@ void wsb_connect_lws(struct wsb_client *c, const char *address)
 		wsb_lost(c, "tls", 0, 0, "TLS setup failed: %s", err);
 		return;
 	}
+	/*
+	 * ws:// is a raw socket to lws: the handshake (opening.c) and the
+	 * frames (wsrx.c) are ours, as a server connection's are.  lws 4.1.6
+	 * cannot run a TLS handshake for a raw client socket (its raw role
+	 * has no state for it), so wss:// keeps lws's WebSocket client.
+	 */
+	c->tx.lwsz = c->o.compression && c->url.tls;
 	memset(&ci, 0, sizeof(ci));
 	ci.context = c->e->ctx;
 	ci.vhost = vh;
 	ci.address = address;
 	ci.port = c->url.port;
-	ci.path = c->url.path;
-	ci.host = c->host_hdr;
-	ci.origin = c->o.origin;
-	ci.protocol = c->o.protocols;
+	ci.host = c->host_hdr; /* (also the address's name for lws's logs) */
+	if (c->url.tls) { /* (lws writes the request) */
+		ci.path = c->url.path;
+		ci.origin = c->o.origin;
+		ci.protocol = c->o.protocols;
+	}
 	ci.ietf_version_or_minus_one = -1;
 	ci.userdata = c;
 	ci.pwsi = &c->wsi;
 	ci.local_protocol_name = "wsbeat";
 	ci.alpn = "http/1.1";
 	ci.retry_and_idle_policy = &no_validity;
-	if (c->url.tls) {
+	if (!c->url.tls)
+		ci.method = "RAW";
+	else {
 		ci.ssl_connection = LCCSCF_USE_SSL |
 				    LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
 		if (!c->o.verify)

@@ -4,6 +4,7 @@
  * received, writeable).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,7 +13,7 @@
 #include "wsbeat.h"
 #include "conn.h"
 
-static void on_established(struct wsb_client *c, struct lws *wsi)
+void wsb_client_established(struct wsb_client *c, struct lws *wsi)
 {
 	double now = wsb_now(c->e);
 
@@ -154,7 +155,7 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 	 * RST pending means lws dropped a live peer: a protocol error as
 	 * well.  (A server connection reads its own frames: it knows.)
 	 */
-	if (!code && c->st != WSB_CLOSING && !c->close.cause && !c->rx.srv) {
+	if (!code && c->st != WSB_CLOSING && !c->close.cause && !c->rx.own) {
 		if (lws_get_close_length(wsi) >= 2) {
 			const unsigned char *p = lws_get_close_payload(wsi);
 			int v = (p[0] ^ p[-4]) << 8 | (p[1] ^ p[-3]);
@@ -178,8 +179,8 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 	if (c->st == WSB_CLOSING) {
 		c->at.done = 1;
 		wsb_finish_user_close(c);
-	} else if (c->close.cause && c->rx.srv) {
-		wsb_srvrx_lost(c);
+	} else if (c->close.cause && c->rx.own) {
+		wsb_wsrx_lost(c);
 	} else if (c->close.cause) {
 		wsb_lost(c, c->close.cause, c->close.code, 0, "%s (%d %s)",
 		     !strcmp(c->close.cause, "too_big") ?
@@ -228,8 +229,10 @@ static int append_headers(struct wsb_client *c, struct lws *wsi,
 			wsb_tls_cert_unanswered(lws_get_ssl(wsi));
 	while (h && h < c->headers + c->headers_len) {
 		const char *v = h + strlen(h) + 1;
+		char name[256]; /* lws writes the name as given: with ':' */
 
-		if (lws_add_http_header_by_name(wsi, (const unsigned char *)h,
+		if (snprintf(name, sizeof(name), "%s:", h) >= (int)sizeof(name) ||
+		    lws_add_http_header_by_name(wsi, (const unsigned char *)name,
 						(const unsigned char *)v,
 						(int)strlen(v), p, end))
 			return -1;
@@ -294,14 +297,25 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return wsb_server_callback(wsi, reason, user, in, len);
 
 	switch (reason) {
-	/* a server connection: a raw socket to lws, frames read by us */
+	/* a server connection, or a client's over ws://: a raw socket to
+	 * lws, the handshake and the frames ours */
+	case LWS_CALLBACK_RAW_CONNECTED:
+		return wsb_opening_start(c, wsi);
 	case LWS_CALLBACK_RAW_RX:
-		return wsb_srvrx_feed(c, in, len);
+		if (c->st == WSB_CONNECTING)
+			return wsb_opening_rx(c, wsi, in, len);
+		return wsb_wsrx_feed(c, in, len);
 	case LWS_CALLBACK_RAW_WRITEABLE:
 		/* (our close is out: nothing more may be written) */
-		return wsb_srvrx_draining(c) ? 0 : wsb_on_writeable(c, wsi);
+		if (c->st == WSB_CONNECTING || wsb_wsrx_draining(c))
+			return 0;
+		return wsb_on_writeable(c, wsi);
 	case LWS_CALLBACK_RAW_CLOSE:
-		on_closed(c, wsi);
+		if (c->st == WSB_CONNECTING) {
+			on_destroy(c, wsi);
+			lws_set_wsi_user(wsi, NULL); /* (lws still calls DESTROY) */
+		} else
+			on_closed(c, wsi);
 		return 0;
 	/* both roles */
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
@@ -316,7 +330,7 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		if (c->st != WSB_CONNECTING)
 			return -1;
 		c->wsi = wsi;
-		on_established(c, wsi);
+		wsb_client_established(c, wsi);
 		return 0;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		on_conn_error(c, wsi, in ? (const char *)in : NULL);

@@ -104,11 +104,17 @@ void wsb_end_attempt(struct wsb_client *c)
 	wsb_cancel_dns(c);
 	wsb_tunnel_abandon(c);
 	wsb_rx_reset(c);
+	wsb_opening_free(c);
+	if (!c->server_role) { /* (the next attempt reads afresh) */
+		wsb_wsrx_free(c);
+		c->tx.zsend = 0;
+	}
 	c->at.t_connect = c->close.t_close = c->hb.t_probe = c->hb.t_dead = 0;
 	c->tx.open_gate = 0;
 	c->tx.close_after_flush = 0;
 	c->tx.write_requested = 0;
 	c->tx.ping_pending = 0;
+	c->tx.pong_pending = 0;
 	c->rx.paused = 0;
 	c->connected_at = 0;
 	c->protocol[0] = '\0';
@@ -403,7 +409,8 @@ void wsb_client_free(struct wsb_client *c)
 	wsb_cancel_dns(c);
 	wsb_tunnel_abandon(c);
 	wsb_rx_reset(c);
-	wsb_srvrx_free(c);
+	wsb_wsrx_free(c);
+	wsb_opening_free(c);
 	wsb_msgq_free(&c->tx.q);
 	wsb_msgq_free(&c->rx.q);
 	free(c->tx.hold);

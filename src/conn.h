@@ -10,7 +10,9 @@
  *   send.c       the send queue, direct writes, PINGs, WRITEABLE
  *   cork.c       batching what callbacks send
  *   recv.c       reassembly, limits, the receive queue, flow control
- *   srvrx.c      a server connection's frames (read by wsbeat, not lws)
+ *   opening.c    a ws:// client's opening handshake (raw socket)
+ *   wsrx.c       the frames of a server connection and of a ws:// client
+ *                (read by wsbeat, not lws)
  *   callback.c   the libwebsockets callback
  */
 #ifndef WSBEAT_CONN_H
@@ -77,16 +79,25 @@ void wsb_rx_too_big(struct wsb_client *c);
 int wsb_rx_append(struct wsb_client *c, const unsigned char *in, size_t len);
 void wsb_rx_deliver(struct wsb_client *c);
 
-/* srvrx.c (a server connection's frames) */
+/* callback.c */
+void wsb_client_established(struct wsb_client *c, struct lws *wsi);
+
+/* opening.c (a ws:// client's handshake) */
+int wsb_opening_start(struct wsb_client *c, struct lws *wsi);
+int wsb_opening_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
+		   size_t len);
+void wsb_opening_free(struct wsb_client *c);
+
+/* wsrx.c (the frames wsbeat reads itself) */
 struct wsb_pmd_params;
-int wsb_srvrx_new(struct wsb_client *c, const struct wsb_pmd_params *pp);
-void wsb_srvrx_free(struct wsb_client *c);
-void wsb_srvrx_release(struct wsb_client *c);
-int wsb_srvrx_draining(const struct wsb_client *c);
-void wsb_srvrx_lost(struct wsb_client *c);
-int wsb_srvrx_feed(struct wsb_client *c, unsigned char *in, size_t len);
-int wsb_srvrx_resume(struct wsb_client *c);
-unsigned char *wsb_srvrx_deflate(struct wsb_client *c, const unsigned char *in,
+int wsb_wsrx_new(struct wsb_client *c, const struct wsb_pmd_params *pp);
+void wsb_wsrx_free(struct wsb_client *c);
+void wsb_wsrx_release(struct wsb_client *c);
+int wsb_wsrx_draining(const struct wsb_client *c);
+void wsb_wsrx_lost(struct wsb_client *c);
+int wsb_wsrx_feed(struct wsb_client *c, unsigned char *in, size_t len);
+int wsb_wsrx_resume(struct wsb_client *c);
+unsigned char *wsb_wsrx_deflate(struct wsb_client *c, const unsigned char *in,
 				 size_t n, size_t *zlen);
 
 #endif

@@ -105,7 +105,7 @@ void wsb_engine_uncork(struct wsb_engine *e)
 	}
 	/* (once Lua has had every event: the callbacks' replies go first) */
 	if (!LIST_EMPTY(&e->failing) && STAILQ_EMPTY(&e->events))
-		wsb_srvrx_fail_pending(e);
+		wsb_wsrx_fail_pending(e);
 }
 
 /* Frame a message into the cork; 1 when taken, 0 when it must be queued. */

@@ -298,8 +298,6 @@ static int l_attempt(lua_State *L)
 			s = lua_tolstring(L, -1, &n);
 			if (s) {
 				luaL_addlstring(&b, s, n);
-				if (i % 2)
-					luaL_addchar(&b, ':');
 				luaL_addchar(&b, '\0');
 			}
 			lua_pop(L, 1);

@@ -1,7 +1,8 @@
 /*
- * permessage-deflate (RFC 7692) for a server: the offer we accept, and the
- * zlib streams behind it.  Kept apart from lws and Lua so that the parser,
- * which reads bytes straight from the network, can be fuzzed on its own.
+ * permessage-deflate (RFC 7692) for a server and for a client: the offer a
+ * server accepts, the response a client accepts, and the zlib streams
+ * behind them.  Kept apart from lws and Lua so that the parsers, which
+ * read bytes straight from the network, can be fuzzed on their own.
  */
 #include <limits.h>
 #include <stdint.h>
@@ -25,9 +26,12 @@
  * pending output: 256 KiB per connection with zlib's defaults (15 bits,
  * memLevel 8).  A server holds thousands of connections, so ours
  * compresses with a 12-bit window and memLevel 5: 32 KiB (python
- * websockets' server chose the same).  No need to tell the client: a
+ * websockets' server chose the same).  No need to tell the peer: a
  * smaller window than it allows is always readable (RFC 7692 7.1.2.1);
- * a client that asks for less (server_max_window_bits) gets less.
+ * a peer that asks for less (server_max_window_bits of a client's offer,
+ * client_max_window_bits of a server's response) gets less.  A client
+ * compresses the same way: one process may hold many client connections
+ * too, and it keeps one rule for both roles.
  */
 #define WSB_PMD_LEVEL 5
 #define WSB_PMD_WBITS 12
@@ -122,53 +126,117 @@ static const char *const param_names[NPARAMS] = {
 	"server_max_window_bits", "client_max_window_bits",
 };
 
-/*
- * One parameter of a permessage-deflate offer, at s, into p; seen has a
- * bit for each one so far.  Returns its end, or NULL to decline the offer.
- */
-static const char *param(const char *s, struct wsb_pmd_params *p,
-			 unsigned *seen)
-{
-	size_t n = token_len(s);
-	struct val v;
-	int i, has = 0, bits = 0;
+/* A server declines a bad offer whatever is wrong with it; a client fails
+ * the connection and tells its user why, in these words. */
+#define BAD "invalid permessage-deflate response: "
+static const char not_offered[] =
+	"the server agreed to an extension that was not offered";
 
-	for (i = 0; i < NPARAMS; i++)
+static int param_index(const char *s, size_t n)
+{
+	for (int i = 0; i < NPARAMS; i++)
 		if (strlen(param_names[i]) == n &&
 		    !memcmp(s, param_names[i], n))
-			break;
-	if (i == NPARAMS || *seen & 1u << i)
+			return i;
+	return -1;
+}
+
+/*
+ * The "=value" after a parameter's name, at s, if any: *bits is -1 when
+ * there is none, else window_bits() of it.  Returns its end, or NULL.
+ */
+static const char *param_value(const char *s, int *bits, const char **why)
+{
+	struct val v;
+
+	s = ows(s);
+	*bits = -1;
+	if (*s != '=')
+		return s;
+	s = value(ows(s + 1), &v);
+	if (!s) {
+		*why = BAD "a malformed value";
 		return NULL;
-	*seen |= 1u << i;
-	s = ows(s + n);
-	if (*s == '=') {
-		s = value(ows(s + 1), &v);
-		if (!s)
-			return NULL;
-		has = 1;
-		bits = window_bits(&v);
 	}
-	switch (i) {
-	case SNCT:
-	case CNCT:
-		if (has)
-			return NULL;
+	*bits = window_bits(&v);
+	return s;
+}
+
+/*
+ * Parameter i, with bits from param_value(), into p.  reply: it comes in
+ * a server's response, where client_max_window_bits needs a value too
+ * (RFC 7692 7.1.2.2); in an offer it may go without.  NULL, or why not.
+ */
+static const char *param_set(int i, int bits, int reply,
+			     struct wsb_pmd_params *p)
+{
+	if (i == SNCT || i == CNCT) {
+		if (bits >= 0)
+			return BAD "a value after no_context_takeover";
 		if (i == SNCT)
 			p->server_no_context_takeover = 1;
 		else
 			p->client_no_context_takeover = 1;
-		break;
-	case SMWB:
-		if (!bits) /* the value is required */
-			return NULL;
+		return NULL;
+	}
+	if (bits < 0 && (i == SMWB || reply))
+		return BAD "window bits without a value";
+	if (!bits)
+		return BAD "window bits not 8..15";
+	if (i == SMWB)
 		p->server_max_window_bits = bits;
-		break;
-	default:
-		if (has && !bits)
+	else
+		p->client_max_window_bits = bits < 0 ? 15 : bits;
+	return NULL;
+}
+
+/*
+ * One parameter of a permessage-deflate element, at s, into p; seen has a
+ * bit for each one so far.  Returns its end, or NULL and why.
+ */
+static const char *param(const char *s, struct wsb_pmd_params *p,
+			 unsigned *seen, int reply, const char **why)
+{
+	size_t n = token_len(s);
+	int i = param_index(s, n), bits;
+
+	if (!n || i < 0 || *seen & 1u << i) {
+		*why = !n ? BAD "an empty parameter" :
+		       i < 0 ? BAD "an unknown parameter" :
+		       BAD "a parameter twice";
+		return NULL;
+	}
+	*seen |= 1u << i;
+	s = param_value(s + n, &bits, why);
+	if (s && (*why = param_set(i, bits, reply, p)))
+		return NULL;
+	return s;
+}
+
+/*
+ * The parameters after the name of a permessage-deflate element, at s,
+ * into p (whose defaults they start from) and seen.  Returns where they
+ * end, which is neither a semicolon nor whitespace, or NULL and why.
+ */
+static const char *params(const char *s, struct wsb_pmd_params *p,
+			  unsigned *seen, int reply, const char **why)
+{
+	p->server_no_context_takeover = 0;
+	p->client_no_context_takeover = 0;
+	p->server_max_window_bits = 15;
+	p->client_max_window_bits = 15;
+	*seen = 0;
+	for (s = ows(s); *s == ';'; s = ows(s)) {
+		s = param(ows(s + 1), p, seen, reply, why);
+		if (!s)
 			return NULL;
-		p->client_max_window_bits = has ? bits : 15;
 	}
 	return s;
+}
+
+static int is_pmd(const char *s, size_t n)
+{
+	return n == 18 && !memcmp(s, "permessage-deflate", 18);
 }
 
 /*
@@ -179,20 +247,12 @@ static const char *param(const char *s, struct wsb_pmd_params *p,
 static int offer(const char *s, struct wsb_pmd_params *p, unsigned *seen)
 {
 	size_t n = token_len(s);
+	const char *why;
 
-	if (n != 18 || memcmp(s, "permessage-deflate", 18))
+	if (!is_pmd(s, n))
 		return 0;
-	p->server_no_context_takeover = 0;
-	p->client_no_context_takeover = 0;
-	p->server_max_window_bits = 15;
-	p->client_max_window_bits = 15;
-	*seen = 0;
-	for (s = ows(s + n); *s == ';'; s = ows(s)) {
-		s = param(ows(s + 1), p, seen);
-		if (!s)
-			return 0;
-	}
-	return *s == ',' || !*s;
+	s = params(s + n, p, seen, 0, &why);
+	return s && (*s == ',' || !*s);
 }
 
 /*
@@ -256,10 +316,75 @@ int wsb_pmd_negotiate(const char *offers, struct wsb_pmd_params *p,
 	}
 }
 
+/*
+ * The client's side.  We offer client_max_window_bits so that a server
+ * may bound our window (which costs us nothing: we compress with a small
+ * one anyway) and nothing else, which leaves every other choice to it.
+ */
+const char *wsb_pmd_client_offer(void)
+{
+	return "permessage-deflate; client_max_window_bits";
+}
+
+/* Past any empty list elements at s (RFC 7230 7: they are to be ignored). */
+static const char *next_element(const char *s)
+{
+	for (s = ows(s); *s == ','; s = ows(s + 1))
+		;
+	return s;
+}
+
+/*
+ * The extension name is compared exactly, as the server's side does: RFC
+ * 6455 and 7692 never call extension tokens case-insensitive and the IANA
+ * registry spells it in lower case.  A server that spells it otherwise
+ * fails the handshake with a reason that names it.
+ */
+int wsb_pmd_client_accept(const char *value, struct wsb_pmd_params *p,
+			  const char **why)
+{
+	struct wsb_pmd_params q;
+	const char *s = next_element(value), *ignored;
+	size_t n = token_len(s);
+	unsigned seen;
+
+	if (!why)
+		why = &ignored;
+	if (!*s || !n) {
+		*why = *s ? BAD "not a token" : BAD "an empty header";
+		return -1;
+	}
+	if (!is_pmd(s, n)) {
+		*why = not_offered;
+		return -1;
+	}
+	s = params(s + n, &q, &seen, 1, why);
+	if (!s)
+		return -1;
+	if (*s && *s != ',') {
+		*why = BAD "unexpected characters";
+		return -1;
+	}
+	/* we offered one extension, once */
+	if (*next_element(s)) {
+		*why = not_offered;
+		return -1;
+	}
+	*p = q;
+	return 0;
+}
+
 /* ---------------------------------------------------------------- streams */
 
+/*
+ * The RFC names parameters after the role they bind, so which of them
+ * apply to our deflate stream and which to the peer's depends on ours;
+ * they are sorted out once, here, and no code below knows its role.
+ */
 struct wsb_pmd {
-	struct wsb_pmd_params p;
+	int def_bits;   /* our window may be up to this: 8..15 */
+	int def_reset;  /* we reset our deflate stream after each message */
+	int inf_reset;  /* the peer resets its own, so we need not keep ours */
 	z_stream def, inf;
 	int def_on, inf_on;
 	int ended;      /* a final block (BFINAL) ended the inflate stream */
@@ -309,13 +434,30 @@ static void zinit(struct wsb_pmd *z, z_stream *s)
 	s->opaque = z;
 }
 
-struct wsb_pmd *wsb_pmd_new(const struct wsb_pmd_params *p)
+static struct wsb_pmd *pmd_new(int def_bits, int def_reset, int inf_reset)
 {
 	struct wsb_pmd *z = calloc(1, sizeof *z);
 
-	if (z)
-		z->p = *p;
+	if (z) {
+		z->def_bits = def_bits;
+		z->def_reset = def_reset;
+		z->inf_reset = inf_reset;
+	}
 	return z;
+}
+
+struct wsb_pmd *wsb_pmd_new(const struct wsb_pmd_params *p)
+{
+	return pmd_new(p->server_max_window_bits,
+		       p->server_no_context_takeover,
+		       p->client_no_context_takeover);
+}
+
+struct wsb_pmd *wsb_pmd_new_client(const struct wsb_pmd_params *p)
+{
+	return pmd_new(p->client_max_window_bits,
+		       p->client_no_context_takeover,
+		       p->server_no_context_takeover);
 }
 
 static void inf_close(struct wsb_pmd *z)
@@ -354,8 +496,8 @@ static int inf_open(struct wsb_pmd *z)
 	if (z->inf_on)
 		return 0;
 	zinit(z, &z->inf);
-	/* 15 whatever the client said: a bigger window reads a smaller one's
-	 * output, so client_max_window_bits only ever saves the client. */
+	/* 15 whatever the peer's bound: a bigger window reads a smaller
+	 * one's output, so the bound only ever saves the peer memory. */
 	if (inflateInit2(&z->inf, -15) != Z_OK)
 		return -1;
 	z->inf_on = 1;
@@ -473,7 +615,7 @@ int wsb_pmd_inflate(struct wsb_pmd *z, const unsigned char *in, size_t n,
 		z->out = 0;
 		z->begun = 0;
 		/* after an error the stream is mid-message for good */
-		if (r || z->p.client_no_context_takeover)
+		if (r || z->inf_reset)
 			inf_close(z);
 	}
 	return r;
@@ -483,8 +625,7 @@ int wsb_pmd_inflate(struct wsb_pmd *z, const unsigned char *in, size_t n,
 
 int wsb_pmd_can_deflate(const struct wsb_pmd *z)
 {
-	return z->p.server_max_window_bits >= 9 &&
-	       z->p.server_max_window_bits <= 15;
+	return z->def_bits >= 9 && z->def_bits <= 15;
 }
 
 static int def_open(struct wsb_pmd *z)
@@ -493,8 +634,8 @@ static int def_open(struct wsb_pmd *z)
 		return 0;
 	zinit(z, &z->def);
 	if (deflateInit2(&z->def, WSB_PMD_LEVEL, Z_DEFLATED,
-			 -(z->p.server_max_window_bits < WSB_PMD_WBITS ?
-			   z->p.server_max_window_bits : WSB_PMD_WBITS),
+			 -(z->def_bits < WSB_PMD_WBITS ? z->def_bits :
+			   WSB_PMD_WBITS),
 			 WSB_PMD_MEMLEVEL, Z_DEFAULT_STRATEGY) != Z_OK)
 		return -1;
 	z->def_on = 1;
@@ -563,7 +704,7 @@ unsigned char *wsb_pmd_deflate(struct wsb_pmd *z, const unsigned char *in,
 	if (used < 4 || memcmp(buf + pre + used - 4, "\0\0\xff\xff", 4))
 		goto fail;
 	*outlen = used - 4;
-	if (z->p.server_no_context_takeover)
+	if (z->def_reset)
 		deflateReset(s);
 	return buf;
 fail:

@@ -1,7 +1,7 @@
 /*
  * Receiving: fragments reassembled into messages, max_message_size, the
  * receive queue and its flow control (max_queue).  A client's fragments
- * come from lws (RECEIVE), a server connection's from srvrx.c.
+ * come from lws (RECEIVE), a server connection's from wsrx.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -125,8 +125,8 @@ void wsb_client_rx_taken(struct wsb_client *c)
 {
 	/* a server connection first reads what it kept (also when the
 	 * pause it asked for has not been applied yet) */
-	if (c->rx.srv && c->wsi && c->rx.q_count < c->o.max_queue &&
-	    wsb_srvrx_resume(c) <= 0)
+	if (c->rx.own && c->wsi && c->rx.q_count < c->o.max_queue &&
+	    wsb_wsrx_resume(c) <= 0)
 		return;
 	if (c->rx.paused && c->rx.q_count < c->o.max_queue && c->wsi) {
 		c->rx.paused = 0;

@@ -69,7 +69,7 @@ int wsb_ping_now(struct wsb_client *c, const unsigned char *payload,
 {
 	unsigned char buf[LWS_PRE + 125];
 
-	if (c->st != WSB_OPEN || !c->wsi || c->o.compression || c->close.sent ||
+	if (c->st != WSB_OPEN || !c->wsi || c->tx.lwsz || c->close.sent ||
 	    lws_partial_buffered(c->wsi))
 		return 0;
 	if (wsb_uncork(c) < 0)
@@ -156,7 +156,7 @@ void wsb_tx_drop_partial(struct wsb_client *c)
 	c->tx.count--;
 	c->tx.dropped++;
 	c->tx.started = 0;
-	if (c->o.compression && c->wsi && !c->tx.hold)
+	if (c->tx.lwsz && c->wsi && !c->tx.hold)
 		c->tx.hold = m; /* lws may still be deflating from it */
 	else
 		wsb_msg_free(m);
@@ -180,7 +180,7 @@ static int send_now(struct wsb_client *c, const char *data, size_t len,
 	unsigned char buf[LWS_PRE + DIRECT_MAX];
 
 	if (c->st != WSB_OPEN || !c->wsi || c->tx.open_gate || !STAILQ_EMPTY(&c->tx.q) ||
-	    c->o.compression || c->tx.zsend || len > DIRECT_MAX ||
+	    c->tx.lwsz || c->tx.zsend || len > DIRECT_MAX ||
 	    c->e->in_service ||
 	    lws_partial_buffered(c->wsi))
 		return 0;
@@ -313,7 +313,7 @@ static int write_ping(struct wsb_client *c, struct lws *wsi)
 	unsigned char buf[LWS_PRE + 125];
 
 	c->tx.ping_pending = 0;
-	if (c->o.compression) {
+	if (c->tx.lwsz) {
 		memcpy(buf + LWS_PRE, c->tx.ping_payload, c->tx.ping_len);
 		return lws_write(wsi, buf + LWS_PRE, c->tx.ping_len,
 				 LWS_WRITE_PING) < 0 ? -1 : 0;
@@ -322,7 +322,7 @@ static int write_ping(struct wsb_client *c, struct lws *wsi)
 			       c->tx.ping_payload, c->tx.ping_len);
 }
 
-/* The PONG a server connection owes (srvrx.c): 0, or -1 when the link
+/* The PONG a server connection owes (wsrx.c): 0, or -1 when the link
  * failed. */
 static int write_pong(struct wsb_client *c, struct lws *wsi)
 {
@@ -346,7 +346,7 @@ static int write_fragment(struct wsb_client *c, struct lws *wsi,
 	/* a server connection's permessage-deflate: the whole message, as
 	 * it starts (RSV1 on its first frame) */
 	if (c->tx.zsend && first && !m->shared && !m->z)
-		m->z = wsb_srvrx_deflate(c, m->data, m->len, &m->zlen);
+		m->z = wsb_wsrx_deflate(c, m->data, m->len, &m->zlen);
 	data = m->z ? m->z + LWS_PRE : m->data;
 	total = m->z ? m->zlen : m->len;
 	n = total - m->off;
@@ -364,7 +364,7 @@ static int write_fragment(struct wsb_client *c, struct lws *wsi,
 	*final = n <= TX_CHUNK;
 	if (!*final)
 		n = TX_CHUNK;
-	if (c->o.compression) {
+	if (c->tx.lwsz) {
 		int flags = lws_write_ws_flags(m->binary ? LWS_WRITE_BINARY :
 							   LWS_WRITE_TEXT,
 					       first, *final);
@@ -397,7 +397,7 @@ static void message_done(struct wsb_client *c, struct wsb_msg *m)
 	c->tx.count--;
 	c->msgs_sent++;
 	c->bytes_sent += m->len;
-	if (c->o.compression)
+	if (c->tx.lwsz)
 		c->tx.hold = m; /* (lws may still deflate from it) */
 	else
 		wsb_msg_free(m);
@@ -424,6 +424,8 @@ int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
 	c->tx.hold = NULL;
 	if (wsb_uncork(c) < 0)
 		return 0; /* (lws is closing the link) */
+	if (c->close.sent) /* (nothing may follow our close frame) */
+		c->tx.pong_pending = c->tx.ping_pending = 0;
 	if (c->tx.pong_pending && write_pong(c, wsi) < 0)
 		return -1;
 	if (c->tx.ping_pending && write_ping(c, wsi) < 0)
@@ -438,9 +440,13 @@ int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
 		size_t n;
 		int final;
 
+		/* a message whose write fails is dropped, never resent: its
+		 * bytes may be masked (or deflated) in place already */
+		if (!m->shared)
+			c->tx.started = 1;
 		if (write_fragment(c, wsi, m, &n, &final) < 0)
 			return -1;
-		budget = budget > n + 64 && !c->o.compression ?
+		budget = budget > n + 64 && !c->tx.lwsz ?
 			 budget - n - 64 : 0;
 		c->tx.started = !final;
 		if (final)

@@ -3,7 +3,7 @@
  * the engine's libuv loop, and hands every accepted socket to a
  * libwebsockets vhost that does not listen itself, as a raw socket
  * (lws_adopt_descriptor_vhost): lws does TCP and TLS, wsbeat the upgrade
- * (upgrade.c) and the frames (srvrx.c), because lws 4.1's WebSocket
+ * (upgrade.c) and the frames (wsrx.c), because lws 4.1's WebSocket
  * server gets several of them wrong (docs/DESIGN.md, "The server reads
  * its own frames").  Bind errors are ours to report, port 0 is read back
  * at once, and a server's port is released the moment it stops
@@ -463,7 +463,7 @@ void wsb_server_conn_closed(struct wsb_client *c)
 {
 	if (c->srv)
 		c->srv->live--;
-	wsb_srvrx_release(c);
+	wsb_wsrx_release(c);
 }
 
 /* The lws callback's reasons for a socket not yet upgraded (its user is a

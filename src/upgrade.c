@@ -132,7 +132,7 @@ static void conn_opts(struct wsb_client *c, const struct wsb_server *s)
 	c->o.server_name = c->o.protocols = c->o.origin = NULL;
 	c->o.reconnect = 0;
 	c->o.rc_has_retry = 0;
-	c->o.compression = 0; /* (lws's, for clients; ours is srvrx.c's) */
+	c->o.compression = 0; /* (lws's, for clients; ours is wsrx.c's) */
 	c->o.hb_message = NULL;
 	if (s->o.hb_message) {
 		c->o.hb_message = malloc(s->o.hb_message_len + 1);
@@ -299,7 +299,7 @@ static int on_head(struct lws *wsi, struct wsb_pending *p, size_t end,
 		wsb_request_free(r);
 		return answer(wsi, p, 500, "out of memory");
 	}
-	if (wsb_srvrx_new(c, deflate ? &pp : NULL) < 0) {
+	if (wsb_wsrx_new(c, deflate ? &pp : NULL) < 0) {
 		wsb_client_free(c);
 		return answer(wsi, p, 500, "out of memory");
 	}
@@ -370,7 +370,7 @@ int wsb_upgrade_rx(struct lws *wsi, struct wsb_pending *p, void *in,
 	 * with the request are its first input */
 	c = lws_wsi_user(wsi);
 	if (end < p->head_len)
-		r = wsb_srvrx_feed(c, (unsigned char *)p->head + end,
+		r = wsb_wsrx_feed(c, (unsigned char *)p->head + end,
 				   p->head_len - end);
 	free(p->head);
 	free(p);

@@ -68,7 +68,7 @@ int wsb_utf8_valid(const unsigned char *s, size_t n)
 }
 
 /*
- * The same rules for text that arrives in pieces (srvrx.c: fragments, a
+ * The same rules for text that arrives in pieces (wsrx.c: fragments, a
  * frame's payload split across reads, inflated output), failing at the first byte that no
  * valid text can have there, so a bad message is refused before the rest
  * of it is read.  The state is what the next byte must be: 0 at a

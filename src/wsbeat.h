@@ -108,7 +108,7 @@ struct wsb_event {
 
 struct wsb_tlsconf;
 struct wsb_srvhost;
-struct wsb_srvrx;
+struct wsb_wsrx;
 struct wsb_server;
 
 struct wsb_engine {
@@ -140,8 +140,8 @@ struct wsb_engine {
 	unsigned masks_left;         /* bytes of masks[] not yet used */
 	int corking;                 /* Lua is delivering a batch of events */
 	LIST_HEAD(, wsb_client) corked; /* clients with frames in cork.buf */
-	LIST_HEAD(, wsb_srvrx) failing; /* server connections to fail after
-					   the batch (srvrx.c) */
+	LIST_HEAD(, wsb_wsrx) failing; /* server connections to fail after
+					   the batch (wsrx.c) */
 	int destroyed;
 	uint64_t started_ns;
 	/* logging (log.c) */
@@ -230,9 +230,11 @@ struct wsb_tx {
 	int ping_is_probe;
 	unsigned char ping_payload[125];
 	size_t ping_len;
-	int zsend;                /* server permessage-deflate: messages are
-				     deflated as they start on the wire */
-	int pong_pending;         /* server role: a PONG waits for WRITEABLE */
+	int zsend;                /* our permessage-deflate (wsrx.c): messages
+				     are deflated as they start on the wire */
+	int lwsz;                 /* lws's permessage-deflate (a wss://
+				     client's): lws frames and deflates */
+	int pong_pending;         /* we read frames: a PONG waits for WRITEABLE */
 	unsigned char pong_payload[125];
 	size_t pong_len;
 };
@@ -255,9 +257,10 @@ struct wsb_rx {
 	int paused;               /* reading switched off (max_queue) */
 	struct wsb_msgq q;        /* queued for receive() */
 	size_t q_count;
-	uint32_t utf8;            /* server role: UTF-8 check state */
-	/* server role, which reads its own frames (srvrx.c) */
-	struct wsb_srvrx *srv;
+	uint32_t utf8;            /* UTF-8 check state (wsrx.c) */
+	/* the reader of a connection that reads its own frames (wsrx.c):
+	 * a server's, a ws:// client's; NULL while lws reads them */
+	struct wsb_wsrx *own;
 };
 
 /* The heartbeat: deadlines, and pongs for the RTT. */
@@ -325,7 +328,7 @@ struct wsb_client {
 
 	struct wsb_url url;
 	struct wsb_opts o;
-	char *headers;       /* "Name: value\r\n..." for the current attempt */
+	char *headers;       /* "name\0value\0..." for the current attempt */
 	size_t headers_len;
 	char host_hdr[WSB_HOST_MAX + 16];
 	int has_on_message;
@@ -339,6 +342,7 @@ struct wsb_client {
 	int attempt;              /* consecutive failures */
 	int opened_once;
 	char protocol[64];
+	struct wsb_opening *opening; /* a ws:// client's handshake under way */
 
 	struct wsb_attempt at;
 	struct wsb_close close;
@@ -368,7 +372,7 @@ void wsb_push_event(struct wsb_engine *e, struct wsb_event *ev);
 void wsb_defer(struct wsb_client *c, unsigned what);
 void wsb_engine_kick(struct wsb_engine *e);
 void wsb_engine_uncork(struct wsb_engine *e);
-void wsb_srvrx_fail_pending(struct wsb_engine *e);
+void wsb_wsrx_fail_pending(struct wsb_engine *e);
 
 /*
  * Largest fragment wsbeat writes; also the protocol's tx_packet_size, so

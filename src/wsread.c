@@ -99,13 +99,15 @@ static int check_second(struct wsb_rd *r, unsigned char c)
 {
 	unsigned len7 = c & 0x7f;
 
-	if (!(c & MASK))
-		return fail(r, -1002, "unmasked frame from a client");
+	if (!(c & MASK) != !!r->client)
+		return fail(r, -1002, r->client ? "masked frame from a server" :
+			    "unmasked frame from a client");
 	if ((r->op & 8) && len7 > WSB_RD_CTL_MAX)
 		return fail(r, -1002, "control frame payload over 125 bytes");
 	if (r->op == 8 && len7 == 1)
 		return fail(r, -1002, "close frame with a 1-byte payload");
-	r->hneed = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
+	r->hneed = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) +
+		   (r->client ? 0 : 4);
 	return 0;
 }
 
@@ -189,7 +191,8 @@ static int frame_start(struct wsb_rd *r, const struct wsb_rd_ops *ops,
 		for (k = 2; k < 10; k++)
 			len = len << 8 | r->hdr[k];
 	}
-	memcpy(r->key, r->hdr + k, 4);
+	if (!r->client)
+		memcpy(r->key, r->hdr + k, 4);
 	r->kpos = 0;
 	r->left = len;
 	r->hlen = 0;
@@ -235,15 +238,17 @@ int wsb_rd_feed(struct wsb_rd *r, unsigned char *buf, size_t len,
 			n = (size_t)r->left;
 		if (r->op & 8) {
 			memcpy(r->ctl + r->ctl_len, buf + i, n);
-			r->kpos = unmask(r->ctl + r->ctl_len, n, r->key,
-					 r->kpos);
+			if (!r->client)
+				r->kpos = unmask(r->ctl + r->ctl_len, n,
+						 r->key, r->kpos);
 			r->ctl_len += n;
 			r->left -= n;
 			i += n;
 			if (!r->left)
 				rv = control_done(r, ops, arg);
 		} else {
-			r->kpos = unmask(buf + i, n, r->key, r->kpos);
+			if (!r->client)
+				r->kpos = unmask(buf + i, n, r->key, r->kpos);
 			r->left -= n;
 			i += n;
 			rv = deliver(r, buf + i - n, n, ops, arg);

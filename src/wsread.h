@@ -1,6 +1,7 @@
 /*
- * wsbeat: an incremental reader of the frames a WebSocket server receives
- * (RFC 6455 section 5, with RFC 7692's RSV1 for permessage-deflate).
+ * wsbeat: an incremental reader of WebSocket frames (RFC 6455 section 5,
+ * with RFC 7692's RSV1 for permessage-deflate), for either role: a server
+ * reads masked frames, a client unmasked ones (client set).
  *
  * Pure C with no allocation, no lws and no Lua, so that it can be fuzzed
  * and unit-tested on its own: the caller embeds struct wsb_rd and feeds it
@@ -52,6 +53,7 @@ struct wsb_rd {
 	unsigned char ctl[WSB_RD_CTL_MAX];
 	/* public */
 	int pmd;                 /* permessage-deflate: RSV1 allowed */
+	int client;              /* we are the client: frames come unmasked */
 	const char *err;         /* after a violation: why (a static string) */
 };
 
@@ -62,7 +64,7 @@ void wsb_rd_init(struct wsb_rd *r, int pmd);
  * consumed; a callback's non-zero value, with *used bytes consumed (those
  * given to that callback included) and the reader ready for the rest; or
  * -1002 (protocol error) or -1007 (a close reason that is not UTF-8) when
- * the client broke the protocol: r->err says why, and every later call
+ * the peer broke the protocol: r->err says why, and every later call
  * returns the same value without reading.
  */
 int wsb_rd_feed(struct wsb_rd *r, unsigned char *buf, size_t len,

@@ -1,7 +1,10 @@
 /*
- * Unit tests for the server's opening handshake (src/handshake.c), on
- * fixed request heads: what real clients send, and each way a head can be
- * malformed or not an upgrade we accept.  TAP-like output, no framework.
+ * Unit tests for the opening handshake (src/handshake.c).  The server's
+ * side on fixed request heads: what real clients send, and each way a
+ * head can be malformed or not an upgrade we accept.  The client's side:
+ * the request bytes an offer makes, each injection it refuses, and
+ * response heads as servers write them, well and badly.  TAP-like output,
+ * no framework.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,6 +428,594 @@ static void test_trailing_bytes(void)
 	wsb_hs_free(&q);
 }
 
+/* ---- The client's side ---- */
+
+static const char rfc_key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+static const char rfc_accept[] = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+static const char no_status[] = "no HTTP status line in the response";
+static const char bad_response[] = "invalid or oversized HTTP response";
+
+static void test_key(void)
+{
+	unsigned char rnd[16];
+	char out[25];
+
+	ok(wsb_hs_key(out, (const unsigned char *)"the sample nonce") == 0 &&
+		   streq(out, rfc_key),
+	   "key: RFC 6455's sample nonce");
+	for (int i = 0; i < 16; i++)
+		rnd[i] = (unsigned char)(i + 1);
+	wsb_hs_key(out, rnd);
+	ok(streq(out, "AQIDBAUGBwgJCgsMDQ4PEA=="), "key: bytes 1..16");
+	memset(rnd, 0xff, sizeof(rnd));
+	wsb_hs_key(out, rnd);
+	ok(streq(out, "/////////////////////w==") && strlen(out) == 24,
+	   "key: all 0xff, 24 characters");
+}
+
+/* The request for o, or NULL; *why is checked to be set on a refusal
+ * and *len to leave the NUL out. */
+static char *request(const struct wsb_hs_offer *o, const char **why)
+{
+	size_t len = 0;
+	char *s;
+
+	*why = NULL;
+	s = wsb_hs_request(o, &len, why);
+	if (s && (len != strlen(s) || *why))
+		s[0] = '\0';	/* fails the caller's comparison */
+	if (!s && (!*why || !**why))
+		*why = NULL;
+	return s;
+}
+
+/* Whether o is refused, for a reason that says what (holds what). */
+static int refused(const struct wsb_hs_offer *o, const char *what)
+{
+	const char *why;
+	char *s = request(o, &why);
+
+	free(s);
+	return !s && why && strstr(why, what);
+}
+
+static const struct wsb_hs_offer minimal = {
+	.host = "example.com", .key = "dGhlIHNhbXBsZSBub25jZQ==",
+};
+
+static const char minimal_request[] =
+	"GET / HTTP/1.1\r\n"
+	"Host: example.com\r\n"
+	"Upgrade: websocket\r\n"
+	"Connection: Upgrade\r\n"
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	"Sec-WebSocket-Version: 13\r\n"
+	"\r\n";
+
+static void test_request(void)
+{
+	/* headers_len leaves out the NUL C adds to the literal: it would be
+	 * one field too many. */
+	static const char extras[] = "Authorization\0Bearer x y\0X-Empty\0\0";
+	struct wsb_hs_offer o = {
+		.target = "/chat?room=1", .host = "example.com:8080",
+		.origin = "http://example.com", .protocols = "chat, superchat",
+		.extensions = "permessage-deflate; client_max_window_bits",
+		.headers = extras, .headers_len = sizeof(extras) - 1, .key = rfc_key,
+	};
+	const char *why;
+	char *s = request(&o, &why);
+
+	ok(streq(s, "GET /chat?room=1 HTTP/1.1\r\n"
+		    "Host: example.com:8080\r\n"
+		    "Upgrade: websocket\r\n"
+		    "Connection: Upgrade\r\n"
+		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		    "Sec-WebSocket-Version: 13\r\n"
+		    "Origin: http://example.com\r\n"
+		    "Sec-WebSocket-Protocol: chat, superchat\r\n"
+		    "Sec-WebSocket-Extensions: permessage-deflate; "
+		    "client_max_window_bits\r\n"
+		    "Authorization: Bearer x y\r\n"
+		    "X-Empty: \r\n"
+		    "\r\n"),
+	   "request: full offer, exact bytes");
+	free(s);
+	s = request(&minimal, &why);
+	ok(streq(s, minimal_request),
+	   "request: minimal offer, exact bytes, target \"/\"");
+	free(s);
+	o = minimal;
+	o.target = "";
+	o.origin = o.protocols = o.extensions = "";
+	s = request(&o, &why);
+	ok(streq(s, minimal_request),
+	   "request: empty target is \"/\", empty optional values are absent");
+	free(s);
+}
+
+/* A literal as extra headers: without the NUL C adds to it, which would
+ * be one field too many. */
+#define EXTRA(lit) lit, sizeof(lit) - 1
+
+/* The request for minimal plus these extra headers and fields. */
+static char *request_extras(const char *h, size_t hl, const char *origin,
+			    const char *protocols)
+{
+	struct wsb_hs_offer o = minimal;
+	const char *why;
+
+	o.headers = h;
+	o.headers_len = hl;
+	o.origin = origin;
+	o.protocols = protocols;
+	return request(&o, &why);
+}
+
+static void test_request_skipped(void)
+{
+	static const char owned[] =
+		"HOST\0evil.example\0upgrade\0h2c\0Connection\0close\0"
+		"sec-websocket-key\0AQIDBAUGBwgJCgsMDQ4PEA==\0"
+		"Sec-WebSocket-Version\0008\0"
+		"SEC-WEBSOCKET-EXTENSIONS\0x-evil\0X-Kept\0yes\0";
+	static const char pair[] =
+		"Origin\0http://extra\0Sec-WebSocket-Protocol\0extra\0";
+	char *s = request_extras(EXTRA(owned), NULL, NULL);
+	const char *tail = "Sec-WebSocket-Version: 13\r\nX-Kept: yes\r\n\r\n";
+
+	ok(s && strlen(s) > strlen(tail) &&
+		   streq(s + strlen(s) - strlen(tail), tail) &&
+		   !strstr(s, "evil") && !strstr(s, "h2c") && !strstr(s, "close") &&
+		   !strstr(s, "AQID") && !strstr(s, ": 8"),
+	   "request: the six owned headers given as extras are skipped");
+	free(s);
+	s = request_extras(EXTRA(pair), NULL, NULL);
+	ok(s && strstr(s, "\r\nOrigin: http://extra\r\n"
+			  "Sec-WebSocket-Protocol: extra\r\n\r\n"),
+	   "request: extra Origin and Sec-WebSocket-Protocol sent when the "
+	   "offer has none");
+	free(s);
+	s = request_extras(EXTRA(pair), "http://o", "chat");
+	ok(s && !strstr(s, "extra") && strstr(s, "\r\nOrigin: http://o\r\n") &&
+		   strstr(s, "\r\nSec-WebSocket-Protocol: chat\r\n"),
+	   "request: extra Origin and Sec-WebSocket-Protocol skipped when the "
+	   "offer sets them");
+	free(s);
+}
+
+/* Whether minimal with these extra headers is refused, for a reason that
+ * says what. */
+static int extra_refused(const char *h, size_t hl, const char *what)
+{
+	struct wsb_hs_offer o = minimal;
+
+	o.headers = h;
+	o.headers_len = hl;
+	return refused(&o, what);
+}
+
+static void test_request_refused(void)
+{
+	static const char crlf[] = "CR or LF", name[] = "header name",
+			  pairs[] = "name/value pairs", target[] = "target",
+			  missing[] = "no Host or Sec-WebSocket-Key";
+	struct wsb_hs_offer o;
+	char *s;
+
+	o = minimal, o.target = "/a\r\nX-Evil: 1";
+	ok(refused(&o, target), "request refused: CR LF in the target");
+	o = minimal, o.target = "/a\nb";
+	ok(refused(&o, target), "request refused: LF in the target");
+	o = minimal, o.target = "/a HTTP/1.0";
+	ok(refused(&o, target), "request refused: space in the target");
+	o = minimal, o.target = "/a\tb";
+	ok(refused(&o, target), "request refused: tab in the target");
+	o = minimal, o.host = "h\r\nX-Evil: 1";
+	ok(refused(&o, crlf), "request refused: CR LF in Host");
+	o = minimal, o.key = "k\n";
+	ok(refused(&o, crlf), "request refused: LF in the key");
+	o = minimal, o.origin = "http://o\rX";
+	ok(refused(&o, crlf), "request refused: CR in Origin");
+	o = minimal, o.protocols = "chat\r\n";
+	ok(refused(&o, crlf), "request refused: CR LF in the protocols");
+	o = minimal, o.extensions = "x\n\n";
+	ok(refused(&o, crlf), "request refused: LF in the extensions");
+	o = minimal, o.host = NULL;
+	ok(refused(&o, missing), "request refused: no host");
+	o = minimal, o.key = NULL;
+	ok(refused(&o, missing), "request refused: no key");
+	ok(extra_refused(EXTRA("X-A\0a\r\nX-Evil: 1\0"), crlf),
+	   "request refused: CR LF in an extra value");
+	ok(extra_refused(EXTRA("X-A\0a\rb\0"), crlf) &&
+		   extra_refused(EXTRA("X-A\0a\nb\0"), crlf),
+	   "request refused: lone CR or LF in an extra value");
+	ok(extra_refused(EXTRA("X-A\r\nX-B\0v\0"), name),
+	   "request refused: CR LF in an extra name");
+	ok(extra_refused(EXTRA("\0v\0"), name),
+	   "request refused: empty extra name");
+	ok(extra_refused(EXTRA("X A\0v\0"), name) &&
+		   extra_refused(EXTRA("X:A\0v\0"), name) &&
+		   extra_refused(EXTRA("X(A)\0v\0"), name) &&
+		   extra_refused(EXTRA("X\xc3\xa9\0v\0"), name),
+	   "request refused: extra names not a token");
+	ok(extra_refused(EXTRA("X-A\0va\0lue\0"), pairs),
+	   "request refused: NUL inside an extra value leaves a name alone");
+	ok(extra_refused(EXTRA("X-A\0v"), pairs) &&
+		   extra_refused(EXTRA("X-A"), pairs),
+	   "request refused: extra headers not NUL-terminated");
+	ok(extra_refused(NULL, 4, pairs),
+	   "request refused: headers_len without headers");
+	ok(extra_refused(EXTRA("Host\0a\nb\0"), crlf),
+	   "request refused: a skipped extra header is still validated");
+	s = request_extras(EXTRA("X-A\0caf\xc3\xa9\tx\0"), NULL, NULL);
+	ok(s && strstr(s, "\r\nX-A: caf\xc3\xa9\tx\r\n\r\n"),
+	   "request: obs-text and tab in an extra value are sent");
+	free(s);
+}
+
+/* A good 101 response (RFC 6455 section 1.3's, less its subprotocol),
+ * its status line replaced (unless NULL), the line starting with omit
+ * left out, extra lines added at the end. */
+static char *response_with(const char *status, const char *extra,
+			   const char *omit)
+{
+	static const char *const lines[] = {
+		"Upgrade: websocket",
+		"Connection: Upgrade",
+		"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+	};
+	static char buf[2048];
+	size_t n = 0;
+
+	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n",
+			      status ? status : "HTTP/1.1 101 Switching Protocols");
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+		if (!omit || strncmp(lines[i], omit, strlen(omit)))
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n",
+					      lines[i]);
+	if (extra)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n", extra);
+	snprintf(buf + n, sizeof(buf) - n, "\r\n");
+	return buf;
+}
+
+/* wsb_hs_parse_response's reason for head, NULL when it parses; a
+ * refusal without words, or a parse that leaves a request's fields set,
+ * shows as "?". */
+static const char *response_why(const char *head, size_t len)
+{
+	struct wsb_hs_req r;
+	const char *why = NULL;
+	int rc = wsb_hs_parse_response(&r, head, len, &why);
+
+	if (rc)
+		return rc == -1 && why && !r.buf && !r.h ? why : "?";
+	rc = r.method || r.target || r.path || r.query || !r.reason;
+	wsb_hs_free(&r);
+	return rc ? "?" : NULL;
+}
+
+static const char *parse_why(const char *head)
+{
+	return response_why(head, strlen(head));
+}
+
+/* wsb_hs_check_response's reason for head (parsed first), NULL when it
+ * accepts; *protocol is copied to chosen (or "" when NULL). */
+static const char *check_why(const char *head, const char *key,
+			     const char *offered, char chosen[64])
+{
+	struct wsb_hs_req r;
+	const char *why = NULL, *p = "unset";
+	int rc = wsb_hs_parse_response(&r, head, strlen(head), &why);
+
+	if (!rc)
+		rc = wsb_hs_check_response(&r, key, offered, &p, &why);
+	snprintf(chosen, 64, "%s", p ? p : "");
+	if (rc && (!why || !*why || (p && r.buf)))
+		why = "?";	/* a refusal says why and chooses nothing */
+	wsb_hs_free(&r);
+	return rc ? why : NULL;
+}
+
+static void test_response_parse(void)
+{
+	static const char rfc[] =
+		"HTTP/1.1 101 Switching Protocols\r\n"
+		"Upgrade: websocket\r\n"
+		"Connection: Upgrade\r\n"
+		"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+		"Sec-WebSocket-Protocol: chat\r\n"
+		"\r\n\x81\x02hi";
+	struct wsb_hs_req r;
+	const char *why = NULL, *p = NULL;
+	int rc = wsb_hs_parse_response(&r, rfc, sizeof(rfc) - 1, &why);
+
+	ok(rc == 0 && r.status == 101 && r.minor == 1 &&
+		   streq(r.reason, "Switching Protocols") && r.nh == 4 &&
+		   !r.method && !r.target && !r.path && !r.query,
+	   "response: RFC 6455's example, status line, frame bytes after it");
+	ok(rc == 0 && streq(r.h[3].name, "sec-websocket-protocol") &&
+		   streq(wsb_hs_get(&r, "Sec-WebSocket-Accept"), rfc_accept),
+	   "response: headers in order, names lower-cased, get works");
+	ok(rc == 0 && wsb_hs_check_response(&r, rfc_key, "chat, superchat",
+					    &p, &why) == 0 &&
+		   streq(p, "chat") && p >= r.buf && p < r.buf + sizeof(rfc),
+	   "response: RFC 6455's example checks, protocol \"chat\" inside r");
+	wsb_hs_free(&r);
+
+	rc = wsb_hs_parse_response(&r, "HTTP/1.1 101\r\nX: 1\r\n\r\n", 22, &why);
+	ok(rc == 0 && r.status == 101 && streq(r.reason, "") && r.nh == 1,
+	   "response: status line without a reason");
+	wsb_hs_free(&r);
+	rc = wsb_hs_parse_response(&r, "HTTP/1.1 101 \r\n\r\n", 17, &why);
+	ok(rc == 0 && streq(r.reason, ""),
+	   "response: status line with an empty reason");
+	wsb_hs_free(&r);
+	rc = wsb_hs_parse_response(&r, "HTTP/1.0 404 Not  Found \t\r\n\r\n", 29,
+				   &why);
+	ok(rc == 0 && r.status == 404 && r.minor == 0 &&
+		   streq(r.reason, "Not  Found"),
+	   "response: HTTP/1.0, reason kept, trailing blanks dropped");
+	wsb_hs_free(&r);
+	rc = wsb_hs_parse_response(&r, "HTTP/1.1 200 caf\xc3\xa9\tok\r\n\r\n",
+				   25, &why);
+	ok(rc == 0 && streq(r.reason, "caf\xc3\xa9\tok"),
+	   "response: obs-text and tab in the reason");
+	wsb_hs_free(&r);
+	ok(check_why("HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\n"
+		     "Connection: Upgrade\n"
+		     "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\n\n",
+		     rfc_key, NULL, (char[64]){0}) == NULL,
+	   "response: bare LF line ends parse and check");
+	ok(!parse_why("HTTP/1.1 100 Continue\r\n\r\n") &&
+		   !parse_why("HTTP/1.9 599 x\r\n\r\n"),
+	   "response: statuses 100 and 599, any 1.x version");
+}
+
+static void test_response_repeated(void)
+{
+	static const char head[] =
+		"HTTP/1.1 101 OK\r\nSet-Cookie: a=1\r\nX: y\r\nset-cookie: b=2\r\n\r\n";
+	struct wsb_hs_req r;
+	const char *why;
+	char *all;
+	int rc = wsb_hs_parse_response(&r, head, strlen(head), &why);
+
+	ok(rc == 0 && streq(wsb_hs_get(&r, "SET-COOKIE"), "a=1"),
+	   "response repeated: get takes the first");
+	all = rc ? NULL : wsb_hs_get_all(&r, "set-cookie");
+	ok(streq(all, "a=1, b=2"), "response repeated: get_all joins them");
+	free(all);
+	wsb_hs_free(&r);
+	wsb_hs_free(&r);
+	ok(r.buf == NULL && r.status == 0, "response: free twice is harmless");
+}
+
+static void test_response_no_status(void)
+{
+	static const char tls_alert[] = "\x15\x03\x01\x00\x02\x02\x46";
+
+	ok(streq(parse_why("HTTP/1.1 abc\r\n\r\n"), no_status),
+	   "no status line: \"HTTP/1.1 abc\"");
+	ok(streq(parse_why("HTP/1.1 101\r\n\r\n"), no_status),
+	   "no status line: \"HTP/1.1 101\"");
+	ok(streq(parse_why("header: only\r\n\r\n"), no_status),
+	   "no status line: a header line first");
+	ok(streq(parse_why("HTTP/1.1 099 Low\r\n\r\n"), no_status),
+	   "no status line: status 099");
+	ok(streq(parse_why("HTTP/1.1 600 High\r\n\r\n"), no_status),
+	   "no status line: status 600");
+	ok(streq(parse_why("HTTP/2 101\r\n\r\n"), no_status) &&
+		   streq(parse_why("HTTP/2.0 101\r\n\r\n"), no_status) &&
+		   streq(parse_why("http/1.1 101\r\n\r\n"), no_status) &&
+		   streq(parse_why("HTTP/1.x 101\r\n\r\n"), no_status),
+	   "no status line: other versions, lower-case HTTP");
+	ok(streq(parse_why("HTTP/1.1  101\r\n\r\n"), no_status) &&
+		   streq(parse_why("HTTP/1.1 1011\r\n\r\n"), no_status) &&
+		   streq(parse_why("HTTP/1.1 10\r\n\r\n"), no_status) &&
+		   streq(parse_why("HTTP/1.1 101\tOK\r\n\r\n"), no_status),
+	   "no status line: two spaces, four or two digits, tab after code");
+	ok(streq(parse_why("HTTP/1.1 101 O\x01K\r\n\r\n"), no_status) &&
+		   streq(parse_why("HTTP/1.1 101 O\rK\r\n\r\n"), no_status) &&
+		   streq(parse_why("HTTP/1.1 101 OK\x7f\r\n\r\n"), no_status) &&
+		   streq(response_why("HTTP/1.1 101 O\0K\r\n\r\n", 19), no_status),
+	   "no status line: control characters in the reason");
+	ok(streq(parse_why("\r\nHTTP/1.1 101 OK\r\n\r\n"), no_status) &&
+		   streq(response_why("", 0), no_status),
+	   "no status line: empty first line, nothing at all");
+	ok(streq(response_why(tls_alert, sizeof(tls_alert) - 1), no_status),
+	   "no status line: a TLS alert (ws:// to a wss:// port)");
+}
+
+static void test_response_malformed(void)
+{
+	char big[8192];
+	size_t n;
+
+	ok(streq(parse_why(response_with(NULL, "NoColonHere", NULL)),
+		 bad_response),
+	   "bad response: header line without a colon");
+	ok(streq(parse_why(response_with(NULL, "X(Bad): v", NULL)),
+		 bad_response) &&
+		   streq(parse_why(response_with(NULL, ": v", NULL)), bad_response),
+	   "bad response: name outside tchar, empty name");
+	ok(streq(parse_why(response_with(NULL, "X-Bad : v", NULL)),
+		 bad_response),
+	   "bad response: space before the colon");
+	ok(streq(parse_why(response_with(NULL, "X-Long: a\r\n continued", NULL)),
+		 bad_response) &&
+		   streq(parse_why(response_with(NULL, "X-Long: a\r\n\tcontinued",
+						 NULL)),
+			 bad_response),
+	   "bad response: obs-fold");
+	ok(streq(parse_why(response_with(NULL, "X-Bad: a\rb", NULL)),
+		 bad_response) &&
+		   streq(parse_why(response_with(NULL, "X-Bad: a\x01" "b", NULL)),
+			 bad_response) &&
+		   streq(parse_why(response_with(NULL, "X-Bad: a\x7f", NULL)),
+			 bad_response),
+	   "bad response: control characters in a value");
+	ok(!parse_why(response_with(NULL, "X-Fine: a\tb caf\xc3\xa9", NULL)),
+	   "response: tab and obs-text in a value are kept");
+	ok(streq(response_why("HTTP/1.1 101 OK\r\nX: \0\r\n\r\n", 23),
+		 bad_response),
+	   "bad response: NUL byte in a header");
+	ok(streq(parse_why("HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n"),
+		 bad_response) &&
+		   streq(parse_why("HTTP/1.1 101 OK"), bad_response),
+	   "bad response: no blank line");
+
+	n = (size_t)snprintf(big, sizeof(big), "HTTP/1.1 101 OK\r\n");
+	for (int i = 0; i < WSB_HS_MAX_HEADERS; i++)
+		n += (size_t)snprintf(big + n, sizeof(big) - n, "X-%d: v\r\n", i);
+	snprintf(big + n, sizeof(big) - n, "\r\n");
+	ok(!parse_why(big), "response limit: 100 header lines parse");
+	snprintf(big + n, sizeof(big) - n, "X-Last: v\r\n\r\n");
+	ok(streq(parse_why(big), bad_response),
+	   "bad response: 101 header lines");
+}
+
+static void test_check_response(void)
+{
+	char p[64];
+
+	ok(!check_why(response_with(NULL, NULL, NULL), rfc_key, NULL, p) &&
+		   streq(p, ""),
+	   "check_response: accepted, no protocol offered or chosen");
+	ok(!check_why(response_with(NULL, NULL, NULL), rfc_key, "chat", p) &&
+		   streq(p, ""),
+	   "check_response: accepted, server declined every protocol");
+	ok(!check_why(response_with(NULL, "Sec-WebSocket-Protocol: superchat",
+				    NULL),
+		      rfc_key, " chat ,\tsuperchat ", p) &&
+		   streq(p, "superchat"),
+	   "check_response: accepted, protocol from a spaced offer list");
+	ok(!check_why(response_with(NULL, "Upgrade: WebSocket\r\n"
+				    "Connection: keep-alive, UPGRADE",
+				    "Upgrade"),
+		      rfc_key, NULL, p),
+	   "check_response: Upgrade and Connection tokens in any case, in lists");
+	ok(!check_why(response_with(NULL, "Connection: keep-alive\r\n"
+				    "Connection: upgrade",
+				    "Connection"),
+		      rfc_key, NULL, p),
+	   "check_response: repeated Connection headers count as one list");
+	ok(streq(check_why(response_with("HTTP/1.1 200 OK", NULL, NULL),
+			   rfc_key, NULL, p),
+		 "the response is not 101 Switching Protocols"),
+	   "check_response fails: status 200");
+	{
+		struct wsb_hs_req q;
+		const char *why = NULL, *proto = "unset";
+		int rc = wsb_hs_parse(&q, head_with(NULL, NULL, NULL),
+				      strlen(head_with(NULL, NULL, NULL)), &why);
+
+		ok(rc == 0 && q.status == 0 && !q.reason &&
+			   wsb_hs_check_response(&q, rfc_key, NULL, &proto,
+						 &why) == -1 &&
+			   !proto &&
+			   streq(why, "the response is not 101 Switching Protocols"),
+		   "check_response fails: a request (status 0)");
+		wsb_hs_free(&q);
+	}
+	ok(streq(check_why(response_with(NULL, NULL, "Upgrade"), rfc_key, NULL,
+			   p),
+		 "no Upgrade: websocket in the response"),
+	   "check_response fails: no Upgrade");
+	ok(streq(check_why(response_with(NULL, "Upgrade: h2c", "Upgrade"),
+			   rfc_key, NULL, p),
+		 "no Upgrade: websocket in the response"),
+	   "check_response fails: Upgrade: h2c");
+	ok(streq(check_why(response_with(NULL, NULL, "Connection"), rfc_key,
+			   NULL, p),
+		 "no Connection: Upgrade in the response"),
+	   "check_response fails: no Connection");
+	ok(streq(check_why(response_with(NULL, "Connection: keep-alive",
+					 "Connection"),
+			   rfc_key, NULL, p),
+		 "no Connection: Upgrade in the response"),
+	   "check_response fails: Connection: keep-alive");
+	ok(streq(check_why(response_with(NULL, NULL, "Sec-WebSocket-Accept"),
+			   rfc_key, NULL, p),
+		 "Sec-WebSocket-Accept missing"),
+	   "check_response fails: no Sec-WebSocket-Accept");
+	ok(streq(check_why(response_with(NULL, NULL, NULL),
+			   "AQIDBAUGBwgJCgsMDQ4PEA==", NULL, p),
+		 "Sec-WebSocket-Accept does not match the key"),
+	   "check_response fails: accept for another key");
+	ok(streq(check_why(response_with(NULL, "Sec-WebSocket-Accept: "
+					 "S3PPLMBITXAQ9KYGZZHZRBK+XOO=",
+					 "Sec-WebSocket-Accept"),
+			   rfc_key, NULL, p),
+		 "Sec-WebSocket-Accept does not match the key"),
+	   "check_response fails: accept in another case");
+	ok(streq(check_why(response_with(NULL, "Sec-WebSocket-Accept:",
+					 "Sec-WebSocket-Accept"),
+			   rfc_key, NULL, p),
+		 "Sec-WebSocket-Accept does not match the key"),
+	   "check_response fails: empty accept");
+	ok(streq(check_why(response_with(NULL, "Sec-WebSocket-Accept: "
+					 "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+					 NULL),
+			   rfc_key, NULL, p),
+		 "Sec-WebSocket-Accept does not match the key"),
+	   "check_response fails: accept repeated, even with the right value");
+	ok(streq(check_why(response_with(NULL, NULL, NULL), NULL, NULL, p),
+		 "Sec-WebSocket-Accept does not match the key"),
+	   "check_response fails: no key to match");
+}
+
+static void test_check_response_protocol(void)
+{
+	static const char not_offered[] =
+		"the server chose a subprotocol that was not offered";
+	char p[64];
+
+	ok(streq(check_why(response_with(NULL, "Sec-WebSocket-Protocol: mqtt",
+					 NULL),
+			   rfc_key, "chat, superchat", p),
+		 not_offered),
+	   "check_response fails: protocol not offered");
+	ok(streq(check_why(response_with(NULL, "Sec-WebSocket-Protocol: chat",
+					 NULL),
+			   rfc_key, NULL, p),
+		 not_offered),
+	   "check_response fails: protocol chosen, none offered");
+	ok(streq(check_why(response_with(NULL, "Sec-WebSocket-Protocol: Chat",
+					 NULL),
+			   rfc_key, "chat", p),
+		 not_offered),
+	   "check_response fails: protocol in another case");
+	ok(streq(check_why(response_with(NULL, "Sec-WebSocket-Protocol: sup",
+					 NULL),
+			   rfc_key, "superchat", p),
+		 not_offered),
+	   "check_response fails: a prefix of an offered protocol");
+	ok(streq(check_why(response_with(NULL, "Sec-WebSocket-Protocol:", NULL),
+			   rfc_key, "chat", p),
+		 not_offered),
+	   "check_response fails: empty protocol");
+	ok(streq(check_why(response_with(NULL, "Sec-WebSocket-Protocol: chat\r\n"
+					 "Sec-WebSocket-Protocol: chat",
+					 NULL),
+			   rfc_key, "chat", p),
+		 not_offered),
+	   "check_response fails: protocol repeated");
+	ok(streq(check_why(response_with(NULL, "Sec-WebSocket-Protocol: chat, "
+					 "superchat",
+					 NULL),
+			   rfc_key, "chat, superchat", p),
+		 not_offered),
+	   "check_response fails: a list of protocols");
+	ok(streq(check_why(response_with(NULL, "Sec-WebSocket-Protocol: a b",
+					 NULL),
+			   rfc_key, "a b", p),
+		 not_offered),
+	   "check_response fails: a protocol that is not a token");
+}
+
 int main(void)
 {
 	test_accept();
@@ -440,6 +1031,16 @@ int main(void)
 	test_check();
 	test_malformed();
 	test_trailing_bytes();
+	test_key();
+	test_request();
+	test_request_skipped();
+	test_request_refused();
+	test_response_parse();
+	test_response_repeated();
+	test_response_no_status();
+	test_response_malformed();
+	test_check_response();
+	test_check_response_protocol();
 	printf("# %d tests, %d failed\n", n_run, n_failed);
 	return n_failed ? 1 : 0;
 }

@@ -23,6 +23,7 @@ int wsb_utf8_valid(const unsigned char *s, size_t n); /* src/utf8.c */
 #define STREAM_MAX 80000
 
 static const unsigned char key[4] = { 0x37, 0xfa, 0x21, 0x3d };
+static int client_mode; /* streams are a server's: unmasked, read as a client */
 static int cases, failed;
 static int chunk_cases, chunk_mismatches; /* the byte-at-a-time reads */
 
@@ -71,6 +72,12 @@ static void add(struct stream *s, unsigned first, const void *payload,
 		for (int i = 0; i < 8; i++)
 			h[2 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
 		hl = 10;
+	}
+	if (client_mode) {
+		h[1] &= 0x7f;
+		memcpy(h + hl, p, n);
+		s->len += hl + n;
+		return;
 	}
 	memcpy(h + hl, key, 4);
 	for (size_t i = 0; i < n; i++)
@@ -203,6 +210,7 @@ static int run(struct rec *r, const struct stream *s, int pmd, size_t chunk,
 
 	memcpy(buf + align, s->b, s->len);
 	wsb_rd_init(&rd, pmd);
+	rd.client = client_mode;
 	while (pos < s->len) {
 		size_t n = s->len - pos;
 
@@ -785,6 +793,88 @@ static void test_utf8(void)
 	   "wsb_utf8_valid");
 }
 
+/* ------------------------------------------------------- client role */
+
+/* The reader as a client: a server's frames are unmasked, and a masked one
+ * is a violation; the rest of the rules are the same. */
+static void test_client(void)
+{
+	static const unsigned char masked_hello[] = { /* RFC 6455 5.7 */
+		0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51,
+		0x58,
+	};
+	static unsigned char big[70000], want[70100];
+	struct stream *s;
+	size_t wl;
+
+	client_mode = 1;
+	s = fresh();
+	raw(s, (const unsigned char *)"\x81\x05Hello", 7);
+	ok(CHECK(s, 0, 0, NULL, "<1:Hello>"),
+	   "client: RFC 6455 5.7's unmasked text frame");
+
+	s = fresh();
+	raw(s, masked_hello, sizeof masked_hello);
+	ok(CHECK(s, 0, -1002, "masked frame from a server", ""),
+	   "client: a masked frame: -1002");
+
+	s = fresh();
+	adds(s, 0x01, "Hel");
+	adds(s, 0x89, "ping!");
+	adds(s, 0x00, "lo");
+	adds(s, 0x80, " world");
+	adds(s, 0x8a, "");
+	ok(CHECK(s, 0, 0, NULL, "<1:Hel[9:ping!]lo world>[10:]"),
+	   "client: fragments with a ping between them, then a pong");
+
+	for (int i = 0; i < 70000; i++)
+		big[i] = (unsigned char)(i ^ i >> 8);
+	for (size_t n = 126; n <= 70000; n += 70000 - 126) {
+		s = fresh();
+		add(s, 0x82, big, n);
+		wl = (size_t)sprintf((char *)want, "<2:");
+		memcpy(want + wl, big, n);
+		wl += n;
+		want[wl++] = '>';
+		ok(check(s, 0, 0, NULL, (char *)want, wl) &&
+		   s->b[1] == (n < 65536 ? 126 : 127),
+		   "client: %zu-byte binary, %s length", n,
+		   n < 65536 ? "16-bit" : "64-bit");
+	}
+
+	s = fresh();
+	adds(s, 0x41, "ab");
+	adds(s, 0x80, "cd");
+	adds(s, 0xc2, "ij");
+	ok(CHECK(s, 1, 0, NULL, "<1z:abcd><2z:ij>"),
+	   "client: pmd, RSV1 on first frames");
+
+	s = fresh();
+	add(s, 0x88, "\x03\xe9" "away", 6);
+	ok(CHECK(s, 0, 0, NULL, "[8:\x03\xe9" "away]"),
+	   "client: close 1001 \"away\"");
+
+	s = fresh();
+	add(s, 0x88, "\x03\xed", 2);
+	ok(CHECK(s, 0, -1002, "may not be sent", ""),
+	   "client: close 1005 from a server: -1002");
+
+	s = fresh();
+	adds(s, 0xa1, "x");
+	ok(CHECK(s, 1, -1002, "RSV2 or RSV3", ""), "client: RSV2: -1002");
+
+	s = fresh();
+	add(s, 0x89, big, 126);
+	ok(CHECK(s, 0, -1002, "over 125", ""),
+	   "client: a 126-byte ping: -1002");
+
+	s = fresh();
+	raw(s, (const unsigned char *)"\x82\x7f\x80\0\0\0\0\0\0\0", 10);
+	ok(CHECK(s, 0, -1002, "most significant bit", ""),
+	   "client: 64-bit length with its top bit set: -1002");
+	client_mode = 0;
+}
+
 int main(void)
 {
 	test_passing();
@@ -792,6 +882,7 @@ int main(void)
 	test_stops();
 	test_alignment();
 	test_violations();
+	test_client();
 	ok(chunk_cases > 0 && !chunk_mismatches,
 	   "all %d streams fed one byte at a time gave the callbacks and "
 	   "results of one whole feed", chunk_cases / 2);

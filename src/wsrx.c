@@ -1,10 +1,12 @@
 /*
- * A server connection's frames, read by wsbeat.  lws 4.1's WebSocket
- * server answers only one PING of many in a read, takes unmasked client
- * frames and corrupts permessage-deflate input it has not inflated yet
- * (docs/DESIGN.md, "The server reads its own frames"), so a server
- * connection is a raw socket to lws, which still does TCP and TLS, and
- * the frames are read here: wsread.c parses, pmd.c inflates, recv.c
+ * A connection's frames, read by wsbeat (docs/DESIGN.md, "wsbeat reads its
+ * own frames").  lws 4.1's WebSocket server answers only one PING of many
+ * in a read, takes unmasked client frames and corrupts permessage-deflate
+ * input it has not inflated yet; its client parses a byte at a time (more
+ * than half the client's CPU at 4 KiB messages) and takes masked server
+ * frames.  So a server connection, and a client connection over ws://, is
+ * a raw socket to lws, which still does TCP (and a server's TLS), and the
+ * frames are read here: wsread.c parses, pmd.c inflates, recv.c
  * reassembles and queues, and PINGs and the close are answered here.
  */
 #include <math.h>
@@ -17,16 +19,19 @@
 #include "pmd.h"
 #include "wsread.h"
 
-struct wsb_srvrx {
+struct wsb_wsrx {
 	struct wsb_rd rd;
 	struct wsb_pmd *pmd;      /* permessage-deflate, or NULL */
 	unsigned char *stash;     /* read while receiving was paused */
 	size_t stash_len, stash_off;
 	int draining;             /* closing once lws has written our close */
+	int pings;                /* PINGs in this read */
+	int flood;                /* a ping flood: since a read had more than
+				     PINGS_AT_ONCE, every read had PINGs */
 	int failing;              /* a violation is failed after the echoes */
 	double fail_by;           /* ...but no later than this */
 	struct wsb_client *c;
-	LIST_ENTRY(wsb_srvrx) fail_link; /* engine->failing, while failing */
+	LIST_ENTRY(wsb_wsrx) fail_link; /* engine->failing, while failing */
 };
 
 /* why the reader stopped (values a callback returns to wsb_rd_feed) */
@@ -42,7 +47,7 @@ enum { RX_PAUSE = 1, RX_CLOSE = 2, RX_BAD_UTF8 = 3, RX_TOO_BIG = 4,
  */
 static int close_when_written(struct wsb_client *c)
 {
-	struct wsb_srvrx *x = c->rx.srv;
+	struct wsb_wsrx *x = c->rx.own;
 	double t = ceil(c->o.close_timeout);
 
 	if (!c->wsi || !lws_partial_buffered(c->wsi) ||
@@ -53,30 +58,32 @@ static int close_when_written(struct wsb_client *c)
 	return RX_DRAIN;
 }
 
-int wsb_srvrx_draining(const struct wsb_client *c)
+int wsb_wsrx_draining(const struct wsb_client *c)
 {
-	return c->rx.srv && c->rx.srv->draining;
+	return c->rx.own && c->rx.own->draining;
 }
 
-int wsb_srvrx_new(struct wsb_client *c, const struct wsb_pmd_params *pp)
+int wsb_wsrx_new(struct wsb_client *c, const struct wsb_pmd_params *pp)
 {
-	struct wsb_srvrx *x = calloc(1, sizeof(*x));
+	struct wsb_wsrx *x = calloc(1, sizeof(*x));
 
 	if (!x)
 		return -1;
 	wsb_rd_init(&x->rd, pp != NULL);
-	if (pp && !(x->pmd = wsb_pmd_new(pp))) {
+	x->rd.client = !c->server_role;
+	if (pp && !(x->pmd = c->server_role ? wsb_pmd_new(pp) :
+				wsb_pmd_new_client(pp))) {
 		free(x);
 		return -1;
 	}
 	x->c = c;
-	c->rx.srv = x;
+	c->rx.own = x;
 	return 0;
 }
 
-void wsb_srvrx_free(struct wsb_client *c)
+void wsb_wsrx_free(struct wsb_client *c)
 {
-	struct wsb_srvrx *x = c->rx.srv;
+	struct wsb_wsrx *x = c->rx.own;
 
 	if (!x)
 		return;
@@ -85,16 +92,16 @@ void wsb_srvrx_free(struct wsb_client *c)
 	wsb_pmd_free(x->pmd);
 	free(x->stash);
 	free(x);
-	c->rx.srv = NULL;
+	c->rx.own = NULL;
 }
 
 /* The connection is closed: nothing is read or deflated any more, so its
  * zlib streams (up to about 80 KiB) go now rather than when Lua collects
  * the connection, which the collector paces by sizeof(struct wsb_client)
  * alone (init.lua). */
-void wsb_srvrx_release(struct wsb_client *c)
+void wsb_wsrx_release(struct wsb_client *c)
 {
-	struct wsb_srvrx *x = c->rx.srv;
+	struct wsb_wsrx *x = c->rx.own;
 
 	if (!x)
 		return;
@@ -133,12 +140,12 @@ static int fail_now(struct wsb_client *c)
  * 7.1.7), with the code and why.  Nothing more is read.  With on_message,
  * the messages that came before the violation (maybe in the same read)
  * are still answered: the callbacks run after this read, so the close
- * waits for their batch (wsb_srvrx_fail_pending, at most close_timeout);
+ * waits for their batch (wsb_wsrx_fail_pending, at most close_timeout);
  * otherwise it goes at once.
  */
 static int fail(struct wsb_client *c, int code, const char *why)
 {
-	struct wsb_srvrx *x = c->rx.srv;
+	struct wsb_wsrx *x = c->rx.own;
 	size_t n = strlen(why);
 
 	if (n > sizeof(c->close.reason) - 1)
@@ -159,9 +166,9 @@ static int fail(struct wsb_client *c, int code, const char *why)
 
 /* The batch of callbacks is over (cork.c): fail the connections that
  * waited for it, once what they sent has left the queue. */
-void wsb_srvrx_fail_pending(struct wsb_engine *e)
+void wsb_wsrx_fail_pending(struct wsb_engine *e)
 {
-	struct wsb_srvrx *x, *next;
+	struct wsb_wsrx *x, *next;
 	double now = wsb_now(e);
 
 	for (x = LIST_FIRST(&e->failing); x; x = next) {
@@ -177,20 +184,28 @@ void wsb_srvrx_fail_pending(struct wsb_engine *e)
 		/* closed now for Lua; the socket when lws has written the
 		 * close (or at once: wsb_lost lets the wsi go) */
 		if (c->wsi && fail_now(c) == RX_CLOSE)
-			wsb_srvrx_lost(c);
+			wsb_wsrx_lost(c);
 		else if (c->wsi)
 			lws_rx_flow_control(c->wsi, 1); /* (to see its end) */
 	}
 }
 
 /* A connection we failed (close.cause) has ended: say how. */
-void wsb_srvrx_lost(struct wsb_client *c)
+void wsb_wsrx_lost(struct wsb_client *c)
 {
-	wsb_lost(c, c->close.cause, c->close.code, 0,
-		 "%s by the client: %s (%d %s)",
-		 !strcmp(c->close.cause, "too_big") ? "message too big" :
-		 "protocol error", c->close.reason, c->close.code,
-		 wsb_close_code_name(c->close.code));
+	int too_big = !strcmp(c->close.cause, "too_big");
+
+	if (!c->server_role && too_big) /* (the peer sent nothing wrong) */
+		wsb_lost(c, c->close.cause, c->close.code, 0,
+			 "incoming message too big (%d %s)", c->close.code,
+			 wsb_close_code_name(c->close.code));
+	else
+		wsb_lost(c, c->close.cause, c->close.code, 0,
+			 "%s by the %s: %s (%d %s)",
+			 too_big ? "message too big" : "protocol error",
+			 c->server_role ? "client" : "server",
+			 c->close.reason, c->close.code,
+			 wsb_close_code_name(c->close.code));
 }
 
 /* Decoded payload bytes of the message: checked and reassembled. */
@@ -212,7 +227,7 @@ static int on_data(void *arg, int op, int compressed, const unsigned char *p,
 		   size_t n, int first, int fin)
 {
 	struct wsb_client *c = arg;
-	struct wsb_srvrx *x = c->rx.srv;
+	struct wsb_wsrx *x = c->rx.own;
 	int r = 0;
 
 	wsb_heard(c);
@@ -252,10 +267,21 @@ static int on_data(void *arg, int op, int compressed, const unsigned char *p,
 	       RX_PAUSE : 0;
 }
 
-/* A PONG for each PING (lws 4.1 answered only the last of a read): at
+/*
+ * A PONG for each PING (lws 4.1 answered only the last of a read): at
  * once, or, while lws still holds unsent bytes, the latest one when the
- * socket takes more (RFC 6455 5.5.3), so a ping flood into a client that
- * does not read costs no memory. */
+ * socket takes more (RFC 6455 5.5.3), so a ping flood into a peer that
+ * does not read costs no memory.  A read with more than PINGS_AT_ONCE
+ * PINGs starts a flood: from then on, until a read brings none, the
+ * latest PING is answered with our next write (a heartbeat probe, a
+ * message) or when the flood is over (5.5.3 allows it).  Ten PINGs in a row still get ten PONGs (Autobahn 2.10), but a
+ * flood of tiny PINGs does not cost a write each or bury the peer in
+ * PONGs to parse: a python server flooding 200,000 PINGs, given about one
+ * PONG in four, then one in seven, took longer than a heartbeat timeout
+ * (0.15 s) to reach the probe behind them (lws answered about one in 40).
+ */
+#define PINGS_AT_ONCE 10
+
 static void answer_ping(struct wsb_client *c, const unsigned char *p,
 			size_t n)
 {
@@ -263,7 +289,8 @@ static void answer_ping(struct wsb_client *c, const unsigned char *p,
 
 	if (c->close.sent || !c->wsi)
 		return;
-	if (!c->tx.pong_pending && !lws_partial_buffered(c->wsi) &&
+	if (++c->rx.own->pings <= PINGS_AT_ONCE && !c->rx.own->flood &&
+	    !c->tx.pong_pending && !lws_partial_buffered(c->wsi) &&
 	    wsb_uncork(c) == 0) {
 		wsb_write_frame(c, c->wsi, 0x80 | WSB_OP_PONG, buf + LWS_PRE, p,
 				n);
@@ -272,7 +299,10 @@ static void answer_ping(struct wsb_client *c, const unsigned char *p,
 	memcpy(c->tx.pong_payload, p, n);
 	c->tx.pong_len = n;
 	c->tx.pong_pending = 1;
-	wsb_request_writable(c);
+	/* in a flood the PONG waits for our next write (a probe's, a
+	 * message's) or for the flood's end (feed) */
+	if (!c->rx.own->flood)
+		wsb_request_writable(c);
 }
 
 /* The client's close: the answer to ours, or its own, which is echoed
@@ -321,7 +351,7 @@ static int on_control(void *arg, int op, const unsigned char *p, size_t n)
 
 static const struct wsb_rd_ops ops = { on_data, on_control };
 
-static int stash_add(struct wsb_srvrx *x, const unsigned char *p, size_t n)
+static int stash_add(struct wsb_wsrx *x, const unsigned char *p, size_t n)
 {
 	size_t keep = x->stash_len - x->stash_off;
 	unsigned char *b;
@@ -345,8 +375,16 @@ static int stash_add(struct wsb_srvrx *x, const unsigned char *p, size_t n)
 static int feed(struct wsb_client *c, unsigned char *in, size_t len,
 		size_t *used)
 {
-	struct wsb_srvrx *x = c->rx.srv;
-	int r = wsb_rd_feed(&x->rd, in, len, used, &ops, c);
+	struct wsb_wsrx *x = c->rx.own;
+	int r;
+
+	x->pings = 0;
+	r = wsb_rd_feed(&x->rd, in, len, used, &ops, c);
+	if (c->rx.own == x) { /* (still ours after the callbacks) */
+		x->flood = x->pings > PINGS_AT_ONCE || (x->flood && x->pings);
+		if (!x->flood && c->tx.pong_pending)
+			wsb_request_writable(c);
+	}
 
 	if (r < 0)
 		r = fail(c, -r, x->rd.err ? x->rd.err : "protocol error");
@@ -354,9 +392,9 @@ static int feed(struct wsb_client *c, unsigned char *in, size_t len,
 }
 
 /* RAW_RX of an open server connection: 0, or -1 to close it. */
-int wsb_srvrx_feed(struct wsb_client *c, unsigned char *in, size_t len)
+int wsb_wsrx_feed(struct wsb_client *c, unsigned char *in, size_t len)
 {
-	struct wsb_srvrx *x = c->rx.srv;
+	struct wsb_wsrx *x = c->rx.own;
 	size_t used = 0;
 
 	if (!x || c->st == WSB_CLOSED)
@@ -377,9 +415,9 @@ int wsb_srvrx_feed(struct wsb_client *c, unsigned char *in, size_t len)
  * again, -1 when the connection is to be closed (then it is, later:
  * this runs outside lws's service).
  */
-int wsb_srvrx_resume(struct wsb_client *c)
+int wsb_wsrx_resume(struct wsb_client *c)
 {
-	struct wsb_srvrx *x = c->rx.srv;
+	struct wsb_wsrx *x = c->rx.own;
 	size_t used = 0, left;
 
 	if (!x || x->stash_len <= x->stash_off || x->draining || x->failing)
@@ -409,10 +447,10 @@ int wsb_srvrx_resume(struct wsb_client *c)
  * which RFC 7692 allows.  Callers deflate in the order the messages go on
  * the wire, which context takeover needs.
  */
-unsigned char *wsb_srvrx_deflate(struct wsb_client *c, const unsigned char *in,
+unsigned char *wsb_wsrx_deflate(struct wsb_client *c, const unsigned char *in,
 				 size_t n, size_t *zlen)
 {
-	struct wsb_srvrx *x = c->rx.srv;
+	struct wsb_wsrx *x = c->rx.own;
 
 	if (!x || !x->pmd || !wsb_pmd_can_deflate(x->pmd))
 		return NULL;
