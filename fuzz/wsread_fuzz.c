@@ -27,6 +27,7 @@ struct story {
 	unsigned char *log;
 	size_t len, cap;
 	int pmd;
+	int client;               /* read as a client: unmasked frames */
 	int in_msg, op, comp;
 	unsigned calls, stop_every; /* stop_every 0: never stop */
 	const unsigned char *buf;   /* the bytes being fed */
@@ -147,6 +148,7 @@ static struct result read_all(struct story *s, const uint8_t *stream,
 	assert(buf);
 	memcpy(buf + off, stream, len);
 	wsb_rd_init(&r, s->pmd);
+	r.client = s->client;
 	while (pos < len) {
 		size_t n = c ? next_chunk(c, len - pos) : len - pos;
 		size_t done = 0;
@@ -183,12 +185,14 @@ static struct result read_all(struct story *s, const uint8_t *stream,
 	return res;
 }
 
-static void story_init(struct story *s, size_t len, int pmd,
+static void story_init(struct story *s, size_t len, int pmd, int client,
 		       unsigned stop_every)
 {
 	memset(s, 0, sizeof *s);
-	/* each frame has at least 6 bytes and adds at most 4 of tags */
-	s->cap = 2 * len + 16;
+	/* each frame has at least 2 bytes (6 masked) and adds at most 4 of
+	 * tags */
+	s->cap = 3 * len + 16;
+	s->client = client;
 	s->log = malloc(s->cap);
 	assert(s->log);
 	s->pmd = pmd;
@@ -260,7 +264,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct story whole, chunked, bytes;
 	struct result a, b, one;
 	struct chunks c, unit = { (const uint8_t *)"\1", 1, 0, 1 };
-	int pmd;
+	int pmd, client;
 	size_t off, len;
 	const uint8_t *stream;
 
@@ -269,6 +273,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pmd = data[0] & 1;
 	off = data[0] >> 1 & 7; /* the stream's alignment */
 	c.k = data[1] % 8 + 1;
+	client = data[1] >> 7; /* the reader's role */
 	if (size < 2 + c.k)
 		return 0;
 	c.sz = data + 2;
@@ -279,11 +284,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	stream = data + 2 + c.k;
 	len = size - 2 - c.k;
 
-	story_init(&whole, len, pmd, 0);
+	story_init(&whole, len, pmd, client, 0);
 	a = read_all(&whole, stream, len, NULL, 0);
-	story_init(&chunked, len, pmd, data[0] >> 4); /* stops now and then */
+	story_init(&chunked, len, pmd, client, data[0] >> 4); /* stops now and then */
 	b = read_all(&chunked, stream, len, &c, off);
-	story_init(&bytes, len, pmd, 0);
+	story_init(&bytes, len, pmd, client, 0);
 	one = read_all(&bytes, stream, len, &unit, (off + 1) & 7);
 
 	assert(a.rv == b.rv && a.err == b.err);

@@ -181,12 +181,21 @@ describe("server close codes and the default retry policy", function()
 			assert.equal(code, rec.infos[2].code)
 		end)
 	end
-	-- 1012-1014 (registered after RFC 6455) are valid codes: a ws:// client
-	-- reads its own frames and sees them as sent, and the default policy
-	-- retries them (a restart, an overload, a gateway)
-	for _, code in ipairs { 1012, 1013, 1014 } do
-		it(("retries after a server close with %d (ws://: wsbeat reads the close itself)"):format(code), function()
-			local ws, rec = H.client(srv:url("/close/" .. code .. "?reason=restart"), { reconnect = { delay = 5 } })
+	-- 1012-1014 (registered after RFC 6455) are valid codes: wsbeat reads
+	-- the close itself and sees them as sent (libwebsockets 4.1.6's client
+	-- turned them into 1002), and the default policy retries them (a
+	-- restart, an overload, a gateway)
+	local certs = H.certs()
+	local tsrv
+	setup(function() tsrv = H.server { tls = true } end)
+	teardown(function() H.stop(tsrv) end)
+	for _, case in ipairs { { 1012, "ws" }, { 1013, "ws" }, { 1014, "ws" }, { 1012, "wss" } } do
+		local code, scheme = case[1], case[2]
+		it(("retries after a server close with %d over %s"):format(code, scheme), function()
+			local s = scheme == "wss" and tsrv or srv
+			local ws, rec = H.client(s:url("/close/" .. code .. "?reason=restart"), {
+				reconnect = { delay = 5 }, tls = scheme == "wss" and { ca_file = certs .. "/ca.pem" } or nil,
+			})
 			H.run_until(function() return #rec.states >= 2 end, 5)
 			assert.same({ "open", "reconnecting" }, rec.states)
 			assert.equal("closed_by_peer", rec.infos[2].cause)
@@ -194,25 +203,10 @@ describe("server close codes and the default retry policy", function()
 			assert.matches("restart", rec.infos[2].reason, 1, true)
 			ws:close()
 			H.wait_state(ws, "closed")
+			-- the server saw its own code echoed
+			assert.equal(code, s:wait_event("close", function(e) return e.code == code end).code)
 		end)
 	end
-
-	-- over wss:// libwebsockets 4.1.6 still reads the client's frames and
-	-- treats 1012-1014 as invalid: it overwrites the code with 1002 before
-	-- wsbeat sees it and echoes 1002 to the server.  Documented in
-	-- docs/DESIGN.md; this spec pins the behaviour so that a change (wss
-	-- reading its own frames, or a library upgrade) is noticed.
-	it("over wss sees 1012 as 1002 because libwebsockets 4.1.6 rejects 1012-1014", function()
-		local certs = H.certs()
-		local tsrv = H.server { tls = true }
-		finally(function() tsrv:stop() end)
-		local ws, rec = H.client(tsrv:url("/close/1012?reason=restart"), {
-			tls = { ca_file = certs .. "/ca.pem" }, reconnect = { delay = 5 },
-		})
-		H.wait_state(ws, "closed")
-		assert.equal(1002, rec.infos[2].code)
-		assert.equal(1002, tsrv:wait_event("close", function(e) return e.code == 1002 end).code)
-	end)
 
 	it("retries an abort without a close frame (1006)", function()
 		local ws, rec = H.client(srv:url("/abort"), { reconnect = { delay = 5 } })

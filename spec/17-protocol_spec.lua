@@ -24,9 +24,8 @@ describe("protocol violations by the server", function()
 		assert.equal(1007, srv:wait_event("close", function(e) return e.code == 1007 end).code)
 	end)
 
-	-- over ws:// wsbeat reads the frames itself (DESIGN.md, "wsbeat reads
-	-- its own frames") and fails the connection with the code RFC 6455
-	-- gives
+	-- wsbeat reads the frames itself (DESIGN.md, "wsbeat reads its own
+	-- frames") and fails the connection with the code RFC 6455 gives
 	for _, case in ipairs {
 		{ "RSV bits set", "c10161", 1002 },
 		{ "a reserved opcode", "8301ff", 1002 },
@@ -67,22 +66,19 @@ describe("protocol violations by the server", function()
 		assert.equal(1002, tsrv:wait_event("close").code)
 	end)
 
-	it("over wss a masked frame from the server is accepted (a libwebsockets 4.1.6 limit, pinned)", function()
-		-- RFC 6455 5.1 says close with 1002; lws, which still reads a wss://
-		-- client's frames, unmasks and delivers it, and gives no way to see
-		-- frame headers. If this starts failing, lws got stricter or wss
-		-- reads its own frames: update DESIGN.md "Known limits" and this spec.
+	it("over wss too: a masked frame, the server sees 1002", function()
 		local certs = H.certs()
 		local tsrv = H.server { tls = true }
 		finally(function() tsrv:stop() end)
 		local ws, rec = H.client(tsrv:url("/raw/818537fa213d5f9f4d5158" .. after), {
-			tls = { ca_file = certs .. "/ca.pem" }, reconnect = false, on_state = ready,
+			tls = { ca_file = certs .. "/ca.pem" }, reconnect = { delay = 0.01 }, on_state = ready,
 		})
-		H.run_until(function() return #rec.messages == 1 end, 5, "the masked message")
-		assert.equal("hello", rec.messages[1].data)
-		assert.equal("open", ws:state())
-		ws:close()
 		H.wait_state(ws, "closed")
+		assert.same({ "open", "closed" }, rec.states)
+		assert.equal("protocol_error", rec.infos[2].cause)
+		assert.equal(1002, rec.infos[2].code)
+		assert.same({}, rec.messages)
+		assert.equal(1002, tsrv:wait_event("close").code)
 	end)
 
 	it("a close with an invalid code (1) is answered with 1002", function()

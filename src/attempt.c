@@ -23,20 +23,7 @@ void wsb_detach_wsi(struct wsb_client *c)
 	if (!wsi)
 		return;
 	c->wsi = NULL;
-	if (c->tx.hold) {
-		/* lws may still be deflating from the held message: hand it to
-		 * a tombstone that the wsi frees when lws destroys it */
-		struct wsb_tomb *t = malloc(sizeof(*t));
-
-		if (t) {
-			t->magic = WSB_TOMB_MAGIC;
-			t->hold = c->tx.hold;
-			c->tx.hold = NULL;
-		}
-		lws_set_wsi_user(wsi, t);
-	} else {
-		lws_set_wsi_user(wsi, NULL);
-	}
+	lws_set_wsi_user(wsi, NULL);
 	/* ASYNC: safe even from inside this wsi's own callback; every reason
 	 * but keep-alive marks the socket unusable, so no close frame. */
 	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
@@ -129,39 +116,22 @@ void wsb_connect_lws(struct wsb_client *c, const char *address)
 		return;
 	}
 	/*
-	 * ws:// is a raw socket to lws: the handshake (opening.c) and the
-	 * frames (wsrx.c) are ours, as a server connection's are.  lws 4.1.6
-	 * cannot run a TLS handshake for a raw client socket (its raw role
-	 * has no state for it), so wss:// keeps lws's WebSocket client.
+	 * A raw socket to lws: the handshake (opening.c), the frames (wsrx.c)
+	 * and a wss:// TLS (tlsio.c) are ours, as a server connection's
+	 * frames are.
 	 */
-	c->tx.lwsz = c->o.compression && c->url.tls;
 	memset(&ci, 0, sizeof(ci));
 	ci.context = c->e->ctx;
 	ci.vhost = vh;
 	ci.address = address;
 	ci.port = c->url.port;
-	ci.host = c->host_hdr; /* (also the address's name for lws's logs) */
-	if (c->url.tls) { /* (lws writes the request) */
-		ci.path = c->url.path;
-		ci.origin = c->o.origin;
-		ci.protocol = c->o.protocols;
-	}
+	ci.host = c->host_hdr; /* (the address's name in lws's logs) */
+	ci.method = "RAW";
 	ci.ietf_version_or_minus_one = -1;
 	ci.userdata = c;
 	ci.pwsi = &c->wsi;
 	ci.local_protocol_name = "wsbeat";
-	ci.alpn = "http/1.1";
 	ci.retry_and_idle_policy = &no_validity;
-	if (!c->url.tls)
-		ci.method = "RAW";
-	else {
-		ci.ssl_connection = LCCSCF_USE_SSL |
-				    LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
-		if (!c->o.verify)
-			ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
-					     LCCSCF_ALLOW_EXPIRED |
-					     LCCSCF_ALLOW_INSECURE;
-	}
 	wsb_engine_kick(c->e);
 	if (!lws_client_connect_via_info(&ci) && c->st == WSB_CONNECTING &&
 	    !c->at.done) {

@@ -87,7 +87,7 @@ static int send_one(struct wsb_client *c, struct wsb_shared **sh,
 		return 0;
 	/* small messages and deflated ones are framed per connection (a
 	 * direct write or the batch; deflate's state is per connection) */
-	if (len <= DIRECT_MAX || c->tx.lwsz || c->tx.zsend) {
+	if (len <= DIRECT_MAX || c->tx.zsend) {
 		r = wsb_client_send(c, data, len, binary);
 	} else {
 		if (!*sh && !(*sh = shared_frames(data, len, binary)))

@@ -99,12 +99,11 @@ void wsb_end_attempt(struct wsb_client *c)
 	wsb_cork_requeue(c); /* (the link went before the batch ended) */
 	wsb_cork_free(c);
 	wsb_detach_wsi(c);
-	free(c->tx.hold);   /* no wsi any more: nobody reads it */
-	c->tx.hold = NULL;
 	wsb_cancel_dns(c);
 	wsb_tunnel_abandon(c);
 	wsb_rx_reset(c);
 	wsb_opening_free(c);
+	wsb_tlsio_free(c);
 	if (!c->server_role) { /* (the next attempt reads afresh) */
 		wsb_wsrx_free(c);
 		c->tx.zsend = 0;
@@ -346,8 +345,7 @@ void wsb_client_close(struct wsb_client *c, int code, const char *reason,
 	c->close.t_close = wsb_now(c->e) + c->o.close_timeout;
 	wsb_client_timer_arm(c);
 	c->tx.open_gate = 0;
-	if (!STAILQ_EMPTY(&c->tx.q) || c->tx.hold) {
-		/* (after a deflate drain too: the next WRITEABLE) */
+	if (!STAILQ_EMPTY(&c->tx.q)) {
 		c->tx.close_after_flush = 1;
 		wsb_request_writable(c);
 	} else if (c->e->in_service) {
@@ -411,9 +409,9 @@ void wsb_client_free(struct wsb_client *c)
 	wsb_rx_reset(c);
 	wsb_wsrx_free(c);
 	wsb_opening_free(c);
+	wsb_tlsio_free(c);
 	wsb_msgq_free(&c->tx.q);
 	wsb_msgq_free(&c->rx.q);
-	free(c->tx.hold);
 	free(c->cork.buf);
 	free(c->headers);
 	free(c->decide.reason);

@@ -10,9 +10,9 @@
  *   send.c       the send queue, direct writes, PINGs, WRITEABLE
  *   cork.c       batching what callbacks send
  *   recv.c       reassembly, limits, the receive queue, flow control
- *   opening.c    a ws:// client's opening handshake (raw socket)
- *   wsrx.c       the frames of a server connection and of a ws:// client
- *                (read by wsbeat, not lws)
+ *   opening.c    a client's opening handshake (raw socket)
+ *   tlsio.c      a wss:// client's TLS, on memory BIOs
+ *   wsrx.c       the frames, both roles (read by wsbeat, not lws)
  *   callback.c   the libwebsockets callback
  */
 #ifndef WSBEAT_CONN_H
@@ -73,20 +73,30 @@ int wsb_cork_add(struct wsb_client *c, unsigned first,
 
 /* recv.c */
 void wsb_rx_reset(struct wsb_client *c);
-void wsb_on_receive(struct wsb_client *c, struct lws *wsi,
-		    const unsigned char *in, size_t len);
-void wsb_rx_too_big(struct wsb_client *c);
 int wsb_rx_append(struct wsb_client *c, const unsigned char *in, size_t len);
 void wsb_rx_deliver(struct wsb_client *c);
 
 /* callback.c */
 void wsb_client_established(struct wsb_client *c, struct lws *wsi);
+void wsb_client_lost_no_cert(struct wsb_client *c);
 
-/* opening.c (a ws:// client's handshake) */
+/* opening.c (a client's handshake) */
 int wsb_opening_start(struct wsb_client *c, struct lws *wsi);
 int wsb_opening_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
 		   size_t len);
+int wsb_raw_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
+	       size_t len);
 void wsb_opening_free(struct wsb_client *c);
+
+/* tlsio.c (a wss:// client's TLS on memory BIOs) */
+int wsb_tlsio_start(struct wsb_client *c, struct lws *wsi);
+int wsb_tlsio_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
+		 size_t len);
+int wsb_tlsio_lost(struct wsb_client *c, struct lws *wsi);
+int wsb_raw_write(struct wsb_client *c, struct lws *wsi,
+		  const unsigned char *p, size_t n);
+void wsb_tlsio_free(struct wsb_client *c);
+void *wsb_tlsio_ssl(const struct wsb_client *c);
 
 /* wsrx.c (the frames wsbeat reads itself) */
 struct wsb_pmd_params;

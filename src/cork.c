@@ -70,7 +70,7 @@ int wsb_uncork(struct wsb_client *c)
 	if (!c->cork.len)
 		return 0;
 	if (!c->wsi ||
-	    lws_write(c->wsi, c->cork.buf, c->cork.len, LWS_WRITE_RAW) < 0) {
+	    wsb_raw_write(c, c->wsi, c->cork.buf, c->cork.len) < 0) {
 		wsb_log(c->e, WSB_LOG_INFO, "%s: the link failed under %zu "
 			"message(s) sent from callbacks: kept for the next "
 			"connection", c->url.host, c->cork.msgs);

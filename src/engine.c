@@ -18,7 +18,7 @@
 
 struct wsb_tlsconf {
 	struct wsb_tlsconf *next;
-	int tls, compression;
+	int tls;
 	char *ca_file, *ca_path, *cert_file, *key_file;
 	void *ssl_ctx;
 	struct lws_vhost *vh;
@@ -31,16 +31,6 @@ static const struct lws_protocols protocols[] = {
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
-static const struct lws_extension extensions[] = {
-	{ "permessage-deflate", lws_extension_callback_pm_deflate,
-	  "permessage-deflate; client_max_window_bits" },
-	{ NULL, NULL, NULL }
-};
-
-const struct lws_extension *wsb_extensions(void)
-{
-	return extensions;
-}
 
 double wsb_now(struct wsb_engine *e)
 {
@@ -139,12 +129,14 @@ struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
 	static int serial;
 
 	for (t = e->vhosts; t; t = t->next)
-		if (t->tls == tls && t->compression == o->compression &&
+		if (t->tls == tls &&
 		    (!tls || (same(t->ca_file, o->ca_file) &&
 			      same(t->ca_path, o->ca_path) &&
 			      same(t->cert_file, o->cert_file) &&
-			      same(t->key_file, o->key_file))))
+			      same(t->key_file, o->key_file)))) {
+			c->at.ssl_ctx = t->ssl_ctx;
 			return t->vh;
+		}
 
 	t = calloc(1, sizeof(*t));
 	if (!t) {
@@ -152,7 +144,6 @@ struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
 		return NULL;
 	}
 	t->tls = tls;
-	t->compression = o->compression;
 	if (tls) {
 		t->ca_file = dup_or_null(o->ca_file);
 		t->ca_path = dup_or_null(o->ca_path);
@@ -181,8 +172,6 @@ struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
 	 * where wsbeat connects.
 	 */
 	info.http_proxy_address = ":0";
-	if (o->compression)
-		info.extensions = extensions;
 	if (tls)
 		info.provided_client_ssl_ctx = t->ssl_ctx;
 	t->vh = lws_create_vhost(e->ctx, &info);
@@ -195,6 +184,7 @@ struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
 	}
 	t->next = e->vhosts;
 	e->vhosts = t;
+	c->at.ssl_ctx = t->ssl_ctx;
 	return t->vh;
 }
 

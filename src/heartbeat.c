@@ -211,14 +211,6 @@ static void on_timer(uv_timer_t *t)
 				  c->close.code, strdup(
 				  "no close answer within close_timeout"));
 	}
-	if (c->close.t_close && now >= c->close.t_close && c->st == WSB_OPEN &&
-	    c->close.cause) {
-		/* we closed for a cause (too_big) and the peer never answered */
-		c->close.t_close = 0;
-		wsb_lost(c, c->close.cause, c->close.code, 0, "%s (%d %s); no "
-			 "close answer within close_timeout", c->close.reason,
-			 c->close.code, wsb_close_code_name(c->close.code));
-	}
 	if (c->t_retry && now >= c->t_retry && c->st == WSB_RECONNECTING) {
 		c->t_retry = 0;
 		/* the Lua side refreshes headers, then calls attempt() */

@@ -1,8 +1,9 @@
 /*
- * A client's opening handshake over a raw socket (ws://): wsbeat writes
- * the upgrade request, reads and checks the response (RFC 6455 4.1) and
- * from then on reads its own frames (wsrx.c), as a server connection
- * does.  lws connects the socket and writes what we give it.
+ * A client's opening handshake over a raw socket: wsbeat writes the
+ * upgrade request, reads and checks the response (RFC 6455 4.1) and from
+ * then on reads its own frames (wsrx.c), as a server connection does.
+ * lws connects the socket and writes what we give it; over wss:// the
+ * bytes go through tlsio.c's TLS.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,9 @@ int wsb_opening_start(struct wsb_client *c, struct lws *wsi)
 	if (c->st != WSB_CONNECTING || c->at.done)
 		return -1;
 	c->wsi = wsi;
+	if (c->tlsio) /* the TLS handshake is over here */
+		c->at.cert_unanswered =
+			wsb_tls_cert_unanswered(wsb_tlsio_ssl(c));
 	wsb_opening_free(c);
 	c->opening = calloc(1, sizeof(*c->opening));
 	if (!c->opening || !wsb_random(rnd, sizeof(rnd)))
@@ -60,7 +64,7 @@ int wsb_opening_start(struct wsb_client *c, struct lws *wsi)
 	req = wsb_hs_request(&o, &len, &why);
 	if (!req)
 		goto fail;
-	if (lws_write(wsi, (unsigned char *)req, len, LWS_WRITE_RAW) < 0) {
+	if (wsb_raw_write(c, wsi, (unsigned char *)req, len) < 0) {
 		free(req);
 		why = "the request could not be written";
 		goto fail;
@@ -181,4 +185,14 @@ fail:
 	wsb_lost(c, "handshake", 0, 0, "handshake failed: %s",
 		 why ? why : "out of memory");
 	return -1;
+}
+
+/* A client's plaintext (a ws:// socket's bytes, or what TLS decrypted):
+ * the response head while connecting, then frames.  0, or -1 to close. */
+int wsb_raw_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
+	       size_t len)
+{
+	if (c->st == WSB_CONNECTING)
+		return wsb_opening_rx(c, wsi, in, len);
+	return wsb_wsrx_feed(c, in, len);
 }

@@ -1,7 +1,6 @@
 /*
- * Receiving: fragments reassembled into messages, max_message_size, the
- * receive queue and its flow control (max_queue).  A client's fragments
- * come from lws (RECEIVE), a server connection's from wsrx.c.
+ * Receiving: messages reassembled from what wsrx.c reads, the receive
+ * queue and its flow control (max_queue).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,35 +13,13 @@ void wsb_rx_reset(struct wsb_client *c)
 	free(c->rx.buf);
 	c->rx.buf = NULL;
 	c->rx.len = c->rx.cap = 0;
-	c->rx.too_big = 0;
 	c->rx.in_msg = 0;
 }
 
-/*
- * Past max_message_size: close with 1009 (outside this callback) and
- * drop the rest of the message.
- */
-void wsb_rx_too_big(struct wsb_client *c)
-{
-	c->rx.too_big = 1;
-	c->close.code = 1009;
-	strcpy(c->close.reason, "message too big");
-	c->close.reason_len = strlen(c->close.reason);
-	c->close.cause = "too_big";
-	/* a server that never answers our close must not keep us open */
-	c->close.t_close = wsb_now(c->e) + c->o.close_timeout;
-	wsb_client_timer_arm(c);
-	wsb_defer(c, WSB_DEF_CLOSE);
-}
-
-/* Append a fragment to the message being reassembled; 0, or -1 when out
- * of memory (the message is then dropped). */
+/* Append a fragment to the message being reassembled (the caller has
+ * held it against max_message_size); 0, or -1 when out of memory. */
 int wsb_rx_append(struct wsb_client *c, const unsigned char *in, size_t len)
 {
-	if (c->rx.len + len > c->o.max_message_size) {
-		wsb_rx_too_big(c);
-		return 0;
-	}
 	if (c->rx.len + len > c->rx.cap) {
 		size_t cap = c->rx.cap ? c->rx.cap : 4096;
 		unsigned char *nb;
@@ -52,10 +29,8 @@ int wsb_rx_append(struct wsb_client *c, const unsigned char *in, size_t len)
 		if (cap > c->o.max_message_size)
 			cap = c->o.max_message_size;
 		nb = realloc(c->rx.buf, cap);
-		if (!nb) {
-			c->rx.too_big = 1;
+		if (!nb)
 			return -1;
-		}
 		c->rx.buf = nb;
 		c->rx.cap = cap;
 	}
@@ -98,26 +73,6 @@ void wsb_rx_deliver(struct wsb_client *c)
 	if (c->rx.q_count >= c->o.max_queue && !c->rx.paused)
 		/* never from inside RECEIVE: lws bug over TLS (DESIGN.md) */
 		wsb_defer(c, WSB_DEF_RXPAUSE);
-}
-
-/* RECEIVE: one fragment (or part of one) of a data message. */
-void wsb_on_receive(struct wsb_client *c, struct lws *wsi,
-		    const unsigned char *in, size_t len)
-{
-	wsb_heard(c);
-	c->bytes_recv += len;
-	if (!c->rx.in_msg) {
-		c->rx.in_msg = 1;
-		c->rx.binary = lws_frame_is_binary(wsi);
-		c->rx.len = 0;
-	}
-	if (!c->rx.too_big && wsb_rx_append(c, in, len) < 0)
-		return;
-	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
-		return;
-	c->rx.in_msg = 0;
-	if (!c->rx.too_big)
-		wsb_rx_deliver(c);
 }
 
 /* receive() took a message: resume reading when there is room again. */

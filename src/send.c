@@ -53,7 +53,7 @@ int wsb_write_frame(struct wsb_client *c, struct lws *wsi, unsigned first,
 	if (wsb_frame_key(c, &key) < 0)
 		return -1;
 	f = wsb_frame_build(p, first, src, len, key);
-	return lws_write(wsi, f, (size_t)(p + len - f), LWS_WRITE_RAW) < 0 ? -1 : 0;
+	return wsb_raw_write(c, wsi, f, (size_t)(p + len - f));
 }
 
 /*
@@ -61,15 +61,15 @@ int wsb_write_frame(struct wsb_client *c, struct lws *wsi, unsigned first,
  * re-register the socket with epoll (four epoll_ctl calls per probe;
  * docs/DESIGN.md, "Sending").
  * A control frame may go between the fragments of a message, so only
- * bytes lws still holds (they must go first) and a deflate drain (which
- * must not be interrupted) send it the slow way.  1 when written.
+ * bytes lws still holds (they must go first) send it the slow way.  1
+ * when written.
  */
 int wsb_ping_now(struct wsb_client *c, const unsigned char *payload,
 		    size_t len)
 {
 	unsigned char buf[LWS_PRE + 125];
 
-	if (c->st != WSB_OPEN || !c->wsi || c->tx.lwsz || c->close.sent ||
+	if (c->st != WSB_OPEN || !c->wsi || c->close.sent ||
 	    lws_partial_buffered(c->wsi))
 		return 0;
 	if (wsb_uncork(c) < 0)
@@ -156,10 +156,7 @@ void wsb_tx_drop_partial(struct wsb_client *c)
 	c->tx.count--;
 	c->tx.dropped++;
 	c->tx.started = 0;
-	if (c->tx.lwsz && c->wsi && !c->tx.hold)
-		c->tx.hold = m; /* lws may still be deflating from it */
-	else
-		wsb_msg_free(m);
+	wsb_msg_free(m);
 }
 
 /*
@@ -180,7 +177,7 @@ static int send_now(struct wsb_client *c, const char *data, size_t len,
 	unsigned char buf[LWS_PRE + DIRECT_MAX];
 
 	if (c->st != WSB_OPEN || !c->wsi || c->tx.open_gate || !STAILQ_EMPTY(&c->tx.q) ||
-	    c->tx.lwsz || c->tx.zsend || len > DIRECT_MAX ||
+	    c->tx.zsend || len > DIRECT_MAX ||
 	    c->e->in_service ||
 	    lws_partial_buffered(c->wsi))
 		return 0;
@@ -313,11 +310,6 @@ static int write_ping(struct wsb_client *c, struct lws *wsi)
 	unsigned char buf[LWS_PRE + 125];
 
 	c->tx.ping_pending = 0;
-	if (c->tx.lwsz) {
-		memcpy(buf + LWS_PRE, c->tx.ping_payload, c->tx.ping_len);
-		return lws_write(wsi, buf + LWS_PRE, c->tx.ping_len,
-				 LWS_WRITE_PING) < 0 ? -1 : 0;
-	}
 	return wsb_write_frame(c, wsi, 0x80 | WSB_OP_PING, buf + LWS_PRE,
 			       c->tx.ping_payload, c->tx.ping_len);
 }
@@ -342,9 +334,10 @@ static int write_fragment(struct wsb_client *c, struct lws *wsi,
 	size_t n, total;
 	int first = m->off == 0;
 	unsigned char *data;
+	unsigned op;
 
-	/* a server connection's permessage-deflate: the whole message, as
-	 * it starts (RSV1 on its first frame) */
+	/* permessage-deflate (ours): the whole message, as it starts (RSV1
+	 * on its first frame) */
 	if (c->tx.zsend && first && !m->shared && !m->z)
 		m->z = wsb_wsrx_deflate(c, m->data, m->len, &m->zlen);
 	data = m->z ? m->z + LWS_PRE : m->data;
@@ -354,7 +347,7 @@ static int write_fragment(struct wsb_client *c, struct lws *wsi,
 		/* frames built for many connections, written one whole frame
 		 * at a time, so that a PING may go between two of them */
 		n = wsb_frame_size(m->data + m->off);
-		if (lws_write(wsi, m->data + m->off, n, LWS_WRITE_RAW) < 0)
+		if (wsb_raw_write(c, wsi, m->data + m->off, n) < 0)
 			return -1;
 		m->off += n;
 		*np = n;
@@ -364,26 +357,15 @@ static int write_fragment(struct wsb_client *c, struct lws *wsi,
 	*final = n <= TX_CHUNK;
 	if (!*final)
 		n = TX_CHUNK;
-	if (c->tx.lwsz) {
-		int flags = lws_write_ws_flags(m->binary ? LWS_WRITE_BINARY :
-							   LWS_WRITE_TEXT,
-					       first, *final);
-
-		if (lws_write(wsi, m->data + m->off, n,
-			      (enum lws_write_protocol)flags) < (int)n)
-			return -1;
-	} else {
-		unsigned op = !first ? WSB_OP_CONTINUATION :
-			      m->binary ? WSB_OP_BINARY : WSB_OP_TEXT;
-
-		if (first && m->z)
-			op |= 0x40; /* RSV1: deflated */
-		/* masked in place: a message cut short is dropped, never
-		 * resent (wsb_tx_drop_partial) */
-		if (wsb_write_frame(c, wsi, (*final ? 0x80 : 0) | op,
-				    data + m->off, data + m->off, n) < 0)
-			return -1;
-	}
+	op = !first ? WSB_OP_CONTINUATION :
+	     m->binary ? WSB_OP_BINARY : WSB_OP_TEXT;
+	if (first && m->z)
+		op |= 0x40; /* RSV1: deflated */
+	/* masked in place: a message cut short is dropped, never resent
+	 * (wsb_tx_drop_partial) */
+	if (wsb_write_frame(c, wsi, (*final ? 0x80 : 0) | op, data + m->off,
+			    data + m->off, n) < 0)
+		return -1;
 	m->off += n;
 	*np = n;
 	return 0;
@@ -397,31 +379,18 @@ static void message_done(struct wsb_client *c, struct wsb_msg *m)
 	c->tx.count--;
 	c->msgs_sent++;
 	c->bytes_sent += m->len;
-	if (c->tx.lwsz)
-		c->tx.hold = m; /* (lws may still deflate from it) */
-	else
-		wsb_msg_free(m);
+	wsb_msg_free(m);
 }
 
 /*
  * WRITEABLE: the batch, the PING owed, then queued messages in fragments,
  * up to a budget per callback (fairness between connections).
- *
- * With permessage-deflate, an lws_write() whose deflated output does not
- * fit lws's 1 KiB tx buffer returns "all sent" but keeps pointing into our
- * buffer and drains it on later POLLOUTs, without calling WRITEABLE
- * meanwhile.  So: one write per callback, and a finished message is held
- * (tx.hold) until the next WRITEABLE proves the drain is over.  Freeing it
- * early corrupted frames and writing again during a drain tripped an
- * assertion in lws (found by Autobahn 12.2.x).
  */
 int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
 {
 	size_t budget = 4 * TX_CHUNK;
 
 	c->tx.write_requested = 0;
-	free(c->tx.hold);
-	c->tx.hold = NULL;
 	if (wsb_uncork(c) < 0)
 		return 0; /* (lws is closing the link) */
 	if (c->close.sent) /* (nothing may follow our close frame) */
@@ -446,15 +415,13 @@ int wsb_on_writeable(struct wsb_client *c, struct lws *wsi)
 			c->tx.started = 1;
 		if (write_fragment(c, wsi, m, &n, &final) < 0)
 			return -1;
-		budget = budget > n + 64 && !c->tx.lwsz ?
-			 budget - n - 64 : 0;
+		budget = budget > n + 64 ? budget - n - 64 : 0;
 		c->tx.started = !final;
 		if (final)
 			message_done(c, m);
 	}
-	if (!STAILQ_EMPTY(&c->tx.q) || c->tx.ping_pending || c->tx.pong_pending ||
-	    (c->tx.close_after_flush && c->tx.hold)) {
-		/* (a close waits for a deflate drain too: the next WRITEABLE) */
+	if (!STAILQ_EMPTY(&c->tx.q) || c->tx.ping_pending ||
+	    c->tx.pong_pending) {
 		wsb_request_writable(c);
 	} else if (c->tx.close_after_flush) {
 		c->tx.close_after_flush = 0;

@@ -1,14 +1,11 @@
 /*
  * TLS: the client SSL_CTX for each distinct TLS setup, and certificate
- * verification.
+ * verification (a wss:// client's TLS itself is tlsio.c's).
  *
- * We build the SSL_CTX ourselves (lws's provided_client_ssl_ctx) so that
- * ca_file/ca_path replace the system store and so that loading errors carry
- * OpenSSL's reason.  Host-name checking is done here too: lws derives the
- * name from its Host string by cutting at the first ':', which breaks IPv6
- * literals, so every connection sets LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK
- * and wsb_tls_verify() checks the leaf against the name or address the user
- * meant.
+ * ca_file/ca_path replace the system store, loading errors carry
+ * OpenSSL's reason, and wsb_tls_check() checks the leaf against the name or
+ * address the user meant (server_name, or the URL's host: an IPv6 literal
+ * too).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -111,14 +108,6 @@ int wsb_random(unsigned char *buf, int n)
 	return RAND_bytes(buf, n) == 1;
 }
 
-/* Best effort: write on an SSL that libwebsockets is about to close. */
-void wsb_tls_write_last(void *ssl, const void *buf, int len)
-{
-	ERR_clear_error();
-	if (ssl && SSL_write(ssl, buf, len) <= 0)
-		ERR_clear_error();
-}
-
 void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
@@ -186,20 +175,16 @@ void wsb_tls_free_ctx(void *ctx)
 	SSL_CTX_free(ctx);
 }
 
-/*
- * LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION, once per chain
- * element.  Returns 0 to accept, 1 to reject (lws inverts it for OpenSSL).
- */
-int wsb_tls_verify(struct lws *wsi, void *x509_ctx, int preverify_ok)
+/* Our verdict on one element of the server's chain (OpenSSL's is
+ * preverify_ok), with the host name checked on the leaf: 0 to accept, 1
+ * to reject, and why in c->at.tls_err. */
+int wsb_tls_check(struct wsb_client *c, void *x509_ctx, int preverify_ok)
 {
 	X509_STORE_CTX *xs = x509_ctx;
-	struct wsb_client *c = lws_wsi_user(wsi);
 	const char *name;
 	X509 *cert;
 	int err;
 
-	if (!c || c->magic != WSB_CLIENT_MAGIC) /* an abandoned attempt */
-		return 1;
 	if (!c->o.verify) {
 		X509_STORE_CTX_set_error(xs, X509_V_OK);
 		return 0;

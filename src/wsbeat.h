@@ -114,7 +114,7 @@ struct wsb_server;
 struct wsb_engine {
 	uv_loop_t loop;
 	struct lws_context *ctx;
-	struct wsb_tlsconf *vhosts;  /* one lws vhost per TLS/extension setup */
+	struct wsb_tlsconf *vhosts;  /* one lws vhost per TLS setup */
 	struct wsb_srvhost *srvhosts; /* the same for servers (server.c) */
 	LIST_HEAD(, wsb_server) servers; /* every server not yet freed */
 	void *lua;                   /* the lua_State inside service, for
@@ -191,13 +191,6 @@ struct wsb_opts {
 #define WSB_DEF_HARDCLOSE 0x04 /* drop the wsi without a close handshake */
 
 #define WSB_CLIENT_MAGIC 0x77736263u /* first field of both wsi user types */
-#define WSB_TOMB_MAGIC 0x746f6d62u
-
-/* What a detached wsi keeps: a message lws may still be deflating from. */
-struct wsb_tomb {
-	uint32_t magic;
-	struct wsb_msg *hold;
-};
 
 /* ------------------------------------------------------------------ proxy */
 
@@ -222,7 +215,6 @@ struct wsb_tx {
 	size_t bytes, count;
 	int started;              /* head partly written */
 	size_t dropped;           /* messages lost with a torn attempt */
-	struct wsb_msg *hold;     /* compressed message lws may still read */
 	int open_gate;            /* "open" not yet delivered: queue held */
 	int write_requested;      /* WRITEABLE asked for, not yet delivered */
 	int close_after_flush;    /* close() waits for the send queue */
@@ -232,8 +224,6 @@ struct wsb_tx {
 	size_t ping_len;
 	int zsend;                /* our permessage-deflate (wsrx.c): messages
 				     are deflated as they start on the wire */
-	int lwsz;                 /* lws's permessage-deflate (a wss://
-				     client's): lws frames and deflates */
 	int pong_pending;         /* we read frames: a PONG waits for WRITEABLE */
 	unsigned char pong_payload[125];
 	size_t pong_len;
@@ -252,14 +242,12 @@ struct wsb_rx {
 	unsigned char *buf;       /* the message being reassembled */
 	size_t len, cap;
 	int binary;
-	int too_big;
 	int in_msg;
 	int paused;               /* reading switched off (max_queue) */
 	struct wsb_msgq q;        /* queued for receive() */
 	size_t q_count;
 	uint32_t utf8;            /* UTF-8 check state (wsrx.c) */
-	/* the reader of a connection that reads its own frames (wsrx.c):
-	 * a server's, a ws:// client's; NULL while lws reads them */
+	/* the frame reader (wsrx.c), from the upgrade on */
 	struct wsb_wsrx *own;
 };
 
@@ -289,6 +277,7 @@ struct wsb_attempt {
 	int retry_after;          /* seconds, -1 = none */
 	char tls_err[256];
 	int cert_unanswered;      /* the server asked for a client cert */
+	void *ssl_ctx;            /* wss://: the SSL_CTX (the engine's) */
 };
 
 /* The close handshake: ours, or the peer's. */
@@ -302,7 +291,7 @@ struct wsb_close {
 				     "slow_consumer" */
 	double t_close;           /* close_timeout deadline, 0 = unset */
 	int sent;                 /* our close frame is written */
-	int peer_closed;          /* the peer's close came first: lws echoes */
+	int peer_closed;          /* the peer's close came first: echoed */
 	int peer_code;
 	char peer_reason[124];
 };
@@ -342,7 +331,8 @@ struct wsb_client {
 	int attempt;              /* consecutive failures */
 	int opened_once;
 	char protocol[64];
-	struct wsb_opening *opening; /* a ws:// client's handshake under way */
+	struct wsb_opening *opening; /* a client's upgrade under way */
+	struct wsb_tlsio *tlsio;     /* a wss:// client's TLS (tlsio.c) */
 
 	struct wsb_attempt at;
 	struct wsb_close close;
@@ -542,17 +532,15 @@ size_t wsb_server_broadcast(struct wsb_server *s, const char *data,
 			    size_t len, int binary, struct wsb_client **only,
 			    size_t n_only);
 void wsb_srvhosts_free(struct wsb_engine *e);
-const struct lws_extension *wsb_extensions(void);
 
 /* ------------------------------------------------------------------- tls */
-int wsb_tls_verify(struct lws *wsi, void *x509_ctx, int preverify_ok);
+int wsb_tls_check(struct wsb_client *c, void *x509_ctx, int preverify_ok);
 void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen);
 void wsb_tls_free_ctx(void *ctx);
 const char *wsb_tls_alert(void *ssl); /* fatal alert the peer sent, or NULL */
 int wsb_utf8_valid(const unsigned char *s, size_t n); /* strict, as utf8.len */
 int wsb_tls_cert_unanswered(void *ssl); /* server asked for a cert we lack */
 int wsb_random(unsigned char *buf, int n);
-void wsb_tls_write_last(void *ssl, const void *buf, int len);
 
 /* ----------------------------------------------------------------- frame */
 enum { WSB_OP_CONTINUATION = 0, WSB_OP_TEXT = 1, WSB_OP_BINARY = 2,

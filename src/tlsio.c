@@ -1,0 +1,230 @@
+/*
+ * A wss:// client's TLS, on OpenSSL memory BIOs over a raw lws socket.
+ * lws 4.1.6 starts the TLS handshake of a raw client socket but has no
+ * state that finishes it (its ws and MQTT roles drive their own), so the
+ * socket stays plain to lws and the TLS is ours: what lws reads goes into
+ * the read BIO, what SSL_read gives goes to the opening handshake or the
+ * frame reader (as a ws:// client's plaintext does), and every write goes
+ * through SSL_write, its records handed to lws_write (which keeps the
+ * order and buffers a partial write).  docs/DESIGN.md, "TLS".
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "wsbeat.h"
+#include "conn.h"
+
+struct wsb_tlsio {
+	SSL *ssl;
+	BIO *rb, *wb;             /* in: what lws read; out: records to write */
+	int up;                   /* the handshake is over */
+};
+
+void wsb_tlsio_free(struct wsb_client *c)
+{
+	if (!c->tlsio)
+		return;
+	SSL_free(c->tlsio->ssl); /* (frees the BIOs) */
+	free(c->tlsio);
+	c->tlsio = NULL;
+}
+
+void *wsb_tlsio_ssl(const struct wsb_client *c)
+{
+	return c->tlsio ? c->tlsio->ssl : NULL;
+}
+
+/* The records SSL has made: to lws, which writes or buffers them.  0, or
+ * -1 when the link failed. */
+static int flush(struct wsb_client *c, struct lws *wsi)
+{
+	char *p;
+	long n = BIO_get_mem_data(c->tlsio->wb, &p);
+	int r = 0;
+
+	if (n > 0) {
+		r = lws_write(wsi, (unsigned char *)p, (size_t)n,
+			      LWS_WRITE_RAW) < 0 ? -1 : 0;
+		(void)BIO_reset(c->tlsio->wb);
+	}
+	return r;
+}
+
+/* Plaintext out: through TLS when the link has it.  0, or -1 when the
+ * link failed. */
+int wsb_raw_write(struct wsb_client *c, struct lws *wsi,
+		  const unsigned char *p, size_t n)
+{
+	if (!c->tlsio)
+		return lws_write(wsi, (unsigned char *)p, n, LWS_WRITE_RAW) < 0 ?
+		       -1 : 0;
+	ERR_clear_error();
+	/* (memory BIOs take everything: one call, no partial writes) */
+	if (n && SSL_write(c->tlsio->ssl, p, (int)n) <= 0) {
+		ERR_clear_error();
+		return -1;
+	}
+	return flush(c, wsi);
+}
+
+/* OpenSSL's verdict on each certificate of the chain, then ours (tls.c). */
+static int verify_cb(int ok, X509_STORE_CTX *xs)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xs,
+				SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct wsb_client *c = ssl ? SSL_get_app_data(ssl) : NULL;
+
+	return c && wsb_tls_check(c, xs, ok) == 0;
+}
+
+/* RAW_CONNECTED of a wss:// attempt: the ClientHello.  0, or -1. */
+int wsb_tlsio_start(struct wsb_client *c, struct lws *wsi)
+{
+	const char *name = c->o.server_name ? c->o.server_name : c->url.host;
+	static const unsigned char alpn[] = "\x08http/1.1";
+	struct wsb_tlsio *t;
+
+	if (c->st != WSB_CONNECTING || c->at.done || !c->at.ssl_ctx)
+		return -1;
+	c->wsi = wsi;
+	wsb_tlsio_free(c);
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		goto fail;
+	c->tlsio = t;
+	t->ssl = SSL_new(c->at.ssl_ctx);
+	t->rb = BIO_new(BIO_s_mem());
+	t->wb = BIO_new(BIO_s_mem());
+	if (!t->ssl || !t->rb || !t->wb) {
+		BIO_free(t->rb);
+		BIO_free(t->wb);
+		goto fail;
+	}
+	BIO_set_mem_eof_return(t->rb, -1); /* (empty: "try again", not EOF) */
+	SSL_set_bio(t->ssl, t->rb, t->wb);
+	SSL_set_app_data(t->ssl, c);
+	SSL_set_connect_state(t->ssl);
+	SSL_set_verify(t->ssl, SSL_VERIFY_PEER, verify_cb);
+	if (!wsb_is_ip_literal(name))
+		SSL_set_tlsext_host_name(t->ssl, name);
+	SSL_set_alpn_protos(t->ssl, alpn, sizeof(alpn) - 1);
+	ERR_clear_error();
+	(void)SSL_do_handshake(t->ssl);
+	ERR_clear_error();
+	if (flush(c, wsi) < 0)
+		goto fail;
+	return 0;
+fail:
+	c->wsi = NULL;
+	lws_set_wsi_user(wsi, NULL);
+	wsb_lost(c, "tls", 0, 0, "TLS setup failed: out of memory");
+	return -1;
+}
+
+/* Why the TLS handshake failed, in the words the user needs. */
+static void handshake_failed(struct wsb_client *c, struct lws *wsi,
+			     unsigned long e)
+{
+	const char *alert = wsb_tls_alert(c->tlsio->ssl);
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+
+	c->wsi = NULL;
+	lws_set_wsi_user(wsi, NULL);
+	if (c->at.tls_err[0])
+		wsb_lost(c, "tls", 0, 0, "TLS handshake failed: %s",
+			 c->at.tls_err);
+	else if (alert)
+		wsb_lost(c, "tls", 0, 0, "TLS alert from the server: %s", alert);
+	else if (wsb_tls_cert_unanswered(c->tlsio->ssl))
+		wsb_client_lost_no_cert(c);
+	else
+		wsb_lost(c, "tls", 0, 0, "TLS handshake failed: %s",
+			 r ? r : "the connection was closed");
+}
+
+/* RAW_CLOSE while connecting: 1 when the TLS handshake was still under
+ * way (then the loss is reported here), else 0. */
+int wsb_tlsio_lost(struct wsb_client *c, struct lws *wsi)
+{
+	if (!c->tlsio || c->tlsio->up)
+		return 0;
+	handshake_failed(c, wsi, 0);
+	return 1;
+}
+
+/* The TLS link failed after its handshake (an alert, a bad record). */
+static void link_failed(struct wsb_client *c, struct lws *wsi)
+{
+	const char *alert = wsb_tls_alert(c->tlsio->ssl);
+
+	if (c->st != WSB_CONNECTING)
+		return; /* (lws closes the socket: on_closed says how) */
+	c->wsi = NULL;
+	lws_set_wsi_user(wsi, NULL);
+	if (c->at.cert_unanswered)
+		wsb_client_lost_no_cert(c);
+	else if (alert)
+		wsb_lost(c, "tls", 0, 0, "TLS alert from the server: %s", alert);
+	else
+		wsb_lost(c, "network", 0, 0, "connection failed: TLS error "
+			 "during the opening handshake");
+}
+
+/*
+ * RAW_RX of a wss:// attempt: ciphertext in; the handshake moved on, or
+ * every record decrypted and handed on.  0, or -1 to close the socket.
+ */
+int wsb_tlsio_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
+		 size_t len)
+{
+	struct wsb_tlsio *t = c->tlsio;
+	unsigned char buf[16384];
+
+	if (!t || BIO_write(t->rb, in, (int)len) != (int)len)
+		return -1;
+	if (!t->up) {
+		int r;
+
+		ERR_clear_error();
+		r = SSL_do_handshake(t->ssl);
+		if (r != 1 && SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ) {
+			handshake_failed(c, wsi, ERR_peek_error());
+			ERR_clear_error();
+			return -1;
+		}
+		if (flush(c, wsi) < 0)
+			return -1;
+		if (r != 1)
+			return 0;
+		t->up = 1;
+		c->at.cert_unanswered = wsb_tls_cert_unanswered(t->ssl);
+		if (wsb_opening_start(c, wsi) < 0)
+			return -1;
+	}
+	for (;;) {
+		int n, r;
+
+		ERR_clear_error();
+		n = SSL_read(t->ssl, buf, sizeof(buf));
+		if (n <= 0) {
+			int e = SSL_get_error(t->ssl, n);
+
+			ERR_clear_error();
+			if (e == SSL_ERROR_WANT_READ)
+				break;
+			if (e != SSL_ERROR_ZERO_RETURN) /* (close_notify) */
+				link_failed(c, wsi);
+			return -1;
+		}
+		r = wsb_raw_rx(c, wsi, buf, (size_t)n);
+		if (c->tlsio != t) /* the attempt ended inside: t is gone */
+			return -1;
+		if (r < 0)
+			return -1;
+	}
+	/* (SSL_read may answer, e.g. a key update) */
+	return flush(c, wsi);
+}
