@@ -204,4 +204,19 @@ describe("TLS failures say why", function()
 		assert.equal("tls", rec.infos[1].cause)
 		assert.matches("unable to get local issuer certificate", rec.infos[1].reason, 1, true)
 	end)
+
+	it("a server that hangs up in the middle of the TLS handshake: a network failure, retried", function()
+		-- (a restarting server or a full backlog, not a TLS verdict: the
+		-- default policy retries it, as it would a refused connection)
+		local raw = H.server { raw = "hangup" }
+		finally(function() H.stop(raw) end)
+		local url = raw:url("/"):gsub("^ws:", "wss:")
+		local ws, rec = H.client(url, { tls = { ca_file = certs .. "/ca.pem" },
+			reconnect = { delay = 0.05, jitter = 0, max_attempts = 2 } })
+		H.wait_state(ws, "closed", 10)
+		assert.same({ "reconnecting", "connecting", "closed" }, rec.states) -- (max_attempts = 2)
+		assert.equal("network", rec.infos[1].cause)
+		assert.equal("connection failed: closed during the TLS handshake", rec.infos[1].reason)
+		assert.equal("gave_up", rec.infos[3].cause)
+	end)
 end)

@@ -264,13 +264,10 @@ void wsb_client_decide(struct wsb_client *c, int retry)
 }
 
 /*
- * Send our close frame ourselves, as raw bytes, instead of asking lws to
- * close: lws would then wait for the answer in a state in which it drops
- * every data frame, so the messages the server sent before it saw our
- * close (the reply to our last request) would be lost.  lws stays in its
- * open state, keeps delivering, and the server's close frame ends the link
- * (WS_PEER_INITIATED_CLOSE answers -1 once ours is sent).  When the server
- * closed first, lws echoes its close and ours is not sent.
+ * Our close frame, behind whatever is queued.  Messages the server sent
+ * before it saw our close (the reply to our last request) are still
+ * delivered, and the server's close frame ends the link (wsrx.c).  When the
+ * server closed first, its close was echoed and ours is not sent.
  */
 static void start_close(struct wsb_client *c)
 {

@@ -27,7 +27,9 @@ struct wsb_tlsconf {
 
 
 static const struct lws_protocols protocols[] = {
-	{ "wsbeat", wsb_lws_callback, 0, 0, 0, NULL, WSB_TX_CHUNK + 16 },
+	/* (tx_packet_size: a fragment's frame in TLS records, all in one
+	 * send: 5 records' overhead) */
+	{ "wsbeat", wsb_lws_callback, 0, 0, 0, NULL, WSB_TX_CHUNK + 1024 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -372,6 +374,8 @@ void wsb_engine_close(struct wsb_engine *e)
 
 	wsb_log_release(e);
 	wsb_srvhosts_free(e);
+	free(e->tls_out);
+	e->tls_out = NULL;
 	while ((t = e->vhosts)) {
 		e->vhosts = t->next;
 		if (t->ssl_ctx)

@@ -71,7 +71,8 @@ void wsb_rx_deliver(struct wsb_client *c)
 	c->rx.q_count++;
 	c->e->news++;
 	if (c->rx.q_count >= c->o.max_queue && !c->rx.paused)
-		/* never from inside RECEIVE: lws bug over TLS (DESIGN.md) */
+		/* (after the service turn, with the rest of the read
+		 * stashed: wsrx.c) */
 		wsb_defer(c, WSB_DEF_RXPAUSE);
 }
 

@@ -125,6 +125,9 @@ void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* a TLS 1.2 renegotiation would make SSL_write wait for a read,
+	 * which a memory BIO cannot (tlsio.c) */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_info_callback(ctx, info_cb);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 			      SSL_MODE_RELEASE_BUFFERS);

@@ -138,6 +138,8 @@ struct wsb_engine {
 	unsigned news;               /* bumped by anything queued for Lua */
 	unsigned char masks[256];    /* frame mask keys from OpenSSL's DRBG */
 	unsigned masks_left;         /* bytes of masks[] not yet used */
+	unsigned char *tls_out;      /* TLS records on their way to lws */
+	size_t tls_out_cap;
 	int corking;                 /* Lua is delivering a batch of events */
 	LIST_HEAD(, wsb_client) corked; /* clients with frames in cork.buf */
 	LIST_HEAD(, wsb_wsrx) failing; /* server connections to fail after
