@@ -82,8 +82,6 @@ void wsb_client_lost_no_cert(struct wsb_client *c);
 
 /* opening.c (a client's handshake) */
 int wsb_opening_start(struct wsb_client *c, struct lws *wsi);
-int wsb_opening_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
-		   size_t len);
 int wsb_raw_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
 	       size_t len);
 void wsb_opening_free(struct wsb_client *c);

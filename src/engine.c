@@ -174,6 +174,8 @@ struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
 	 * where wsbeat connects.
 	 */
 	info.http_proxy_address = ":0";
+	/* (lws uses no client TLS of its own, tlsio.c does: given ours, lws
+	 * makes no SSL_CTX for the vhost) */
 	if (tls)
 		info.provided_client_ssl_ctx = t->ssl_ctx;
 	t->vh = lws_create_vhost(e->ctx, &info);

@@ -133,8 +133,8 @@ static const char *agree(struct wsb_client *c, const struct wsb_hs_req *r)
  * maybe) the first frames.  0, or -1 to close the socket (the attempt is
  * then over: lost).
  */
-int wsb_opening_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
-		   size_t len)
+static int opening_rx(struct wsb_client *c, struct lws *wsi,
+		      unsigned char *in, size_t len)
 {
 	struct wsb_opening *o = c->opening;
 	struct wsb_hs_req r;
@@ -193,6 +193,6 @@ int wsb_raw_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
 	       size_t len)
 {
 	if (c->st == WSB_CONNECTING)
-		return wsb_opening_rx(c, wsi, in, len);
+		return opening_rx(c, wsi, in, len);
 	return wsb_wsrx_feed(c, in, len);
 }

@@ -61,6 +61,16 @@ static int flush(struct wsb_client *c, struct lws *wsi)
 	}
 	if (BIO_read(c->tlsio->wb, e->tls_out, (int)n) != (int)n)
 		return -1;
+	if (n > 16384) {
+		/* a memory BIO keeps its largest size: an idle connection
+		 * should not hold 64 KiB for a message long gone */
+		BIO *nb = BIO_new(BIO_s_mem());
+
+		if (nb) {
+			SSL_set0_wbio(c->tlsio->ssl, nb); /* (frees the old) */
+			c->tlsio->wb = nb;
+		}
+	}
 	return lws_write(wsi, e->tls_out, n, LWS_WRITE_RAW) < 0 ? -1 : 0;
 }
 
