@@ -19,14 +19,14 @@ WARN = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wpointer-arith \
 ALL_CFLAGS = $(WARN) -fPIC -I$(LUA_INCDIR) $(DEPS_CFLAGS) $(CFLAGS)
 LIBFLAG ?= -shared
 
-SRCS = src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/lengine.c src/conn.c src/attempt.c src/retry.c src/heartbeat.c src/send.c src/cork.c src/recv.c src/callback.c src/proxy.c src/relay.c src/server.c src/upgrade.c src/request.c src/broadcast.c src/handshake.c src/wsrx.c src/opening.c src/tlsio.c src/wsread.c src/pmd.c src/lclient.c src/lserver.c src/lcli.c
+SRCS = src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/lengine.c src/conn.c src/attempt.c src/retry.c src/heartbeat.c src/send.c src/cork.c src/recv.c src/callback.c src/proxy.c src/relay.c src/server.c src/upgrade.c src/request.c src/broadcast.c src/handshake.c src/hsclient.c src/wsrx.c src/opening.c src/tlsio.c src/wsread.c src/pmd.c src/lclient.c src/lserver.c src/lcli.c
 OBJS = $(SRCS:src/%.c=build/%.o)
 CORE = build/wsbeat/core.so
 
 .PHONY: all ctest test test-fast lint install clean check-memory demo asan fuzz bench bench-bin bench-scale bench-proxy dist
 all: $(CORE)
 
-build/%.o: src/%.c src/wsbeat.h src/conn.h src/tunnel.h src/wsread.h src/pmd.h src/handshake.h
+build/%.o: src/%.c src/wsbeat.h src/conn.h src/tunnel.h src/wsread.h src/pmd.h src/handshake.h src/hsparse.h
 	@mkdir -p build
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -50,9 +50,9 @@ ctest: $(CTESTS)
 build/ctest/wsread_test: test/c/wsread_test.c src/wsread.c src/utf8.c src/wsread.h src/wsbeat.h
 	@mkdir -p build/ctest
 	$(CC) $(WARN) -I src -I$(LUA_INCDIR) $(DEPS_CFLAGS) $(CFLAGS) -o $@ test/c/wsread_test.c src/wsread.c src/utf8.c
-build/ctest/handshake_test: test/c/handshake_test.c src/handshake.c src/handshake.h
+build/ctest/handshake_test: test/c/handshake_test.c src/handshake.c src/hsclient.c src/handshake.h src/hsparse.h
 	@mkdir -p build/ctest
-	$(CC) $(WARN) -I src $(CFLAGS) -o $@ test/c/handshake_test.c src/handshake.c -lcrypto
+	$(CC) $(WARN) -I src $(CFLAGS) -o $@ test/c/handshake_test.c src/handshake.c src/hsclient.c -lcrypto
 build/ctest/pmd_test: test/c/pmd_test.c src/pmd.c src/pmd.h
 	@mkdir -p build/ctest
 	$(CC) $(WARN) -I src $(CFLAGS) -o $@ test/c/pmd_test.c src/pmd.c -lz
@@ -63,7 +63,7 @@ build/ctest/pmd_test: test/c/pmd_test.c src/pmd.c src/pmd.h
 FUZZ_ARGS ?= -runs=200000
 FUZZ_CC = clang -g -O1 -fsanitize=fuzzer,address,undefined -I src -I$(LUA_INCDIR) $(DEPS_CFLAGS)
 fuzz: fuzz/url_fuzz.c fuzz/utf8_fuzz.c fuzz/frame_fuzz.c fuzz/wsread_fuzz.c fuzz/handshake_fuzz.c fuzz/pmd_fuzz.c \
-		src/url.c src/utf8.c src/frame.c src/wsread.c src/handshake.c src/pmd.c src/wsbeat.h
+		src/url.c src/utf8.c src/frame.c src/wsread.c src/handshake.c src/hsclient.c src/pmd.c src/wsbeat.h
 	@mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(LUA_INCDIR) $(DEPS_CFLAGS) \
 		-o build-fuzz/url_fuzz fuzz/url_fuzz.c src/url.c
@@ -76,7 +76,7 @@ fuzz: fuzz/url_fuzz.c fuzz/utf8_fuzz.c fuzz/frame_fuzz.c fuzz/wsread_fuzz.c fuzz
 	build-fuzz/utf8_fuzz $(FUZZ_ARGS) build-fuzz/utf8-corpus
 	build-fuzz/frame_fuzz $(FUZZ_ARGS) build-fuzz/frame-corpus
 	$(FUZZ_CC) -o build-fuzz/wsread_fuzz fuzz/wsread_fuzz.c src/wsread.c src/utf8.c
-	$(FUZZ_CC) -o build-fuzz/handshake_fuzz fuzz/handshake_fuzz.c src/handshake.c -lcrypto
+	$(FUZZ_CC) -o build-fuzz/handshake_fuzz fuzz/handshake_fuzz.c src/handshake.c src/hsclient.c -lcrypto
 	$(FUZZ_CC) -o build-fuzz/pmd_fuzz fuzz/pmd_fuzz.c src/pmd.c -lz
 	mkdir -p build-fuzz/wsread-corpus build-fuzz/handshake-corpus build-fuzz/pmd-corpus
 	build-fuzz/wsread_fuzz $(FUZZ_ARGS) build-fuzz/wsread-corpus

@@ -52,34 +52,25 @@ describe("protocol violations by the server", function()
 		end)
 	end
 
-	it("over wss too: RSV bits set, the server sees 1002 (sent through TLS)", function()
-		local certs = H.certs()
-		local tsrv = H.server { tls = true }
-		finally(function() tsrv:stop() end)
-		local ws, rec = H.client(tsrv:url("/raw/c10161" .. after), {
-			tls = { ca_file = certs .. "/ca.pem" }, reconnect = { delay = 0.01 }, on_state = ready,
-		})
-		H.wait_state(ws, "closed")
-		assert.same({ "open", "closed" }, rec.states)
-		assert.equal("protocol_error", rec.infos[2].cause)
-		assert.equal(1002, rec.infos[2].code)
-		assert.equal(1002, tsrv:wait_event("close").code)
-	end)
-
-	it("over wss too: a masked frame, the server sees 1002", function()
-		local certs = H.certs()
-		local tsrv = H.server { tls = true }
-		finally(function() tsrv:stop() end)
-		local ws, rec = H.client(tsrv:url("/raw/818537fa213d5f9f4d5158" .. after), {
-			tls = { ca_file = certs .. "/ca.pem" }, reconnect = { delay = 0.01 }, on_state = ready,
-		})
-		H.wait_state(ws, "closed")
-		assert.same({ "open", "closed" }, rec.states)
-		assert.equal("protocol_error", rec.infos[2].cause)
-		assert.equal(1002, rec.infos[2].code)
-		assert.same({}, rec.messages)
-		assert.equal(1002, tsrv:wait_event("close").code)
-	end)
+	for _, case in ipairs {
+		{ "RSV bits set", "c10161" },
+		{ "a masked frame", "818537fa213d5f9f4d5158" },
+	} do
+		it("over wss too: " .. case[1] .. ", the server sees 1002 (sent through TLS)", function()
+			local certs = H.certs()
+			local tsrv = H.server { tls = true }
+			finally(function() tsrv:stop() end)
+			local ws, rec = H.client(tsrv:url("/raw/" .. case[2] .. after), {
+				tls = { ca_file = certs .. "/ca.pem" }, reconnect = { delay = 0.01 }, on_state = ready,
+			})
+			H.wait_state(ws, "closed")
+			assert.same({ "open", "closed" }, rec.states)
+			assert.equal("protocol_error", rec.infos[2].cause)
+			assert.equal(1002, rec.infos[2].code)
+			assert.same({}, rec.messages)
+			assert.equal(1002, tsrv:wait_event("close").code)
+		end)
+	end
 
 	it("a close with an invalid code (1) is answered with 1002", function()
 		local ws, rec = H.client(srv:url("/raw/88020001" .. after), { reconnect = false, on_state = ready })

@@ -139,7 +139,7 @@ static int opening_rx(struct wsb_client *c, struct lws *wsi,
 	struct wsb_opening *o = c->opening;
 	struct wsb_hs_req r;
 	const char *why = NULL;
-	size_t end, old, n = len;
+	size_t end, old, from, n = len;
 	char *nb;
 
 	if (!o || c->at.done)
@@ -154,7 +154,12 @@ static int opening_rx(struct wsb_client *c, struct lws *wsi,
 	memcpy(o->head + o->len, in, n);
 	o->len += n;
 	o->head[o->len] = '\0';
-	end = wsb_hs_head_end(o->head, o->len);
+	/* (only the new bytes, and the 2 before them a blank line may
+	 * start in, are scanned: a trickled head is not rescanned) */
+	from = old > 2 ? old - 2 : 0;
+	end = wsb_hs_head_end(o->head + from, o->len - from);
+	if (end)
+		end += from;
 	if (!end) {
 		if (o->len <= HEAD_MAX)
 			return 0;

@@ -55,6 +55,25 @@ static int check_status(const char *head)
 	return r;
 }
 
+/* A head: first, then lines (less the one starting with omit), then
+ * extra, then the blank line. */
+static char *head_of(const char *first, const char *const *lines, size_t nl,
+		     const char *extra, const char *omit)
+{
+	static char buf[2048];
+	size_t n = 0;
+
+	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n", first);
+	for (size_t i = 0; i < nl; i++)
+		if (!omit || strncmp(lines[i], omit, strlen(omit)))
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n",
+					      lines[i]);
+	if (extra)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n", extra);
+	snprintf(buf + n, sizeof(buf) - n, "\r\n");
+	return buf;
+}
+
 /* A good upgrade head, its request line replaced (unless NULL), the line
  * starting with omit left out, extra lines added at the end. */
 static char *head_with(const char *reqline, const char *extra,
@@ -67,19 +86,9 @@ static char *head_with(const char *reqline, const char *extra,
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
 		"Sec-WebSocket-Version: 13",
 	};
-	static char buf[2048];
-	size_t n = 0;
 
-	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n",
-			      reqline ? reqline : "GET /chat HTTP/1.1");
-	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
-		if (!omit || strncmp(lines[i], omit, strlen(omit)))
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n",
-					      lines[i]);
-	if (extra)
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n", extra);
-	snprintf(buf + n, sizeof(buf) - n, "\r\n");
-	return buf;
+	return head_of(reqline ? reqline : "GET /chat HTTP/1.1", lines,
+		       sizeof(lines) / sizeof(lines[0]), extra, omit);
 }
 
 static void test_accept(void)
@@ -665,19 +674,9 @@ static char *response_with(const char *status, const char *extra,
 		"Connection: Upgrade",
 		"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
 	};
-	static char buf[2048];
-	size_t n = 0;
 
-	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n",
-			      status ? status : "HTTP/1.1 101 Switching Protocols");
-	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
-		if (!omit || strncmp(lines[i], omit, strlen(omit)))
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n",
-					      lines[i]);
-	if (extra)
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\r\n", extra);
-	snprintf(buf + n, sizeof(buf) - n, "\r\n");
-	return buf;
+	return head_of(status ? status : "HTTP/1.1 101 Switching Protocols",
+		       lines, sizeof(lines) / sizeof(lines[0]), extra, omit);
 }
 
 /* wsb_hs_parse_response's reason for head, NULL when it parses; a
