@@ -198,6 +198,7 @@ describe("server #server", function()
 		ev = py(rec2.url("/"), { { send = "no cert" }, { recv = 1 } }, "--ca", c .. "/ca.pem")
 		assert.equal(0, #of(ev, "message"))
 		assert.equal(1, #of(ev, "error") + #of(ev, "closed"))
+		H.run_until(function() return s2:stats().tls_failures == 1 end, 5, "the refused handshake counted")
 		local ws2 = H.client(rec2.url("/"), { reconnect = false, tls = { ca_file = c .. "/ca.pem",
 			cert_file = c .. "/client.pem", key_file = c .. "/client.key" } })
 		H.wait_state(ws2, "open")

@@ -372,3 +372,63 @@ describe("hostile clients #server", function()
 		end)
 	end
 end)
+
+-- A wss server's TLS is wsbeat's own (memory BIOs over the raw socket):
+-- the records behind the request, in the same read or later, are the
+-- connection's first frames; a client that does not speak TLS, or lacks
+-- the certificate the server requires, is dropped and counted; a refusal
+-- arrives whole over TLS.
+describe("hostile clients over wss #server", function()
+	local c = H.certs()
+	local tls = { cert_file = c .. "/server.pem", key_file = c .. "/server.key" }
+
+	for _, split in ipairs { false, true } do
+		it(("frames right behind the request (%s) are the connection's first, in order"):format(
+			split and "one TLS record each" or "in the request's own TLS record"), function()
+			local s = server { tls = tls, on_message = function(conn, d) conn:send(d) end }
+			finally(function() s:close() end)
+			local ev = finish(raw(s:port(), { { tls = c .. "/ca.pem" },
+				{ upgrade_and = { { payload = "one" }, { payload = "two" }, { payload = "three" } }, split = split },
+				{ read = 1 } }))
+			assert.equal(101, of(ev, "response")[1].status)
+			local texts = {}
+			for _, f in ipairs(of(ev, "frame")) do texts[#texts + 1] = f.text end
+			assert.same({ "one", "two", "three" }, texts)
+			assert.equal(3, s:stats().messages_received)
+		end)
+	end
+
+	it("a client that speaks plain HTTP to it is dropped at once and counted; others are served", function()
+		local now = require("wsbeat.core").now
+		local s = server { tls = tls, handshake_timeout = 30, on_message = function(conn, d) conn:send(d) end }
+		finally(function() s:close() end)
+		local t0 = now()
+		local ev = finish(raw(s:port(), { { upgrade = "/" } }))
+		assert.equal(1, #of(ev, "eof"))
+		assert.equal(0, #of(ev, "response"))
+		assert.is_true(now() - t0 < 3 * H.SLOW, "not dropped at once") -- (long before handshake_timeout)
+		H.run_until(function() return s:stats().tls_failures == 1 end, 2, "tls_failures counted")
+		ev = finish(raw(s:port(), { { tls = c .. "/ca.pem" }, { upgrade = "/" }, { frame = { payload = "fine" } }, { read = 1 } }))
+		assert.equal("fine", of(ev, "frame")[1].text)
+		assert.equal(0, s:stats().handshaking)
+		assert.equal(1, s:stats().upgraded)
+	end)
+
+	it("a refusal and a 426 arrive whole over TLS", function()
+		local s = server { tls = tls, on_upgrade = function(req) return req.path ~= "/deny", 401, "who are you" end }
+		finally(function() s:close() end)
+		local ev = finish(raw(s:port(), { { tls = c .. "/ca.pem" },
+			{ raw = "GET /deny HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
+				"Sec-WebSocket-Key: d3NiZWF0LWhvc3RpbGUhIQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" },
+			{ response = 3 } }))
+		assert.equal(401, of(ev, "response")[1].status)
+		assert.equal(1, #of(ev, "eof")) -- (the end, not "quiet")
+		assert.is_nil(of(ev, "eof")[1].unclean) -- (close_notify first)
+		ev = finish(raw(s:port(), { { tls = c .. "/ca.pem" }, { raw = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n" },
+			{ response = 3 } }))
+		assert.equal(426, of(ev, "response")[1].status)
+		assert.equal(1, #of(ev, "eof"))
+		assert.is_nil(of(ev, "eof")[1].unclean)
+		assert.equal(0, s:stats().tls_failures)
+	end)
+end)

@@ -131,8 +131,6 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 {
 	struct wsb_client *c = user;
 
-	if (reason == LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION)
-		return !len; /* OpenSSL's verdict on a client certificate */
 	if (!c)
 		return 0;
 	if (c->magic == WSB_PENDING_MAGIC)

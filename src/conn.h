@@ -11,7 +11,7 @@
  *   cork.c       batching what callbacks send
  *   recv.c       reassembly, limits, the receive queue, flow control
  *   opening.c    a client's opening handshake (raw socket)
- *   tlsio.c      a wss:// client's TLS, on memory BIOs
+ *   tlsio.c      TLS (a wss:// client's, a wss server's), on memory BIOs
  *   wsrx.c       the frames, both roles (read by wsbeat, not lws)
  *   callback.c   the libwebsockets callback
  */
@@ -86,7 +86,7 @@ int wsb_raw_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
 	       size_t len);
 void wsb_opening_free(struct wsb_client *c);
 
-/* tlsio.c (a wss:// client's TLS on memory BIOs) */
+/* tlsio.c (TLS on memory BIOs; a server's pending side is in wsbeat.h) */
 int wsb_tlsio_start(struct wsb_client *c, struct lws *wsi);
 int wsb_tlsio_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
 		 size_t len);

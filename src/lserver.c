@@ -352,6 +352,7 @@ static int s_stats(lua_State *L)
 	set_int(L, "refused", s->refused);
 	set_int(L, "rejected_full", s->full);
 	set_int(L, "handshake_timeouts", s->hs_timeouts);
+	set_int(L, "tls_failures", s->tls_failures);
 	set_int(L, "slow_consumers", s->slow);
 	set_int(L, "messages_sent", ms);
 	set_int(L, "messages_received", mr);

@@ -2,10 +2,11 @@
  * The accepting side.  wsbeat listens on a socket of its own, watched on
  * the engine's libuv loop, and hands every accepted socket to a
  * libwebsockets vhost that does not listen itself, as a raw socket
- * (lws_adopt_descriptor_vhost): lws does TCP and TLS, wsbeat the upgrade
- * (upgrade.c) and the frames (wsrx.c), because lws 4.1's WebSocket
- * server gets several of them wrong (docs/DESIGN.md, "The server reads
- * its own frames").  Bind errors are ours to report, port 0 is read back
+ * (lws_adopt_descriptor_vhost): lws does TCP, wsbeat the TLS (tlsio.c),
+ * the upgrade (upgrade.c) and the frames (wsrx.c), because lws 4.1's
+ * WebSocket server gets several of them wrong (docs/DESIGN.md, "The
+ * server reads its own frames") and its TLS hands over one record per
+ * loop turn.  Bind errors are ours to report, port 0 is read back
  * at once, and a server's port is released the moment it stops
  * listening.  Until its upgrade a socket is a "pending" handshake with a
  * deadline (handshake_timeout), kept here; from then on the connection is
@@ -30,13 +31,14 @@
 #include "conn.h"
 
 /*
- * One lws vhost per TLS configuration (certificate, client
+ * One lws vhost and SSL_CTX per TLS configuration (certificate, client
  * certificates), kept for the engine's life like the clients' vhosts.
  */
 struct wsb_srvhost {
 	struct wsb_srvhost *next;
 	int tls, verify_client;
 	char *cert_file, *key_file, *ca_file;
+	void *ssl_ctx;            /* wss: ours (tlsio.c), not lws's */
 	struct lws_vhost *vh;
 	struct lws_protocols protos[2];
 	char name[32];
@@ -54,6 +56,8 @@ static char *dup_or_null(const char *s)
 
 static void srvhost_free(struct wsb_srvhost *h)
 {
+	if (h->ssl_ctx)
+		wsb_tls_free_ctx(h->ssl_ctx);
 	free(h->cert_file);
 	free(h->key_file);
 	free(h->ca_file);
@@ -100,6 +104,16 @@ static struct wsb_srvhost *srvhost_for(struct wsb_server *s, char *err,
 	h->cert_file = dup_or_null(s->cert_file);
 	h->key_file = dup_or_null(s->key_file);
 	h->ca_file = dup_or_null(s->ca_file);
+	if (s->tls) {
+		h->ssl_ctx = wsb_tls_new_server_ctx(s->cert_file, s->key_file,
+						    s->ca_file,
+						    s->verify_client, err,
+						    errlen);
+		if (!h->ssl_ctx) {
+			srvhost_free(h);
+			return NULL;
+		}
+	}
 	h->protos[0].name = "wsbeat";
 	h->protos[0].callback = wsb_lws_callback;
 	h->protos[0].tx_packet_size = WSB_TX_CHUNK + 16;
@@ -108,10 +122,10 @@ static struct wsb_srvhost *srvhost_for(struct wsb_server *s, char *err,
 	memset(&info, 0, sizeof(info));
 	/*
 	 * Adopted sockets only, but not with CONTEXT_PORT_NO_LISTEN_SERVER:
-	 * lws re-picks a request's vhost (by Host header, and by SNI for TLS)
-	 * among the vhosts of the same listen port, so with that port shared
-	 * by every server vhost a connection could end up with another
-	 * server's certificate.  A port of its own,
+	 * lws re-picks a request's vhost (by Host header) among the vhosts
+	 * of the same listen port, so with that port shared by every server
+	 * vhost a connection could end up with another server's settings.
+	 * A port of its own,
 	 * outside TCP's range, on an interface that cannot exist (longer than
 	 * IFNAMSIZ): lws then defers listening for good ("no such interface",
 	 * rechecked every 30 s) and never binds anything.
@@ -125,20 +139,10 @@ static struct wsb_srvhost *srvhost_for(struct wsb_server *s, char *err,
 	info.uid = (uid_t)-1;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.http_proxy_address = ":0"; /* (engine.c: never the environment's) */
-	if (s->tls) {
-		info.ssl_cert_filepath = s->cert_file;
-		info.ssl_private_key_filepath = s->key_file;
-		info.ssl_ca_filepath = s->ca_file;
-		if (s->verify_client)
-			info.options |=
-				LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT;
-	}
 	h->vh = lws_create_vhost(e->ctx, &info);
 	if (!h->vh) {
-		snprintf(err, errlen, "cannot set up %s (libwebsockets refused "
-			 "the configuration%s)", s->tls ? "TLS" : "the server",
-			 s->tls ? ": check tls.cert_file, tls.key_file and "
-			 "tls.ca_file" : "");
+		snprintf(err, errlen, "cannot set up the server (libwebsockets "
+			 "refused its vhost)");
 		srvhost_free(h);
 		return NULL;
 	}
@@ -237,14 +241,21 @@ static void accept_one(struct wsb_server *s, int fd,
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	d.sockfd = fd;
-	/* raw: lws does TCP and TLS, the rest is ours (closes fd on failure) */
-	wsi = lws_adopt_descriptor_vhost(s->vh, LWS_ADOPT_SOCKET |
-					 LWS_ADOPT_ALLOW_SSL, d, "wsbeat", NULL);
+	if (s->ssl_ctx && !(p->tlsio = wsb_tlsio_accept(s->ssl_ctx))) {
+		free(p);
+		close(fd);
+		return;
+	}
+	/* raw: lws does TCP, the rest is ours (closes fd on failure) */
+	wsi = lws_adopt_descriptor_vhost(s->vh, LWS_ADOPT_SOCKET, d, "wsbeat",
+					 NULL);
 	if (!wsi) {
+		wsb_tlsio_destroy(p->tlsio);
 		free(p);
 		return;
 	}
 	p->magic = WSB_PENDING_MAGIC;
+	p->e = s->e;
 	p->s = s;
 	p->wsi = wsi;
 	addr_string(ss, p->remote, sizeof(p->remote), &p->remote_port);
@@ -317,6 +328,7 @@ int wsb_server_listen(struct wsb_server *s, char *err, size_t errlen)
 		return -1;
 	s->vh = h->vh;
 	s->sh = h;
+	s->ssl_ctx = h->ssl_ctx;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
@@ -475,6 +487,8 @@ int wsb_server_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 	switch (reason) {
 	case LWS_CALLBACK_RAW_RX:
+		if (p->tlsio)
+			return wsb_tlsio_pending_rx(wsi, p, in, len);
 		return wsb_upgrade_rx(wsi, p, in, len);
 	case LWS_CALLBACK_RAW_WRITEABLE:
 		/* a refusal written after all: shut our side */
@@ -489,6 +503,7 @@ int wsb_server_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			hs_arm(s);
 		}
 		lws_set_wsi_user(wsi, NULL);
+		wsb_tlsio_destroy(p->tlsio);
 		free(p->head);
 		free(p);
 		return 0;

@@ -1,6 +1,6 @@
 /*
- * TLS: the client SSL_CTX for each distinct TLS setup, and certificate
- * verification (a wss:// client's TLS itself is tlsio.c's).
+ * TLS: the client SSL_CTX for each distinct TLS setup, a wss server's
+ * SSL_CTX, and certificate verification (the TLS itself is tlsio.c's).
  *
  * ca_file/ca_path replace the system store, loading errors carry
  * OpenSSL's reason, and wsb_tls_check() checks the leaf against the name or
@@ -176,6 +176,91 @@ fail:
 void wsb_tls_free_ctx(void *ctx)
 {
 	SSL_CTX_free(ctx);
+}
+
+/* ALPN: a browser offers h2 and http/1.1; a WebSocket upgrade is 1.1 */
+static int alpn_select(SSL *ssl, const unsigned char **out,
+		       unsigned char *outlen, const unsigned char *in,
+		       unsigned int inlen, void *arg)
+{
+	static const unsigned char ours[] = "\x08http/1.1";
+	unsigned char *o;
+
+	(void)ssl;
+	(void)arg;
+	if (SSL_select_next_proto(&o, outlen, ours, sizeof(ours) - 1, in,
+				  inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = o;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/*
+ * A wss server's SSL_CTX: its certificate chain and key, and with
+ * verify_client, client certificates required and checked against
+ * ca_file.  NULL and why in err when a file does not load.
+ */
+void *wsb_tls_new_server_ctx(const char *cert_file, const char *key_file,
+			     const char *ca_file, int verify_client,
+			     char *err, size_t errlen)
+{
+	static const unsigned char sid[] = "wsbeat";
+	SSL_CTX *ctx;
+
+	if (alert_index < 0)
+		alert_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	ERR_clear_error();
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx) {
+		snprintf(err, errlen, "cannot create TLS context");
+		ssl_errors(err, errlen);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* (no renegotiation: SSL_write cannot wait for a read, tlsio.c) */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_info_callback(ctx, info_cb);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+			      SSL_MODE_RELEASE_BUFFERS);
+	/* (resumed sessions: required once client certificates are) */
+	SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		snprintf(err, errlen, "cannot load tls.cert_file '%s'",
+			 cert_file);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+		snprintf(err, errlen, "cannot load tls.key_file '%s'", key_file);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errlen, "tls.key_file '%s' does not match "
+			 "tls.cert_file '%s'", key_file, cert_file);
+		goto fail;
+	}
+	if (ca_file) {
+		STACK_OF(X509_NAME) *names;
+
+		if (!SSL_CTX_load_verify_locations(ctx, ca_file, NULL)) {
+			snprintf(err, errlen, "cannot load tls.ca_file '%s'",
+				 ca_file);
+			goto fail;
+		}
+		/* (the CAs named in the certificate request) */
+		names = SSL_load_client_CA_file(ca_file);
+		if (names)
+			SSL_CTX_set_client_CA_list(ctx, names);
+	}
+	if (verify_client)
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
+				   SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	return ctx;
+
+fail:
+	ssl_errors(err, errlen);
+	SSL_CTX_free(ctx);
+	return NULL;
 }
 
 /* Our verdict on one element of the server's chain (OpenSSL's is

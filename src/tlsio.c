@@ -1,12 +1,14 @@
 /*
- * A wss:// client's TLS, on OpenSSL memory BIOs over a raw lws socket.
- * lws 4.1.6 starts the TLS handshake of a raw client socket but has no
- * state that finishes it (its ws and MQTT roles drive their own), so the
- * socket stays plain to lws and the TLS is ours: what lws reads goes into
- * the read BIO, what SSL_read gives goes to the opening handshake or the
- * frame reader (as a ws:// client's plaintext does), and every write goes
- * through SSL_write, its records handed to lws_write (which keeps the
- * order and buffers a partial write).  docs/DESIGN.md, "TLS".
+ * TLS, both roles, on OpenSSL memory BIOs over a raw lws socket.  lws
+ * 4.1.6 starts the TLS handshake of a raw client socket but has no state
+ * that finishes it (its ws and MQTT roles drive their own), and on a
+ * server socket it hands over one record per loop turn; so every socket
+ * stays plain to lws and the TLS is ours: what lws reads goes into the
+ * read BIO, every record it holds is decrypted in the same turn and goes
+ * to the opening handshake (a client's), the request (a server's) or the
+ * frame reader, and every write goes through SSL_write, its records
+ * handed to lws_write (which keeps the order and buffers a partial
+ * write).  docs/DESIGN.md, "TLS".
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,12 +25,43 @@ struct wsb_tlsio {
 	int up;                   /* the handshake is over */
 };
 
+/* An SSL on two memory BIOs, in the client's or the server's role. */
+static struct wsb_tlsio *tlsio_new(void *ssl_ctx, int server)
+{
+	struct wsb_tlsio *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->ssl = SSL_new(ssl_ctx);
+	t->rb = BIO_new(BIO_s_mem());
+	t->wb = BIO_new(BIO_s_mem());
+	if (!t->ssl || !t->rb || !t->wb) {
+		SSL_free(t->ssl);
+		BIO_free(t->rb);
+		BIO_free(t->wb);
+		free(t);
+		return NULL;
+	}
+	BIO_set_mem_eof_return(t->rb, -1); /* (empty: "try again", not EOF) */
+	SSL_set_bio(t->ssl, t->rb, t->wb);
+	if (server)
+		SSL_set_accept_state(t->ssl);
+	else
+		SSL_set_connect_state(t->ssl);
+	return t;
+}
+
+void wsb_tlsio_destroy(struct wsb_tlsio *t)
+{
+	if (!t)
+		return;
+	SSL_free(t->ssl); /* (frees the BIOs) */
+	free(t);
+}
+
 void wsb_tlsio_free(struct wsb_client *c)
 {
-	if (!c->tlsio)
-		return;
-	SSL_free(c->tlsio->ssl); /* (frees the BIOs) */
-	free(c->tlsio);
+	wsb_tlsio_destroy(c->tlsio);
 	c->tlsio = NULL;
 }
 
@@ -44,10 +77,9 @@ void *wsb_tlsio_ssl(const struct wsb_client *c)
  * clears the BIO's whole capacity, 64 KiB after one big fragment, on
  * every later flush (1.5 us for a 100-byte PONG).
  */
-static int flush(struct wsb_client *c, struct lws *wsi)
+static int flush(struct wsb_engine *e, struct wsb_tlsio *t, struct lws *wsi)
 {
-	struct wsb_engine *e = c->e;
-	size_t n = BIO_ctrl_pending(c->tlsio->wb);
+	size_t n = BIO_ctrl_pending(t->wb);
 
 	if (!n)
 		return 0;
@@ -59,7 +91,7 @@ static int flush(struct wsb_client *c, struct lws *wsi)
 		e->tls_out = b;
 		e->tls_out_cap = n;
 	}
-	if (BIO_read(c->tlsio->wb, e->tls_out, (int)n) != (int)n)
+	if (BIO_read(t->wb, e->tls_out, (int)n) != (int)n)
 		return -1;
 	if (n > 16384) {
 		/* a memory BIO keeps its largest size: an idle connection
@@ -67,11 +99,24 @@ static int flush(struct wsb_client *c, struct lws *wsi)
 		BIO *nb = BIO_new(BIO_s_mem());
 
 		if (nb) {
-			SSL_set0_wbio(c->tlsio->ssl, nb); /* (frees the old) */
-			c->tlsio->wb = nb;
+			SSL_set0_wbio(t->ssl, nb); /* (frees the old) */
+			t->wb = nb;
 		}
 	}
 	return lws_write(wsi, e->tls_out, n, LWS_WRITE_RAW) < 0 ? -1 : 0;
+}
+
+/* Plaintext out through t.  0, or -1 when the link failed. */
+int wsb_tlsio_write(struct wsb_engine *e, struct wsb_tlsio *t,
+		    struct lws *wsi, const unsigned char *p, size_t n)
+{
+	ERR_clear_error();
+	/* (memory BIOs take everything: one call, no partial writes) */
+	if (n && SSL_write(t->ssl, p, (int)n) <= 0) {
+		ERR_clear_error();
+		return -1;
+	}
+	return flush(e, t, wsi);
 }
 
 /* Plaintext out: through TLS when the link has it.  0, or -1 when the
@@ -79,19 +124,12 @@ static int flush(struct wsb_client *c, struct lws *wsi)
 int wsb_raw_write(struct wsb_client *c, struct lws *wsi,
 		  const unsigned char *p, size_t n)
 {
-	if (!c->tlsio) {
-		if (c->url.tls && !c->server_role)
-			return -1; /* (never plaintext on a wss:// socket) */
-		return lws_write(wsi, (unsigned char *)p, n, LWS_WRITE_RAW) < 0 ?
-		       -1 : 0;
-	}
-	ERR_clear_error();
-	/* (memory BIOs take everything: one call, no partial writes) */
-	if (n && SSL_write(c->tlsio->ssl, p, (int)n) <= 0) {
-		ERR_clear_error();
-		return -1;
-	}
-	return flush(c, wsi);
+	if (c->tlsio)
+		return wsb_tlsio_write(c->e, c->tlsio, wsi, p, n);
+	if (c->url.tls)
+		return -1; /* (never plaintext on a wss:// socket) */
+	return lws_write(wsi, (unsigned char *)p, n, LWS_WRITE_RAW) < 0 ?
+	       -1 : 0;
 }
 
 /* OpenSSL's verdict on each certificate of the chain, then ours (tls.c). */
@@ -115,22 +153,11 @@ int wsb_tlsio_start(struct wsb_client *c, struct lws *wsi)
 		return -1;
 	c->wsi = wsi;
 	wsb_tlsio_free(c);
-	t = calloc(1, sizeof(*t));
+	t = tlsio_new(c->at.ssl_ctx, 0);
 	if (!t)
 		goto fail;
 	c->tlsio = t;
-	t->ssl = SSL_new(c->at.ssl_ctx);
-	t->rb = BIO_new(BIO_s_mem());
-	t->wb = BIO_new(BIO_s_mem());
-	if (!t->ssl || !t->rb || !t->wb) {
-		BIO_free(t->rb);
-		BIO_free(t->wb);
-		goto fail;
-	}
-	BIO_set_mem_eof_return(t->rb, -1); /* (empty: "try again", not EOF) */
-	SSL_set_bio(t->ssl, t->rb, t->wb);
 	SSL_set_app_data(t->ssl, c);
-	SSL_set_connect_state(t->ssl);
 	SSL_set_verify(t->ssl, SSL_VERIFY_PEER, verify_cb);
 	if (!wsb_is_ip_literal(name))
 		SSL_set_tlsext_host_name(t->ssl, name);
@@ -138,7 +165,7 @@ int wsb_tlsio_start(struct wsb_client *c, struct lws *wsi)
 	ERR_clear_error();
 	(void)SSL_do_handshake(t->ssl);
 	ERR_clear_error();
-	if (flush(c, wsi) < 0) {
+	if (flush(c->e, c->tlsio, wsi) < 0) {
 		c->wsi = NULL;
 		lws_set_wsi_user(wsi, NULL);
 		wsb_lost(c, "network", 0, 0, "connection failed: the TLS "
@@ -164,7 +191,7 @@ static void handshake_failed(struct wsb_client *c, struct lws *wsi,
 	const char *alert = wsb_tls_alert(c->tlsio->ssl);
 	const char *r = e ? ERR_reason_error_string(e) : NULL;
 
-	(void)flush(c, wsi); /* (our own alert, if any: the server sees why) */
+	(void)flush(c->e, c->tlsio, wsi); /* (our own alert, if any: the server sees why) */
 	c->wsi = NULL;
 	lws_set_wsi_user(wsi, NULL);
 	if (c->at.tls_err[0])
@@ -213,8 +240,9 @@ static void link_failed(struct wsb_client *c, struct lws *wsi)
 }
 
 /*
- * RAW_RX of a wss:// attempt: ciphertext in; the handshake moved on, or
- * every record decrypted and handed on.  0, or -1 to close the socket.
+ * RAW_RX of a wss:// attempt or a wss server's connection: ciphertext
+ * in; the handshake moved on, or every record decrypted and handed on.
+ * 0, or -1 to close the socket.
  */
 int wsb_tlsio_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
 		 size_t len)
@@ -222,7 +250,7 @@ int wsb_tlsio_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
 	struct wsb_tlsio *t = c->tlsio;
 	unsigned char buf[16384];
 
-	if (!t || BIO_write(t->rb, in, (int)len) != (int)len)
+	if (!t || (len && BIO_write(t->rb, in, (int)len) != (int)len))
 		return -1;
 	if (!t->up) {
 		int r;
@@ -234,7 +262,7 @@ int wsb_tlsio_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
 			ERR_clear_error();
 			return -1;
 		}
-		if (flush(c, wsi) < 0)
+		if (flush(c->e, c->tlsio, wsi) < 0)
 			return -1;
 		if (r != 1)
 			return 0;
@@ -264,5 +292,100 @@ int wsb_tlsio_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
 			return -1;
 	}
 	/* (SSL_read may answer, e.g. a key update) */
-	return flush(c, wsi);
+	return flush(c->e, c->tlsio, wsi);
+}
+
+/* ------------------------------------------------------ the server's side */
+
+/*
+ * An accepted socket of a wss server: TLS in the server's role, on the
+ * same memory BIOs as a client's, so a server connection reads every
+ * record a read brought in one turn (lws's own TLS gave one record per
+ * loop turn).  NULL when out of memory.
+ */
+struct wsb_tlsio *wsb_tlsio_accept(void *ssl_ctx)
+{
+	return tlsio_new(ssl_ctx, 1);
+}
+
+/* A refusal is written: close_notify after it, so the client knows the
+ * answer is whole. */
+void wsb_tlsio_close_notify(struct wsb_engine *e, struct wsb_tlsio *t,
+			    struct lws *wsi)
+{
+	ERR_clear_error();
+	(void)SSL_shutdown(t->ssl);
+	ERR_clear_error();
+	(void)flush(e, t, wsi);
+}
+
+/* Why a client's TLS handshake failed, for the log. */
+static void accept_failed(struct wsb_pending *p, unsigned long err)
+{
+	struct wsb_server *s = p->s;
+	const char *alert = wsb_tls_alert(p->tlsio->ssl);
+	const char *r = err ? ERR_reason_error_string(err) : NULL;
+
+	if (!s)
+		return;
+	s->tls_failures++;
+	wsb_log(s->e, WSB_LOG_INFO, "server :%d: %s:%d: TLS handshake "
+		"failed: %s%s", s->port, p->remote, p->remote_port,
+		alert ? "alert from the client: " : "",
+		alert ? alert : r ? r : "closed by the client");
+}
+
+/*
+ * RAW_RX of a wss server's socket before its upgrade: the TLS handshake,
+ * then the request's plaintext to upgrade.c.  Once upgraded (p is gone,
+ * its TLS is the connection's), the records that came behind the request
+ * are the connection's first frames.  0, or -1 to close the socket.
+ */
+int wsb_tlsio_pending_rx(struct lws *wsi, struct wsb_pending *p,
+			 unsigned char *in, size_t len)
+{
+	struct wsb_tlsio *t = p->tlsio;
+	struct wsb_engine *e = p->e;
+	unsigned char buf[16384];
+
+	if (!t || (len && BIO_write(t->rb, in, (int)len) != (int)len))
+		return -1;
+	if (!t->up) {
+		int r;
+
+		ERR_clear_error();
+		r = SSL_do_handshake(t->ssl);
+		if (r != 1 && SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ) {
+			accept_failed(p, ERR_peek_error());
+			ERR_clear_error();
+			(void)flush(e, t, wsi); /* (our alert: the client
+						   sees why) */
+			return -1;
+		}
+		if (flush(e, t, wsi) < 0)
+			return -1;
+		if (r != 1)
+			return 0;
+		t->up = 1;
+	}
+	for (;;) {
+		struct wsb_client *c;
+		int n, err;
+
+		ERR_clear_error();
+		n = SSL_read(t->ssl, buf, sizeof(buf));
+		if (n <= 0) {
+			err = SSL_get_error(t->ssl, n);
+			ERR_clear_error();
+			if (err == SSL_ERROR_WANT_READ)
+				break;
+			return -1; /* (the client went, or broke TLS) */
+		}
+		if (wsb_upgrade_rx(wsi, p, buf, (size_t)n) < 0)
+			return -1;
+		c = lws_wsi_user(wsi);
+		if (c && c->magic == WSB_CLIENT_MAGIC)
+			return wsb_tlsio_rx(c, wsi, NULL, 0);
+	}
+	return flush(e, t, wsi);
 }

@@ -99,6 +99,17 @@ static const char *status_text(int status)
  * unread input would reset it, and the reset can destroy the answer
  * before the client reads it (a refused 1 MiB header).
  */
+/* The answer's bytes, through the TLS when the server has it. */
+static int pending_write(struct lws *wsi, struct wsb_pending *p,
+			 const char *t, size_t n)
+{
+	if (p->tlsio)
+		return wsb_tlsio_write(p->e, p->tlsio, wsi,
+				       (const unsigned char *)t, n);
+	return lws_write(wsi, (unsigned char *)t, n, LWS_WRITE_RAW) < 0 ?
+	       -1 : 0;
+}
+
 static int answer(struct lws *wsi, struct wsb_pending *p, int status,
 		  const char *body)
 {
@@ -116,8 +127,10 @@ static int answer(struct lws *wsi, struct wsb_pending *p, int status,
 	p->head = NULL;
 	p->head_len = p->head_cap = 0;
 	if (n <= 0 || (size_t)n >= sizeof(buf) - LWS_PRE ||
-	    lws_write(wsi, (unsigned char *)t, (size_t)n, LWS_WRITE_RAW) < 0)
+	    pending_write(wsi, p, t, (size_t)n) < 0)
 		return -1;
+	if (p->tlsio)
+		wsb_tlsio_close_notify(p->e, p->tlsio, wsi);
 	if (lws_partial_buffered(wsi))
 		lws_callback_on_writable(wsi); /* (shut when written) */
 	else
@@ -199,8 +212,9 @@ static void on_established(struct wsb_client *c, struct lws *wsi)
 }
 
 /* The 101 answer: 0, or -1 when the link failed. */
-static int switch_protocols(struct lws *wsi, const struct wsb_hs_req *q,
-			    const char *protocol, const char *ext)
+static int switch_protocols(struct wsb_client *c, struct lws *wsi,
+			    const struct wsb_hs_req *q, const char *protocol,
+			    const char *ext)
 {
 	char buf[LWS_PRE + 512], accept[29], *t = buf + LWS_PRE;
 	int n;
@@ -214,8 +228,7 @@ static int switch_protocols(struct lws *wsi, const struct wsb_hs_req *q,
 		     "", ext, *ext ? "\r\n" : "");
 	if (n <= 0 || (size_t)n >= sizeof(buf) - LWS_PRE)
 		return -1;
-	return lws_write(wsi, (unsigned char *)t, (size_t)n, LWS_WRITE_RAW) < 0 ?
-	       -1 : 0;
+	return wsb_raw_write(c, wsi, (unsigned char *)t, (size_t)n);
 }
 
 /* permessage-deflate, when the server has compression on and the client
@@ -305,13 +318,15 @@ static int on_head(struct lws *wsi, struct wsb_pending *p, size_t end,
 	}
 	c->tx.zsend = deflate;
 	snprintf(c->protocol, sizeof(c->protocol), "%s", v.protocol);
-	if (switch_protocols(wsi, q, c->protocol, ext) < 0) {
+	c->tlsio = p->tlsio; /* (the socket's TLS is the connection's now) */
+	p->tlsio = NULL;
+	if (switch_protocols(c, wsi, q, c->protocol, ext) < 0) {
 		wsb_client_free(c);
 		return -1;
 	}
 	wsb_pending_unlist(p);
 	lws_set_wsi_user(wsi, c);
-	/* (lws's own deadline for the TLS handshake's next step) */
+	/* (whatever deadline lws set at adoption: the heartbeat rules now) */
 	lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
 	on_established(c, wsi);
 	return 0;

@@ -334,7 +334,7 @@ struct wsb_client {
 	int opened_once;
 	char protocol[64];
 	struct wsb_opening *opening; /* a client's upgrade under way */
-	struct wsb_tlsio *tlsio;     /* a wss:// client's TLS (tlsio.c) */
+	struct wsb_tlsio *tlsio;     /* wss: the TLS (tlsio.c) */
 
 	struct wsb_attempt at;
 	struct wsb_close close;
@@ -478,6 +478,9 @@ struct wsb_pending {
 	size_t head_len, head_cap;
 	int answered;             /* refused: the answer is written, the
 				     socket waits for the client's end */
+	struct wsb_engine *e;
+	struct wsb_tlsio *tlsio;  /* a wss server's TLS, the connection's
+				     once upgraded (tlsio.c) */
 };
 
 struct wsb_server {
@@ -502,6 +505,7 @@ struct wsb_server {
 	int freed;                /* Lua let go: free with the last handle */
 	struct lws_vhost *vh;
 	struct wsb_srvhost *sh;
+	void *ssl_ctx;            /* wss: the srvhost's SSL_CTX */
 	TAILQ_HEAD(, wsb_pending) pending;
 	size_t npending;
 	LIST_HEAD(, wsb_client) conns;    /* every connection not yet freed */
@@ -509,7 +513,8 @@ struct wsb_server {
 	int closing;              /* server:close() was called */
 	int anchored;             /* its userdata is in the registry */
 	/* stats */
-	uint64_t accepted, upgraded, refused, full, hs_timeouts, slow;
+	uint64_t accepted, upgraded, refused, full, hs_timeouts, slow,
+		 tls_failures;
 	uint64_t gone_msgs_sent, gone_msgs_recv, gone_bytes_sent,
 		 gone_bytes_recv;
 };
@@ -524,6 +529,14 @@ void wsb_server_conn_closed(struct wsb_client *c);
 void wsb_pending_unlist(struct wsb_pending *p);
 int wsb_upgrade_rx(struct lws *wsi, struct wsb_pending *p, void *in,
 		   size_t len); /* upgrade.c */
+struct wsb_tlsio *wsb_tlsio_accept(void *ssl_ctx); /* tlsio.c */
+void wsb_tlsio_destroy(struct wsb_tlsio *t);
+int wsb_tlsio_write(struct wsb_engine *e, struct wsb_tlsio *t,
+		    struct lws *wsi, const unsigned char *p, size_t n);
+void wsb_tlsio_close_notify(struct wsb_engine *e, struct wsb_tlsio *t,
+			    struct lws *wsi);
+int wsb_tlsio_pending_rx(struct lws *wsi, struct wsb_pending *p,
+			 unsigned char *in, size_t len);
 struct wsb_hs_req;
 struct wsb_request *wsb_request_capture(const struct wsb_hs_req *q,
 					 const struct wsb_pending *p);
@@ -539,6 +552,9 @@ void wsb_srvhosts_free(struct wsb_engine *e);
 int wsb_tls_check(struct wsb_client *c, void *x509_ctx, int preverify_ok);
 void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen);
 void wsb_tls_free_ctx(void *ctx);
+void *wsb_tls_new_server_ctx(const char *cert_file, const char *key_file,
+			     const char *ca_file, int verify_client,
+			     char *err, size_t errlen);
 const char *wsb_tls_alert(void *ssl); /* fatal alert the peer sent, or NULL */
 int wsb_utf8_valid(const unsigned char *s, size_t n); /* strict, as utf8.len */
 int wsb_tls_cert_unanswered(void *ssl); /* server asked for a cert we lack */

@@ -5,7 +5,7 @@
  * input it has not inflated yet; its client parses a byte at a time (more
  * than half the client's CPU at 4 KiB messages) and takes masked server
  * frames.  So every connection is a raw socket to lws, which still does
- * TCP (and a server's TLS; a client's is tlsio.c's), and the frames are
+ * TCP (the TLS is tlsio.c's, both roles), and the frames are
  * read here: wsread.c parses, pmd.c inflates, recv.c
  * reassembles and queues, and PINGs and the close are answered here.
  */
