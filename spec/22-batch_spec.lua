@@ -160,13 +160,15 @@ print("GOT " .. got)
 		end
 	end
 
-	-- The link is reset while a callback runs; the batch's write then fails,
-	-- and the messages go on the next connection, in order.  The proxy in
+	-- The link is reset while a callback runs; the batch never leaves (the
+	-- engine reads on before it writes a batch and finds the reset, or the
+	-- write fails: either way the link failed under it), and the messages
+	-- go on the next connection, in order, with a log line that says so.  The proxy in
 	-- between resets it from inside the callback, so the reset comes after
 	-- the client has read the server's message and before the batch is
 	-- written, however the machine schedules the two processes.
 	for _, scheme in ipairs { "ws", "wss" } do
-		it(scheme .. ": a batch whose write fails is sent on the next connection, in order", function()
+		it(scheme .. ": a batch whose link fails before it is written is sent on the next connection, in order", function()
 			local s, px
 			-- (one finally per test: busted keeps only the last one)
 			finally(function() wsbeat.log(nil); H.stop(px, s) end)

@@ -254,6 +254,49 @@ describe("server #server", function()
 		assert.equal(1, #rec.opened) -- the refused one never opened
 	end)
 
+	-- The engine reads on before it writes what callbacks sent (a batch),
+	-- so a request can be read while Lua is between two callbacks: it
+	-- must go through on_upgrade all the same.  The server's on_message
+	-- waits until the second client's request is in its socket, then
+	-- sends (a batch to write), so that request is read in that read-on.
+	it("an upgrade request read while callbacks' sends wait to be written still goes through on_upgrade", function()
+		local asked = 0
+		local s, rec
+		s, rec = server {
+			on_upgrade = function(req)
+				asked = asked + 1
+				if req.path == "/late" then return false, 401, "no" end
+				return true
+			end,
+			on_message = function(conn, data)
+				local deadline = require("wsbeat.core").now() + 5 * H.SLOW
+				local queued = ("ss -Htn state established '( sport = :%d )' | awk '$1 > 0'"):format(s:port())
+				while H.sh(queued) == "" do
+					assert(require("wsbeat.core").now() < deadline, "the late request never arrived")
+					H.sleep(0.01)
+				end
+				conn:send(data)
+			end,
+		}
+		finally(function() stop(s) end)
+		local ws, crec = H.client(rec.url("/first"), { reconnect = false, heartbeat = false })
+		H.wait_state(ws, "open")
+		local late = H.start_peer({ H.PYTHON, H.ROOT .. "/spec/fixtures/rawclient.py", tostring(s:port()),
+			json.encode { { sleep = 0.5 }, { upgrade = "/late" } } }, { name = "rawclient", ready = "^START" })
+		H.run_until(function() return s:stats().accepted == 2 end, 5, "the late client's connection")
+		ws:send("go") -- (sent before the late request: its callback waits for it)
+		H.run_until(function() return #crec.messages == 1 end, 10, "the echo")
+		H.run_until(function() return (H.read_file(late.log) or ""):find("\nDONE") end, 10, "the late client")
+		late:stop()
+		local resp
+		for _, e in ipairs(late:events()) do if e.event == "response" then resp = e end end
+		assert.equal(401, resp and resp.status)
+		assert.equal(2, asked)
+		assert.equal(1, s:stats().refused)
+		assert.equal(1, #rec.opened)
+		ws:close()
+	end)
+
 	it("an error in on_upgrade refuses with 500 and goes to on_error; so does a wrong answer", function()
 		local errors = {}
 		local s, rec = server {

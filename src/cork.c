@@ -13,7 +13,9 @@
 #define CORK_KEEP 4096 /* a buffer kept between batches at most this big */
 
 /*
- * The link failed under corked frames that send() had already accepted:
+ * The link failed under corked frames that send() had already accepted
+ * (their write failed, or the link went while the batch was still
+ * collecting: wsb_engine_poll_more() reads on before it is written):
  * unmask them back into messages at the front of the send queue, where a
  * message that could not be written at once would have gone, so that they
  * leave on the next connection.  Our own frames only: data frames with
@@ -27,6 +29,9 @@ void wsb_cork_requeue(struct wsb_client *c)
 
 	if (!c->cork.len)
 		return;
+	wsb_log(c->e, WSB_LOG_INFO, "%s: the link failed under %zu message(s) "
+		"sent from callbacks: %s", c->url.host, c->cork.msgs,
+		c->server_role ? "not sent" : "kept for the next connection");
 	while (p < end) {
 		unsigned op = p[0] & 0x0f;
 		size_t len = p[1] & 0x7f, hl = 2, kl = p[1] & 0x80 ? 4 : 0;
@@ -71,9 +76,6 @@ int wsb_uncork(struct wsb_client *c)
 		return 0;
 	if (!c->wsi ||
 	    wsb_raw_write(c, c->wsi, c->cork.buf, c->cork.len) < 0) {
-		wsb_log(c->e, WSB_LOG_INFO, "%s: the link failed under %zu "
-			"message(s) sent from callbacks: kept for the next "
-			"connection", c->url.host, c->cork.msgs);
 		wsb_cork_requeue(c);
 		if (c->wsi) {
 			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK,
@@ -96,6 +98,7 @@ int wsb_uncork(struct wsb_client *c)
 void wsb_engine_uncork(struct wsb_engine *e)
 {
 	e->corking = 0;
+	e->polled = 0;
 	while (!LIST_EMPTY(&e->corked)) {
 		struct wsb_client *c = LIST_FIRST(&e->corked);
 

@@ -483,6 +483,23 @@ static void run_loop(struct wsb_engine *e, int block)
 	e->in_service = 0;
 }
 
+/* Input that came while Lua ran the last batch: read it before the
+ * batch's replies are written.  1 when it brought events. */
+int wsb_engine_poll_more(struct wsb_engine *e, void *L)
+{
+	unsigned news = e->news;
+
+	if (e->in_service)
+		return 0;
+	e->in_service = 1;
+	e->lua = L; /* (on_upgrade runs in it) */
+	uv_run(&e->loop, UV_RUN_NOWAIT);
+	e->lua = NULL;
+	e->in_service = 0;
+	wsb_engine_run_deferred(e);
+	return e->news != news && !STAILQ_EMPTY(&e->events);
+}
+
 /* One non-blocking turn; -1 when called from inside the engine. */
 int wsb_engine_service(struct wsb_engine *e)
 {

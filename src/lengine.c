@@ -196,13 +196,17 @@ static void push_client(lua_State *L, struct wsb_client *c, int drop)
  * info is what ws:_info() returns, handed over to spare the Lua layer a
  * method call per message.
  */
+#define POLL_MORE 4
 static int l_next_event(lua_State *L)
 {
 	struct wsb_engine *e = wsb_engine_get(L);
 	struct wsb_event *ev;
 	struct wsb_client *c;
 
-	while ((ev = STAILQ_FIRST(&e->events))) {
+	while ((ev = STAILQ_FIRST(&e->events)) ||
+	       (!LIST_EMPTY(&e->corked) && e->polled < POLL_MORE &&
+		(e->polled++, wsb_engine_poll_more(e, L)) &&
+		(ev = STAILQ_FIRST(&e->events)))) {
 		STAILQ_REMOVE_HEAD(&e->events, link);
 		c = ev->c;
 		e->corking = 1; /* sends from the callbacks wait for the batch */

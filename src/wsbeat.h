@@ -141,6 +141,7 @@ struct wsb_engine {
 	unsigned char *tls_out;      /* TLS records on their way to lws */
 	size_t tls_out_cap;
 	int corking;                 /* Lua is delivering a batch of events */
+	int polled;                  /* polls for more input in this batch */
 	LIST_HEAD(, wsb_client) corked; /* clients with frames in cork.buf */
 	LIST_HEAD(, wsb_wsrx) failing; /* server connections to fail after
 					   the batch (wsrx.c) */
@@ -386,6 +387,7 @@ struct lws_vhost *wsb_vhost_for(struct wsb_engine *e, struct wsb_client *c,
 int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		     void *user, void *in, size_t len);
 void wsb_engine_run_deferred(struct wsb_engine *e);
+int wsb_engine_poll_more(struct wsb_engine *e, void *L);
 
 void wsb_anchor(lua_State *L, void *key, int idx);
 void wsb_unanchor(lua_State *L, void *key);
