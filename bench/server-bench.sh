@@ -11,6 +11,10 @@
 #   PIN=0 bench/server-bench.sh             # unpinned (default: servers on CPU 0,
 #                                           # the client on CPU 1)
 #   OUT=/tmp/s bench/server-bench.sh        # where the report goes (docs/benchmarks/server)
+#   LOAD=wsbeat bench/server-bench.sh       # the load client: lws (default, the C
+#                                           # client), wsbeat or node (their bench
+#                                           # clients): a faster one than the C
+#                                           # client shows more of each server
 #
 # Servers (each on a free 127.0.0.1 port; wss with a throwaway certificate
 # from spec/fixtures/gencerts.sh; each prints "listening PORT" when ready):
@@ -49,7 +53,16 @@ PIN=${PIN:-1}
 OUT=${OUT:-$ROOT/docs/benchmarks/server}
 CLIENT_TIMEOUT=${CLIENT_TIMEOUT:-120}
 START_TIMEOUT=${START_TIMEOUT:-10}
-CLIENT=$ROOT/build/bench/lws-client
+# the load client: the C client (default), or wsbeat's own, or node ws's
+# (bench/clients/: the same command line, one RESULT line)
+LOAD=${LOAD:-lws}
+export LOAD # (server-summary.lua names it)
+case "$LOAD" in
+lws) CLIENT=("$ROOT/build/bench/lws-client") ;;
+wsbeat) CLIENT=("$LUA" "$HERE/clients/lua-client.lua" wsbeat) ;;
+node) CLIENT=(node "$HERE/clients/node-client.js") ;;
+*) echo "server-bench.sh: LOAD must be lws, wsbeat or node" >&2; exit 2 ;;
+esac
 
 # SIZE -> "N K W": round trips, pipelined messages, window
 counts() {
@@ -181,7 +194,10 @@ versions() { # one line per server, for the header
 	echo "Produced by \`make bench-server\` (bench/server-bench.sh; ROUNDS=$ROUNDS, QUICK=$QUICK, PIN=$PIN) on $(date -u +%Y-%m-%d)."
 	echo
 	echo "- machine: $(nproc) cores, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//'), $(uname -sr)"
-	echo "- load client: bench/lws-client.c (libwebsockets $(pkg-config --modversion libwebsockets)), the same for every server"
+	case "$LOAD" in
+	lws) echo "- load client: bench/lws-client.c (libwebsockets $(pkg-config --modversion libwebsockets)), the same for every server" ;;
+	*) echo "- load client: $LOAD (bench/clients/), the same for every server" ;;
+	esac
 	versions
 	printf -- '- cases (SIZE: N round trips, K pipelined messages, window W):'
 	for size in $SIZES; do read -r N K W <<<"$(counts "$size")"; printf ' %s: %s %s %s;' "$size" "$N" "$K" "$W"; done
@@ -221,7 +237,7 @@ for round in $(seq "$ROUNDS"); do
 				if [ "$scheme" = wss ]; then url="wss://localhost:$SPORT/echo"; ca=$CA; else url="ws://127.0.0.1:$SPORT/echo"; ca=""; fi
 				cpu0=$(cpu_ticks "$SPID")
 				# shellcheck disable=SC2086
-				line=$(timeout "$CLIENT_TIMEOUT" "${pin_client[@]}" "$CLIENT" "$url" "$size" "$N" "$K" "$W" $ca 2>"$TMP/err" | grep '^RESULT ')
+				line=$(timeout "$CLIENT_TIMEOUT" "${pin_client[@]}" "${CLIENT[@]}" "$url" "$size" "$N" "$K" "$W" $ca 2>"$TMP/err" | grep '^RESULT ')
 				cpu1=$(cpu_ticks "$SPID")
 				alive=1
 				kill -0 "$SPID" 2>/dev/null || alive=0
@@ -232,7 +248,8 @@ for round in $(seq "$ROUNDS"); do
 					# per message it echoed (round trips and pipelined)
 					cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$HZ" -v n=$((N + K)) \
 						'BEGIN { printf "%.2f", (b - a) * 1e6 / hz / n }')
-					echo "RESULT $tag ${line#client=lws-c size="$size" } cpu_us=$cpu" | tee -a "$RES" >&2
+					line=${line#client=* }
+					echo "RESULT $tag ${line#size="$size" } cpu_us=$cpu" | tee -a "$RES" >&2
 				else
 					failures=$((failures + 1))
 					why="$(tail -c 300 "$TMP/err" | tr '\n' ' ' | sed 's/ *$//')"

@@ -144,7 +144,8 @@ local out = {}
 local function w(fmt, ...) out[#out + 1] = fmt:format(...) end
 
 w("Medians over %d round(s). Each cell: p50 round trip (one message in flight) · pipelined messages echoed per second.", nrounds)
-w("Every figure comes from the same load client (bench/lws-client.c); only the server differs.")
+w(("Every figure comes from the same load client (%s); only the server differs."):format(
+	os.getenv("LOAD") and os.getenv("LOAD") ~= "lws" and os.getenv("LOAD") .. "'s bench client" or "bench/lws-client.c"))
 w("Ratio columns: the server's figure divided by lws's (the C ceiling, bench/lws-server.c), latency · throughput;")
 w("latency above 1.00x is slower than lws, throughput below 1.00x is slower than lws. (k/n): figures from k of n rounds.")
 w("")

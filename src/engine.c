@@ -16,6 +16,13 @@
 
 #include "wsbeat.h"
 
+/*
+ * What lws reads from a socket at a time (its per-thread buffer, one for
+ * the engine, not one per connection).  lws's default, 4 KiB less its
+ * headroom, took two reads and two loop turns for every 4 KiB message.
+ */
+#define RX_READ_SIZE 65536
+
 struct wsb_tlsconf {
 	struct wsb_tlsconf *next;
 	int tls;
@@ -312,6 +319,7 @@ int wsb_engine_open(struct wsb_engine *e, char *err, size_t errlen)
 		       LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;
 	/* our own connect_timeout governs; keep lws's out of the way */
 	info.timeout_secs = 3600;
+	info.pt_serv_buf_size = RX_READ_SIZE;
 	e->ctx = lws_create_context(&info);
 	if (!e->ctx) {
 		uv_close((uv_handle_t *)&e->kick, NULL);
