@@ -479,6 +479,19 @@ describe("server #server", function()
 		assert.has_error(function() wsbeat.listen { port = 0, on_full = "drop" } end,
 			"bad argument #1 to 'listen' (option 'on_full': expected 'refuse' or 'close')")
 		assert.has_error(function() wsbeat.listen { port = 0, tls = { cert_file = "/nonexistent" } } end)
+		-- files that exist but do not load: nil and why, naming the option
+		local c = H.certs()
+		local s2, e2 = wsbeat.listen { port = 0, tls = { cert_file = c .. "/server.pem", key_file = c .. "/client.key" } }
+		assert.is_nil(s2)
+		assert.matches("cannot load tls.key_file '" .. c .. "/client.key': key values mismatch", e2, 1, true)
+		local junk = os.tmpname() -- (removed at once: busted keeps one finally per test)
+		local f = assert(io.open(junk, "w"))
+		f:write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+		f:close()
+		s2, e2 = wsbeat.listen { port = 0, tls = { cert_file = junk, key_file = c .. "/server.key" } }
+		os.remove(junk)
+		assert.is_nil(s2)
+		assert.matches("cannot load tls.cert_file '" .. junk .. "': ", e2, 1, true)
 	end)
 
 	it("examples/echo-server.lua serves clients", function()

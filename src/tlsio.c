@@ -203,7 +203,8 @@ static void handshake_failed(struct wsb_client *c, struct lws *wsi,
 	const char *alert = wsb_tls_alert(c->tlsio->ssl);
 	const char *r = e ? ERR_reason_error_string(e) : NULL;
 
-	(void)flush(c->e, c->tlsio, wsi); /* (our own alert, if any: the server sees why) */
+	/* (our own alert, if any: the server sees why) */
+	(void)flush(c->e, c->tlsio, wsi);
 	c->wsi = NULL;
 	lws_set_wsi_user(wsi, NULL);
 	if (c->at.tls_err[0])
