@@ -112,12 +112,19 @@ check-memory: all
 	$(NO_PROXY_ENV) sh scripts/check-memory.sh $(BUSTED_ARGS)
 
 # Benchmarks (not part of the tests): docs/BENCHMARKS.md says what they show.
-BENCH_BIN = build/bench/lws-client build/bench/lws-server
+BENCH_BIN = build/bench/lws-client build/bench/epoll-client build/bench/lws-server
 bench-bin: $(BENCH_BIN)
 build/bench/lws-client: bench/lws-client.c
 	@mkdir -p build/bench
 	$(CC) -std=c99 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS) -o $@ bench/lws-client.c \
 		$(shell pkg-config --cflags --libs libwebsockets)
+
+# the load client that is not the bound (server-bench.sh LOAD=epoll): epoll
+# and OpenSSL, no libwebsockets
+build/bench/epoll-client: bench/epoll-client.c
+	@mkdir -p build/bench
+	$(CC) -std=c99 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS) -o $@ bench/epoll-client.c \
+		-lssl -lcrypto
 
 build/bench/lws-server: bench/lws-server.c
 	@mkdir -p build/bench

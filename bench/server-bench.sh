@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side echo benchmark of WebSocket SERVERS (make bench-server):
 # wsbeat, the C ceiling (a plain libwebsockets server, bench/lws-server.c),
-# node ws and python websockets, all driven by ONE load client, the C
-# client bench/lws-client.c, so that only the server differs.
+# node ws and python websockets, all driven by ONE load client, so that only
+# the server differs: by default bench/epoll-client.c (C on epoll and
+# OpenSSL, batched reads and writes), which is not the bound, so each
+# server's own ceiling shows.
 #
 #   bench/server-bench.sh                   # 5 rounds, ws and wss, 32 B / 4 KiB / 1 MiB
 #   ROUNDS=3 bench/server-bench.sh
@@ -11,10 +13,12 @@
 #   PIN=0 bench/server-bench.sh             # unpinned (default: servers on CPU 0,
 #                                           # the client on CPU 1)
 #   OUT=/tmp/s bench/server-bench.sh        # where the report goes (docs/benchmarks/server)
-#   LOAD=wsbeat bench/server-bench.sh       # the load client: lws (default, the C
-#                                           # client), wsbeat or node (their bench
-#                                           # clients): a faster one than the C
-#                                           # client shows more of each server
+#   LOAD=lws bench/server-bench.sh          # the load client: epoll (default,
+#                                           # bench/epoll-client.c), lws (the C
+#                                           # client on libwebsockets: one read,
+#                                           # write and poll per message, the bound
+#                                           # at 4 KiB and over wss), wsbeat or node
+#                                           # (their bench clients)
 #
 # Servers (each on a free 127.0.0.1 port; wss with a throwaway certificate
 # from spec/fixtures/gencerts.sh; each prints "listening PORT" when ready):
@@ -53,15 +57,17 @@ PIN=${PIN:-1}
 OUT=${OUT:-$ROOT/docs/benchmarks/server}
 CLIENT_TIMEOUT=${CLIENT_TIMEOUT:-120}
 START_TIMEOUT=${START_TIMEOUT:-10}
-# the load client: the C client (default), or wsbeat's own, or node ws's
-# (bench/clients/: the same command line, one RESULT line)
-LOAD=${LOAD:-lws}
+# the load client: the epoll C client (default), the lws C client, wsbeat's
+# own or node ws's (bench/clients/): the same command line (wss: the CA file
+# last), one RESULT line
+LOAD=${LOAD:-epoll}
 export LOAD # (server-summary.lua names it)
 case "$LOAD" in
 lws) CLIENT=("$ROOT/build/bench/lws-client") ;;
+epoll) CLIENT=("$ROOT/build/bench/epoll-client") ;;
 wsbeat) CLIENT=("$LUA" "$HERE/clients/lua-client.lua" wsbeat) ;;
 node) CLIENT=(node "$HERE/clients/node-client.js") ;;
-*) echo "server-bench.sh: LOAD must be lws, wsbeat or node" >&2; exit 2 ;;
+*) echo "server-bench.sh: LOAD must be lws, epoll, wsbeat or node" >&2; exit 2 ;;
 esac
 
 # SIZE -> "N K W": round trips, pipelined messages, window
@@ -196,6 +202,7 @@ versions() { # one line per server, for the header
 	echo "- machine: $(nproc) cores, $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//'), $(uname -sr)"
 	case "$LOAD" in
 	lws) echo "- load client: bench/lws-client.c (libwebsockets $(pkg-config --modversion libwebsockets)), the same for every server" ;;
+	epoll) echo "- load client: bench/epoll-client.c (epoll, OpenSSL $(pkg-config --modversion openssl)), the same for every server" ;;
 	*) echo "- load client: $LOAD (bench/clients/), the same for every server" ;;
 	esac
 	versions

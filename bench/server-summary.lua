@@ -144,8 +144,12 @@ local out = {}
 local function w(fmt, ...) out[#out + 1] = fmt:format(...) end
 
 w("Medians over %d round(s). Each cell: p50 round trip (one message in flight) · pipelined messages echoed per second.", nrounds)
+-- LOAD names the load client (server-bench.sh): the two C ones by their
+-- file, wsbeat's and node's as their bench clients
+local load = os.getenv("LOAD") or "epoll"
+local LOAD_NAME = { lws = "bench/lws-client.c", epoll = "bench/epoll-client.c" }
 w(("Every figure comes from the same load client (%s); only the server differs."):format(
-	os.getenv("LOAD") and os.getenv("LOAD") ~= "lws" and os.getenv("LOAD") .. "'s bench client" or "bench/lws-client.c"))
+	LOAD_NAME[load] or load .. "'s bench client"))
 w("Ratio columns: the server's figure divided by lws's (the C ceiling, bench/lws-server.c), latency · throughput;")
 w("latency above 1.00x is slower than lws, throughput below 1.00x is slower than lws. (k/n): figures from k of n rounds.")
 w("")
