@@ -1,11 +1,28 @@
-# wsbeat: Lua 5.4 WebSocket client with heartbeat and reconnect.
+# wsbeat: Lua WebSocket client and server with heartbeat and reconnect.
+# LUA_VERSION: 5.4 (the reference), 5.3, 5.2, 5.1 or jit (LuaJIT 2.1); a
+# version other than 5.4 builds into build-$(LUA_VERSION)/ (BUILD).
 LUA_VERSION ?= 5.4
+ifeq ($(LUA_VERSION),jit)
+LUA ?= luajit
+LUA_ABI = 5.1
+LUA_INCDIR ?= $(shell pkg-config --variable=includedir luajit 2>/dev/null)/luajit-2.1
+else
 LUA ?= lua$(LUA_VERSION)
+LUA_ABI = $(LUA_VERSION)
+LUA_INCDIR ?= $(shell pkg-config --variable=includedir lua$(LUA_VERSION) 2>/dev/null)/lua$(LUA_VERSION)
+endif
+ifeq ($(LUA_VERSION),5.4)
+BUILD ?= build
+else
+BUILD ?= build-$(LUA_VERSION)
+endif
+# 5.1-5.3 and LuaJIT: lua-compat53's header (src/compat.h), found in the
+# 5.1 or 5.2 include directory after the interpreter's own
+COMPAT_INC = $(if $(filter 5.1 jit,$(LUA_VERSION)),-I/usr/include/lua5.1,$(if $(filter 5.2,$(LUA_VERSION)),-I/usr/include/lua5.2))
 PREFIX ?= /usr/local
 DESTDIR ?=
-LUA_INCDIR ?= $(shell pkg-config --variable=includedir lua$(LUA_VERSION) 2>/dev/null)/lua$(LUA_VERSION)
-LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
-LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
+LUADIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BINDIR ?= $(PREFIX)/bin
 BUSTED ?= $(shell command -v busted 2>/dev/null || echo busted)
 
@@ -16,22 +33,22 @@ DEPS_LIBS ?= $(shell pkg-config --libs $(PKGS))
 CFLAGS ?= -O2 -g
 WARN = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wpointer-arith \
        -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-ALL_CFLAGS = $(WARN) -fPIC -I$(LUA_INCDIR) $(DEPS_CFLAGS) $(CFLAGS)
+ALL_CFLAGS = $(WARN) -fPIC -I$(LUA_INCDIR) $(COMPAT_INC) $(DEPS_CFLAGS) $(CFLAGS)
 LIBFLAG ?= -shared
 
-SRCS = src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/lengine.c src/conn.c src/attempt.c src/retry.c src/heartbeat.c src/send.c src/cork.c src/recv.c src/callback.c src/proxy.c src/relay.c src/server.c src/upgrade.c src/request.c src/broadcast.c src/handshake.c src/hsclient.c src/wsrx.c src/opening.c src/tlsio.c src/wsread.c src/pmd.c src/lclient.c src/lserver.c src/lcli.c
-OBJS = $(SRCS:src/%.c=build/%.o)
-CORE = build/wsbeat/core.so
+SRCS = src/compat.c src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/lengine.c src/conn.c src/attempt.c src/retry.c src/heartbeat.c src/send.c src/cork.c src/recv.c src/callback.c src/proxy.c src/relay.c src/server.c src/upgrade.c src/request.c src/broadcast.c src/handshake.c src/hsclient.c src/wsrx.c src/opening.c src/tlsio.c src/wsread.c src/pmd.c src/lclient.c src/lserver.c src/lcli.c
+OBJS = $(SRCS:src/%.c=$(BUILD)/%.o)
+CORE = $(BUILD)/wsbeat/core.so
 
 .PHONY: all ctest test test-fast lint install clean check-memory demo asan fuzz bench bench-bin bench-scale bench-proxy dist
 all: $(CORE)
 
-build/%.o: src/%.c src/wsbeat.h src/conn.h src/tunnel.h src/wsread.h src/pmd.h src/handshake.h src/hsparse.h
-	@mkdir -p build
+$(BUILD)/%.o: src/%.c src/compat.h src/wsbeat.h src/conn.h src/tunnel.h src/wsread.h src/pmd.h src/handshake.h src/hsparse.h
+	@mkdir -p $(BUILD)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(CORE): $(OBJS)
-	@mkdir -p build/wsbeat
+	@mkdir -p $(BUILD)/wsbeat
 	$(CC) $(LIBFLAG) $(LDFLAGS) -o $@ $(OBJS) $(DEPS_LIBS)
 
 # The core built with AddressSanitizer and UBSan (load with LD_PRELOAD of
@@ -167,7 +184,7 @@ install: all
 	install -m 0755 bin/wsbeat "$(DESTDIR)$(BINDIR)/wsbeat"
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-5.1 build-5.2 build-5.3 build-jit build-asan build-fuzz
 
 # A source archive and a source rock, made offline from the working tree
 # (the files git tracks or would track, as they are now):

@@ -340,6 +340,17 @@ static int l_selftest(lua_State *L)
 	return 1;
 }
 
+/* core.utf8_valid(s) -> boolean: the Lua layer's check where utf8.len
+ * is missing (5.1, 5.2, LuaJIT) */
+static int l_utf8_valid(lua_State *L)
+{
+	size_t n;
+	const char *s = luaL_checklstring(L, 1, &n);
+
+	lua_pushboolean(L, wsb_utf8_valid((const unsigned char *)s, n));
+	return 1;
+}
+
 int wsb_open_engine(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
@@ -356,6 +367,7 @@ int wsb_open_engine(lua_State *L)
 		{ "busy", l_busy },
 		{ "engine_stats", l_engine_stats },
 		{ "_selftest", l_selftest },
+		{ "utf8_valid", l_utf8_valid },
 		{ "next_log", wsb_l_next_log },
 		{ "set_log", wsb_l_set_log },
 		{ NULL, NULL }

@@ -16,8 +16,7 @@
 #include <uv.h>
 #include <libwebsockets.h>
 
-#include <lua.h>
-#include <lauxlib.h>
+#include "compat.h" /* lua.h, lauxlib.h, and what 5.1-5.3 lack */
 
 #define WSB_VERSION "0.1.0"
 #define WSB_CLIENT_MT "wsbeat.client"

@@ -10,6 +10,15 @@ local SCHEDULER = require "wsbeat.scheduler"
 
 local type, error, tostring = type, error, tostring
 local xpcall, pcall, getmetatable = xpcall, pcall, getmetatable
+-- Lua 5.1's xpcall passes no arguments (5.2+ and LuaJIT do): there, a
+-- closure carries them
+if select(2, xpcall(function(x) return x end, print, true)) ~= true then
+	local xpcall51, unpack = xpcall, table.unpack or _G.unpack
+	xpcall = function(f, h, ...)
+		local n, args = select("#", ...), { ... }
+		return xpcall51(function() return f(unpack(args, 1, n)) end, h)
+	end
+end
 local co_running = coroutine.running
 local traceback = debug.traceback
 local string_format = string.format
@@ -109,7 +118,7 @@ end
 -- connections piled up between cycles (RSS grew by 100 MB over 10,000
 -- connections).  drain() tells it, as an allocation of that size would.
 local closed_n = 0
-local CONN_KB = core.conn_bytes // 1024 + 1
+local CONN_KB = math.floor(core.conn_bytes / 1024) + 1
 
 local function deliver(ws, info, kind, a, b)
 	if kind == "message" then
@@ -389,7 +398,11 @@ conn_methods.timeout = methods.timeout
 conn_methods.getfd = methods.getfd
 conn_methods.dirty = methods.dirty
 
-local utf8_len = utf8.len
+local utf8_valid = core.utf8_valid -- (utf8.len is 5.3+)
+-- an integer: of the integer subtype on 5.3+; on 5.1, 5.2 and LuaJIT,
+-- which have none, a number without a fraction
+local is_integer = math.type and function(v) return math.type(v) == "integer" end
+	or function(v) return type(v) == "number" and v % 1 == 0 end
 local KINDS = { text = true, binary = true }
 
 -- on_upgrade(request) as the core calls it: the user's answer checked and
@@ -415,7 +428,7 @@ local function upgrade_wrapper(info)
 			end
 		elseif a == false or a == nil then
 			if b == nil then b = 403 end
-			if math.type(b) ~= "integer" or b < 400 or b > 599 then
+			if not is_integer(b) or b < 400 or b > 599 then
 				problem = "on_upgrade: a refusal's status must be an integer 400-599, got " .. tostring(b)
 			elseif c ~= nil and type(c) ~= "string" then
 				problem = "on_upgrade: the reason must be a string, got " .. type(c)
@@ -523,7 +536,7 @@ function server_methods.broadcast(server, data, kind, filter)
 	if filter ~= nil and type(filter) ~= "function" then
 		argerror(3, "broadcast", "expected a function(conn) -> boolean", 2)
 	end
-	if kind == "text" and not utf8_len(data) then return nil, "invalid UTF-8" end
+	if kind == "text" and not utf8_valid(data) then return nil, "invalid UTF-8" end
 	local list
 	if filter then
 		list = {}
@@ -537,7 +550,7 @@ end
 --- Stop listening, close every connection (code, default 1001) and wait
 -- for them (not from inside a callback: there it only starts the close).
 function server_methods.close(server, code, reason)
-	if code ~= nil and math.type(code) ~= "integer" then
+	if code ~= nil and not is_integer(code) then
 		argerror(1, "close", "expected an integer close code", 2)
 	end
 	if reason ~= nil and type(reason) ~= "string" then

@@ -5,10 +5,19 @@
 local PROXY = require "wsbeat.proxy"
 
 local type, pairs, ipairs, error, tostring, setmetatable = type, pairs, ipairs, error, tostring, setmetatable
-local math_huge, math_type = math.huge, math.type
+local math_huge = math.huge
+-- (5.1, 5.2, LuaJIT: no integer subtype; the checks below then rest on
+-- the value alone)
+local math_type = math.type or function() return nil end
 local table_concat = table.concat
 local string_format, string_find = string.format, string.find
-local utf8_len = utf8.len
+-- (utf8.len is 5.3+; before, the core's validator, required only when
+-- used, so this module still loads without the core)
+local utf8_len = utf8 and utf8.len
+local function utf8_valid(s)
+	if utf8_len then return utf8_len(s) ~= nil end
+	return require("wsbeat.core").utf8_valid(s)
+end
 
 local M = {}
 
@@ -221,7 +230,7 @@ OPTION.heartbeat = function(v, defaults)
 		if hb.message == nil then
 			opterr("heartbeat.message", "required with mode = 'message' (the text to send as the probe)")
 		end
-		if utf8_len(hb.message) == nil then
+		if not utf8_valid(hb.message) then
 			opterr("heartbeat.message", "must be valid UTF-8")
 		end
 	end
