@@ -108,17 +108,16 @@ int wsb_random(unsigned char *buf, int n)
 	return RAND_bytes(buf, n) == 1;
 }
 
-void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen)
+/* What both roles' SSL_CTX have: TLS 1.2 at least, no renegotiation,
+ * alerts recorded.  NULL and why in err. */
+static SSL_CTX *ctx_new(const SSL_METHOD *method, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
 
 	if (alert_index < 0)
 		alert_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	if (certreq_index < 0)
-		certreq_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-
 	ERR_clear_error();
-	ctx = SSL_CTX_new(TLS_client_method());
+	ctx = SSL_CTX_new(method);
 	if (!ctx) {
 		snprintf(err, errlen, "cannot create TLS context");
 		ssl_errors(err, errlen);
@@ -131,6 +130,18 @@ void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen)
 	SSL_CTX_set_info_callback(ctx, info_cb);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 			      SSL_MODE_RELEASE_BUFFERS);
+	return ctx;
+}
+
+void *wsb_tls_new_ctx(const struct wsb_opts *o, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+
+	if (certreq_index < 0)
+		certreq_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	ctx = ctx_new(TLS_client_method(), err, errlen);
+	if (!ctx)
+		return NULL;
 
 	if (o->ca_file || o->ca_path) {
 		if (!SSL_CTX_load_verify_locations(ctx, o->ca_file, o->ca_path)) {
@@ -205,23 +216,10 @@ void *wsb_tls_new_server_ctx(const char *cert_file, const char *key_file,
 			     char *err, size_t errlen)
 {
 	static const unsigned char sid[] = "wsbeat";
-	SSL_CTX *ctx;
+	SSL_CTX *ctx = ctx_new(TLS_server_method(), err, errlen);
 
-	if (alert_index < 0)
-		alert_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	ERR_clear_error();
-	ctx = SSL_CTX_new(TLS_server_method());
-	if (!ctx) {
-		snprintf(err, errlen, "cannot create TLS context");
-		ssl_errors(err, errlen);
+	if (!ctx)
 		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	/* (no renegotiation: SSL_write cannot wait for a read, tlsio.c) */
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
-	SSL_CTX_set_info_callback(ctx, info_cb);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-			      SSL_MODE_RELEASE_BUFFERS);
 	/* (resumed sessions: required once client certificates are) */
 	SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);

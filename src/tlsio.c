@@ -252,6 +252,59 @@ static void link_failed(struct wsb_client *c, struct lws *wsi)
 			 "during the opening handshake");
 }
 
+/* What tls_in() and tls_read() say. */
+enum { TLS_BROKEN = -1, TLS_HS_FAILED = -2, TLS_MORE = 0, TLS_UP = 1,
+       TLS_NOW_UP = 2, TLS_CLOSED = -3 };
+
+/*
+ * Ciphertext in, and the handshake a step on while it is not over (its
+ * records flushed): TLS_NOW_UP when this step finished it, TLS_UP when it
+ * was over already, TLS_MORE when it wants more, TLS_HS_FAILED (OpenSSL's
+ * error in *why, the queue cleared) or TLS_BROKEN (the BIO or the write
+ * failed).
+ */
+static int tls_in(struct wsb_engine *e, struct wsb_tlsio *t,
+		  struct lws *wsi, const unsigned char *in, size_t len,
+		  unsigned long *why)
+{
+	int r;
+
+	if (len && BIO_write(t->rb, in, (int)len) != (int)len)
+		return TLS_BROKEN;
+	if (t->up)
+		return TLS_UP;
+	err_reset();
+	r = SSL_do_handshake(t->ssl);
+	if (r != 1 && SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ) {
+		*why = ERR_peek_error();
+		ERR_clear_error();
+		return TLS_HS_FAILED;
+	}
+	if (flush(e, t, wsi) < 0)
+		return TLS_BROKEN;
+	if (r != 1)
+		return TLS_MORE;
+	t->up = 1;
+	return TLS_NOW_UP;
+}
+
+/* One SSL_read: the bytes (> 0), TLS_MORE when it wants more, TLS_CLOSED
+ * on close_notify, TLS_BROKEN on any other failure. */
+static int tls_read(struct wsb_tlsio *t, unsigned char *buf, int cap)
+{
+	int n, e;
+
+	err_reset();
+	n = SSL_read(t->ssl, buf, cap);
+	if (n > 0)
+		return n;
+	e = SSL_get_error(t->ssl, n);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ)
+		return TLS_MORE;
+	return e == SSL_ERROR_ZERO_RETURN ? TLS_CLOSED : TLS_BROKEN;
+}
+
 /*
  * RAW_RX of a wss:// attempt or a wss server's connection: ciphertext
  * in; the handshake moved on, or every record decrypted and handed on.
@@ -262,39 +315,27 @@ int wsb_tlsio_rx(struct wsb_client *c, struct lws *wsi, unsigned char *in,
 {
 	struct wsb_tlsio *t = c->tlsio;
 	unsigned char buf[16384];
+	unsigned long why = 0;
+	int r;
 
-	if (!t || (len && BIO_write(t->rb, in, (int)len) != (int)len))
+	if (!t)
 		return -1;
-	if (!t->up) {
-		int r;
-
-		err_reset();
-		r = SSL_do_handshake(t->ssl);
-		if (r != 1 && SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ) {
-			handshake_failed(c, wsi, ERR_peek_error());
-			ERR_clear_error();
-			return -1;
-		}
-		if (flush(c->e, c->tlsio, wsi) < 0)
-			return -1;
-		if (r != 1)
-			return 0;
-		t->up = 1;
-		if (wsb_opening_start(c, wsi) < 0)
-			return -1;
-	}
+	r = tls_in(c->e, t, wsi, in, len, &why);
+	if (r == TLS_HS_FAILED)
+		handshake_failed(c, wsi, why);
+	if (r < 0)
+		return -1;
+	if (r == TLS_MORE)
+		return 0;
+	if (r == TLS_NOW_UP && wsb_opening_start(c, wsi) < 0)
+		return -1;
 	for (;;) {
-		int n, r;
+		int n = tls_read(t, buf, sizeof(buf));
 
-		err_reset();
-		n = SSL_read(t->ssl, buf, sizeof(buf));
-		if (n <= 0) {
-			int e = SSL_get_error(t->ssl, n);
-
-			ERR_clear_error();
-			if (e == SSL_ERROR_WANT_READ)
-				break;
-			if (e != SSL_ERROR_ZERO_RETURN) /* (close_notify) */
+		if (n == TLS_MORE)
+			break;
+		if (n < 0) {
+			if (n == TLS_BROKEN)
 				link_failed(c, wsi);
 			return -1;
 		}
@@ -360,40 +401,28 @@ int wsb_tlsio_pending_rx(struct lws *wsi, struct wsb_pending *p,
 	struct wsb_tlsio *t = p->tlsio;
 	struct wsb_engine *e = p->e;
 	unsigned char buf[16384];
+	unsigned long why = 0;
+	int r;
 
-	if (!t || (len && BIO_write(t->rb, in, (int)len) != (int)len))
+	if (!t)
 		return -1;
-	if (!t->up) {
-		int r;
-
-		err_reset();
-		r = SSL_do_handshake(t->ssl);
-		if (r != 1 && SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ) {
-			accept_failed(p, ERR_peek_error());
-			ERR_clear_error();
-			(void)flush(e, t, wsi); /* (our alert: the client
-						   sees why) */
-			return -1;
-		}
-		if (flush(e, t, wsi) < 0)
-			return -1;
-		if (r != 1)
-			return 0;
-		t->up = 1;
+	r = tls_in(e, t, wsi, in, len, &why);
+	if (r == TLS_HS_FAILED) {
+		accept_failed(p, why);
+		(void)flush(e, t, wsi); /* (our alert: the client sees why) */
 	}
+	if (r < 0)
+		return -1;
+	if (r == TLS_MORE)
+		return 0;
 	for (;;) {
 		struct wsb_client *c;
-		int n, err;
+		int n = tls_read(t, buf, sizeof(buf));
 
-		err_reset();
-		n = SSL_read(t->ssl, buf, sizeof(buf));
-		if (n <= 0) {
-			err = SSL_get_error(t->ssl, n);
-			ERR_clear_error();
-			if (err == SSL_ERROR_WANT_READ)
-				break;
+		if (n == TLS_MORE)
+			break;
+		if (n < 0)
 			return -1; /* (the client went, or broke TLS) */
-		}
 		if (wsb_upgrade_rx(wsi, p, buf, (size_t)n) < 0)
 			return -1;
 		c = lws_wsi_user(wsi);
