@@ -4,7 +4,7 @@
 set -u
 cd "$(dirname "$0")/.."
 logdir=$(mktemp -d /tmp/wsbeat-vg.XXXXXX)
-WSBEAT_UNDER_VALGRIND=1 valgrind --quiet --leak-check=full \
+WSBEAT_UNDER_VALGRIND=1 valgrind --quiet --keep-debuginfo=yes --leak-check=full \
 	--show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
 	--error-exitcode=99 --log-file="$logdir/vg.%p.log" \
 	lua5.4 "$(command -v busted)" "$@"

@@ -18,6 +18,25 @@ describe("connection failures", function()
 		assert.equal(0, rec.infos[1].unsent)
 	end)
 
+	-- A TCP connect() to a multicast address fails at once (ENETUNREACH,
+	-- no packet leaves the host).  lws 4.1 then left its uv_poll_t in the
+	-- engine's loop, which uv_loop_close() refused at exit: valgrind saw the
+	-- handle and the loop's own memory lost (make check-memory catches it).
+	it("an attempt whose connect() fails at once ends at once, with nothing left in the loop", function()
+		local t0 = core.now()
+		local ws, rec = H.client("ws://224.0.0.1:80/",
+			{ connect_timeout = 5, reconnect = { delay = 0.01, max_delay = 0.01, jitter = 0, max_attempts = 20 } })
+		H.wait_state(ws, "closed", 10)
+		assert.equal("gave_up", rec.infos[#rec.infos].cause)
+		assert.equal(20, rec.infos[#rec.infos].attempt)
+		-- (the reason is lws's view, "closed during the opening handshake":
+		-- it reports no connection error for a connect() that failed inside
+		-- the call)
+		assert.equal("network", rec.infos[1].cause)
+		-- every attempt failed at once, none waited for connect_timeout
+		assert.is_true(core.now() - t0 < 5, tostring(core.now() - t0))
+	end)
+
 	it("gives up after max_attempts with cause gave_up", function()
 		local port, hold = H.refusing_port()
 		finally(function() hold:close() end)

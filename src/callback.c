@@ -126,6 +126,27 @@ static void on_destroy(struct wsb_client *c, struct lws *wsi)
 			 "connection lost");
 }
 
+/*
+ * lws 4.1's libuv glue makes a uv_poll_t for a client socket before its
+ * connect(); when connect() fails at once (ENETUNREACH, EADDRNOTAVAIL...)
+ * lws closes the fd itself, and its close then skips the handle of a wsi
+ * without an fd: the handle stays in our loop, which uv_loop_close() then
+ * refuses, leaking it and the loop's own memory (fixed in lws 4.4,
+ * 95a8d29).  Only such a handle is still in the loop at WSI_DESTROY: one
+ * lws closed itself has left it, lws destroys the wsi from its close
+ * callback.  It is lws's allocation, and lws never touches it again.
+ */
+static void free_orphan(uv_handle_t *h)
+{
+	lws_realloc(h, 0, "wsbeat: orphaned uv_poll_t");
+}
+
+static void close_orphan(uv_handle_t *h, void *wsi)
+{
+	if (h->type == UV_POLL && h->data == wsi && !uv_is_closing(h))
+		uv_close(h, free_orphan);
+}
+
 int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		     void *user, void *in, size_t len)
 {
@@ -163,6 +184,8 @@ int wsb_lws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		on_conn_error(c, wsi, in ? (const char *)in : NULL);
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
+		/* (rare: RAW_CLOSE and CONNECTION_ERROR clear the user) */
+		uv_walk(&c->e->loop, close_orphan, wsi);
 		on_destroy(c, wsi);
 		return 0;
 	default:
