@@ -32,8 +32,11 @@ void wsb_client_timer_arm(struct wsb_client *c)
 	}
 	now = wsb_now(c->e);
 	uv_update_time(&c->e->loop);
+	/* (+1: libuv's clock is whole milliseconds, truncated, so a timer
+	 * can expire up to 1 ms before its time by the real clock; a
+	 * connect_timeout or a backoff delay must not end early) */
 	uv_timer_start(&c->timer, on_timer,
-		       next <= now ? 0 : (uint64_t)ceil((next - now) * 1000.0), 0);
+		       next <= now ? 0 : (uint64_t)ceil((next - now) * 1000.0) + 1, 0);
 }
 
 /*

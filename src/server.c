@@ -166,8 +166,9 @@ static void hs_arm(struct wsb_server *s)
 	}
 	now = wsb_now(s->e);
 	uv_update_time(&s->e->loop);
+	/* (+1 ms: as in heartbeat.c, never before the deadline) */
 	uv_timer_start(&s->hs_timer, on_hs_timer, p->deadline <= now ? 0 :
-		       (uint64_t)ceil((p->deadline - now) * 1000.0), 0);
+		       (uint64_t)ceil((p->deadline - now) * 1000.0) + 1, 0);
 }
 
 /* Off the deadline list; the wsi keeps p as its user until destroyed. */
