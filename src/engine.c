@@ -47,6 +47,22 @@ double wsb_now(struct wsb_engine *e)
 	return (double)uv_hrtime() / 1e9;
 }
 
+/*
+ * libuv's clock is whole milliseconds, truncated, so a timer armed for
+ * ceil(d) ms can expire up to 1 ms before its time by the real clock: one
+ * more millisecond, so that no connect_timeout, backoff or handshake
+ * deadline ends early.
+ */
+void wsb_timer_start_at(struct wsb_engine *e, uv_timer_t *t, uv_timer_cb cb,
+			double deadline)
+{
+	double now = wsb_now(e);
+
+	uv_update_time(&e->loop);
+	uv_timer_start(t, cb, deadline <= now ? 0 :
+		       (uint64_t)ceil((deadline - now) * 1000.0) + 1, 0);
+}
+
 void wsb_push_event(struct wsb_engine *e, struct wsb_event *ev)
 {
 	STAILQ_INSERT_TAIL(&e->events, ev, link);

@@ -17,7 +17,7 @@ static void on_timer(uv_timer_t *t);
 
 void wsb_client_timer_arm(struct wsb_client *c)
 {
-	double next = 0, now;
+	double next = 0;
 	double d[] = { c->at.t_connect, c->close.t_close, c->t_retry, c->hb.t_probe,
 		       c->hb.t_dead };
 
@@ -30,13 +30,7 @@ void wsb_client_timer_arm(struct wsb_client *c)
 		uv_timer_stop(&c->timer);
 		return;
 	}
-	now = wsb_now(c->e);
-	uv_update_time(&c->e->loop);
-	/* (+1: libuv's clock is whole milliseconds, truncated, so a timer
-	 * can expire up to 1 ms before its time by the real clock; a
-	 * connect_timeout or a backoff delay must not end early) */
-	uv_timer_start(&c->timer, on_timer,
-		       next <= now ? 0 : (uint64_t)ceil((next - now) * 1000.0) + 1, 0);
+	wsb_timer_start_at(c->e, &c->timer, on_timer, next);
 }
 
 /*

@@ -15,7 +15,6 @@
  * reconnected.
  */
 #include <errno.h>
-#include <math.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,17 +157,12 @@ static void on_hs_timer(uv_timer_t *t);
 static void hs_arm(struct wsb_server *s)
 {
 	struct wsb_pending *p = TAILQ_FIRST(&s->pending);
-	double now;
 
 	if (!p) {
 		uv_timer_stop(&s->hs_timer);
 		return;
 	}
-	now = wsb_now(s->e);
-	uv_update_time(&s->e->loop);
-	/* (+1 ms: as in heartbeat.c, never before the deadline) */
-	uv_timer_start(&s->hs_timer, on_hs_timer, p->deadline <= now ? 0 :
-		       (uint64_t)ceil((p->deadline - now) * 1000.0) + 1, 0);
+	wsb_timer_start_at(s->e, &s->hs_timer, on_hs_timer, p->deadline);
 }
 
 /* Off the deadline list; the wsi keeps p as its user until destroyed. */

@@ -360,6 +360,9 @@ void wsb_event_free(struct wsb_event *ev);
 /* lengine.c: the engine of a Lua state, made on first use */
 struct wsb_engine *wsb_engine_get(lua_State *L);
 double wsb_now(struct wsb_engine *e);      /* monotonic seconds */
+/* t expires at deadline (wsb_now seconds), never before it */
+void wsb_timer_start_at(struct wsb_engine *e, uv_timer_t *t, uv_timer_cb cb,
+			double deadline);
 void wsb_push_event(struct wsb_engine *e, struct wsb_event *ev);
 void wsb_defer(struct wsb_client *c, unsigned what);
 void wsb_engine_kick(struct wsb_engine *e);
