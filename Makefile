@@ -5,7 +5,7 @@ LUA_VERSION ?= 5.4
 ifeq ($(LUA_VERSION),jit)
 LUA ?= luajit
 LUA_ABI = 5.1
-LUA_INCDIR ?= $(shell pkg-config --variable=includedir luajit 2>/dev/null)/luajit-2.1
+LUA_INCDIR ?= $(shell pkg-config --variable=includedir luajit 2>/dev/null)
 else
 LUA ?= lua$(LUA_VERSION)
 LUA_ABI = $(LUA_VERSION)
@@ -16,9 +16,6 @@ BUILD ?= build
 else
 BUILD ?= build-$(LUA_VERSION)
 endif
-# 5.1-5.3 and LuaJIT: lua-compat53's header (src/compat.h), found in the
-# 5.1 or 5.2 include directory after the interpreter's own
-COMPAT_INC = $(if $(filter 5.1 jit,$(LUA_VERSION)),-I/usr/include/lua5.1,$(if $(filter 5.2,$(LUA_VERSION)),-I/usr/include/lua5.2))
 PREFIX ?= /usr/local
 DESTDIR ?=
 LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
@@ -33,7 +30,7 @@ DEPS_LIBS ?= $(shell pkg-config --libs $(PKGS))
 CFLAGS ?= -O2 -g
 WARN = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wpointer-arith \
        -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-ALL_CFLAGS = $(WARN) -fPIC -I$(LUA_INCDIR) $(COMPAT_INC) $(DEPS_CFLAGS) $(CFLAGS)
+ALL_CFLAGS = $(WARN) -fPIC -I$(LUA_INCDIR) $(DEPS_CFLAGS) $(CFLAGS)
 LIBFLAG ?= -shared
 
 SRCS = src/compat.c src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/lengine.c src/conn.c src/attempt.c src/retry.c src/heartbeat.c src/send.c src/cork.c src/recv.c src/callback.c src/proxy.c src/relay.c src/server.c src/upgrade.c src/request.c src/broadcast.c src/handshake.c src/hsclient.c src/wsrx.c src/opening.c src/tlsio.c src/wsread.c src/pmd.c src/lclient.c src/lserver.c src/lcli.c

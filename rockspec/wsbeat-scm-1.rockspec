@@ -7,8 +7,8 @@ source = {
 description = {
 	summary = "A WebSocket client that stays connected: heartbeat, dead-peer detection, reconnect",
 	detailed = [[
-wsbeat is a Lua 5.4 WebSocket client written in C on libwebsockets and
-OpenSSL.  It watches the link with a heartbeat, drops dead peers even when
+wsbeat is a WebSocket client and server for Lua 5.1-5.4 and LuaJIT 2.1,
+written in C on libwebsockets and OpenSSL.  It watches the link with a heartbeat, drops dead peers even when
 TCP has not noticed, and reconnects with backoff and jitter, behind
 on_message/on_state callbacks and one pollable file descriptor that fits any
 event loop.
@@ -17,7 +17,7 @@ event loop.
 	labels = { "websocket", "network" },
 }
 dependencies = {
-	"lua >= 5.4, < 5.5",
+	"lua >= 5.1, < 5.5",
 }
 external_dependencies = {
 	LIBWEBSOCKETS = { header = "libwebsockets.h", library = "websockets" },

@@ -10,7 +10,7 @@ python3 python3-websockets nodejs npm lua-cqueues lua-http valgrind
 iproute2 nftables socat procps lua-luv lua-socket lua-dkjson clang libclang-rt-14-dev
 nginx libnginx-mod-http-lua lua-nginx-websocket gnuplot-nox strace
 curl tinyproxy-bin microsocks dante-server cppcheck chromium
-lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev lua-compat53-dev
+lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev
 luajit2 libluajit2-5.1-dev"
 missing=""
 for p in $PKGS; do

@@ -32,6 +32,29 @@ describe("packaging", function()
 		os.execute(("cd %s && rm -f src/*.o wsbeat/core.so && rmdir wsbeat 2>/dev/null"):format(q(H.ROOT)))
 	end)
 
+	it("luarocks make for Lua 5.1 and for LuaJIT (its headers named on the command line), no compat library needed #slow", function()
+		-- in a copy: luarocks builds in the source tree
+		local dir = H.tmpdir() .. "/rocksrc"
+		finally(function() os.execute("rm -rf " .. q(dir)) end)
+		assert.equal("rc=0\n", H.sh(("mkdir -p %s && cd %s && cp -r src lua rockspec bin docs types %s/; echo rc=$?")
+			:format(q(dir), q(H.ROOT), q(dir))))
+		for _, case in ipairs {
+			{ "lua5.1", "", "Lua 5.1" },
+			{ "luajit", " LUA_INCDIR=/usr/include/luajit-2.1", "LuaJIT" },
+		} do
+			local tree = H.tmpdir() .. "/rocktree-" .. case[1]
+			local out = H.sh(("cd %s && rm -f src/*.o && luarocks --lua-version 5.1 --tree %s make rockspec/wsbeat-scm-1.rockspec%s 2>&1; echo rc=$?")
+				:format(q(dir), q(tree), case[2]))
+			assert.matches("rc=0", out, 1, true)
+			local env = ("LUA_PATH=%s LUA_CPATH=%s"):format(
+				q(tree .. "/share/lua/5.1/?.lua;" .. tree .. "/share/lua/5.1/?/init.lua"),
+				q(tree .. "/lib/lua/5.1/?.so"))
+			local v = H.sh(("cd /tmp && %s %s -e 'print(require(\"wsbeat\")._VERSION, jit and jit.version or _VERSION)' 2>&1")
+				:format(env, case[1]))
+			assert.matches("^wsbeat 0%.1%.0\t" .. case[3], v)
+		end
+	end)
+
 	it("make dist: a source rock that installs offline into an empty tree, whose command needs no cqueues #slow", function()
 		local dir, tree = H.tmpdir() .. "/dist", H.tmpdir() .. "/disttree"
 		local srv

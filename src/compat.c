@@ -2,13 +2,38 @@
 #include "compat.h"
 
 #if LUA_VERSION_NUM < 504
+/* Pushes the userdata's one slot: its user value (5.2, 5.3) or its
+ * environment (5.1, LuaJIT).  A 5.1 userdata always has an environment,
+ * by default the globals of the function that made it: only a table of
+ * ours counts, so that one reads as none. */
+static int slot_get(lua_State *L, int idx)
+{
+#if LUA_VERSION_NUM == 501
+	lua_getfenv(L, idx);
+	lua_pushvalue(L, LUA_GLOBALSINDEX);
+	if (lua_rawequal(L, -1, -2)) {
+		lua_pop(L, 2);
+		lua_pushnil(L);
+		return 0;
+	}
+	lua_pop(L, 1);
+#else
+	lua_getuservalue(L, idx);
+#endif
+	return lua_istable(L, -1);
+}
+
 void *wsb_newuserdatauv(lua_State *L, size_t size, int nuv)
 {
 	void *p = lua_newuserdata(L, size);
 
 	if (nuv > 0) {
 		lua_createtable(L, nuv, 0);
+#if LUA_VERSION_NUM == 501
+		lua_setfenv(L, -2);
+#else
 		lua_setuservalue(L, -2);
+#endif
 	}
 	return p;
 }
@@ -18,8 +43,7 @@ void *wsb_newuserdatauv(lua_State *L, size_t size, int nuv)
 int wsb_getiuservalue(lua_State *L, int idx, int n)
 {
 	idx = lua_absindex(L, idx);
-	lua_getuservalue(L, idx);
-	if (!lua_istable(L, -1)) {
+	if (!slot_get(L, idx)) {
 		lua_pop(L, 1);
 		lua_pushnil(L);
 		return LUA_TNONE;
@@ -33,8 +57,7 @@ int wsb_getiuservalue(lua_State *L, int idx, int n)
 int wsb_setiuservalue(lua_State *L, int idx, int n)
 {
 	idx = lua_absindex(L, idx);
-	lua_getuservalue(L, idx);
-	if (!lua_istable(L, -1)) {
+	if (!slot_get(L, idx)) {
 		lua_pop(L, 2);
 		return 0;
 	}

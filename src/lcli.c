@@ -195,7 +195,6 @@ static int l_read_stdin(lua_State *L)
 {
 	struct cli *c = get_cli(L);
 	lua_Integer max = luaL_checkinteger(L, 1);
-	luaL_Buffer b;
 	ssize_t n;
 	char *buf;
 	int err;
@@ -212,13 +211,15 @@ static int l_read_stdin(lua_State *L)
 		}
 		c->in_ready = 0;
 	}
-	buf = luaL_buffinitsize(L, &b, (size_t)max);
+	/* (a scratch userdata, not luaL_buffinitsize: 5.1 has none; one copy
+	 * per line of a terminal is nothing) */
+	buf = lua_newuserdatauv(L, (size_t)max, 0);
 	do
 		n = read(0, buf, (size_t)max);
 	while (n < 0 && errno == EINTR);
 	err = errno;
 	if (n > 0) {
-		luaL_pushresultsize(&b, (size_t)n);
+		lua_pushlstring(L, buf, (size_t)n);
 		return 1;
 	}
 	if (n == 0) {
