@@ -33,7 +33,7 @@ WARN = -std=c99 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wpointer-arith \
 ALL_CFLAGS = $(WARN) -fPIC -I$(LUA_INCDIR) $(DEPS_CFLAGS) $(CFLAGS)
 LIBFLAG ?= -shared
 
-SRCS = src/compat.c src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/lengine.c src/conn.c src/attempt.c src/retry.c src/heartbeat.c src/send.c src/cork.c src/recv.c src/callback.c src/proxy.c src/relay.c src/server.c src/upgrade.c src/request.c src/broadcast.c src/handshake.c src/hsclient.c src/wsrx.c src/opening.c src/tlsio.c src/wsread.c src/pmd.c src/lclient.c src/lserver.c src/lcli.c
+SRCS = src/compat.c src/url.c src/utf8.c src/tls.c src/log.c src/frame.c src/engine.c src/lengine.c src/conn.c src/attempt.c src/retry.c src/heartbeat.c src/send.c src/cork.c src/recv.c src/callback.c src/proxy.c src/relay.c src/server.c src/upgrade.c src/request.c src/broadcast.c src/handshake.c src/hsclient.c src/wsrx.c src/opening.c src/tlsio.c src/wsread.c src/pmd.c src/lclient.c src/lserver.c src/lcli.c src/waker.c
 OBJS = $(SRCS:src/%.c=$(BUILD)/%.o)
 CORE = $(BUILD)/wsbeat/core.so
 

@@ -360,6 +360,7 @@ void wsb_engine_close(struct wsb_engine *e)
 	if (e->destroyed)
 		return;
 	e->destroyed = 1;
+	wsb_waker_stop(e); /* (it polls the loop's fd: before the loop goes) */
 
 	/* Detach every server and client first: lws callbacks during destroy
 	 * must not reach their memory, and userdata still alive must not

@@ -368,6 +368,7 @@ int wsb_open_engine(lua_State *L)
 		{ "engine_stats", l_engine_stats },
 		{ "_selftest", l_selftest },
 		{ "utf8_valid", l_utf8_valid },
+		{ "waker_listen", wsb_l_waker_listen },
 		{ "next_log", wsb_l_next_log },
 		{ "set_log", wsb_l_set_log },
 		{ NULL, NULL }

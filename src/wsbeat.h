@@ -145,6 +145,7 @@ struct wsb_engine {
 	LIST_HEAD(, wsb_wsrx) failing; /* server connections to fail after
 					   the batch (wsrx.c) */
 	int destroyed;
+	struct wsb_waker *waker;     /* a thread that wakes nginx (waker.c) */
 	uint64_t started_ns;
 	/* logging (log.c) */
 	int log_level;               /* -1 = off, else WSB_LOG_* */
@@ -402,6 +403,8 @@ void wsb_release_server(lua_State *L, struct wsb_server *s);
 int wsb_open_server(lua_State *L); /* lserver.c */
 int wsb_slow_consumer(struct wsb_client *c);
 int wsb_open_engine(lua_State *L);
+int wsb_l_waker_listen(lua_State *L); /* waker.c */
+void wsb_waker_stop(struct wsb_engine *e);
 int wsb_open_cli(lua_State *L);     /* lcli.c: the CLI's stdin and signals */
 int luaopen_wsbeat_core(lua_State *L);
 
