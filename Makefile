@@ -150,7 +150,10 @@ build/bench/lws-hold: bench/lws-hold.c
 	$(CC) -std=c99 -D_GNU_SOURCE -Wall -Wextra $(CFLAGS) -o $@ bench/lws-hold.c \
 		$(shell pkg-config --cflags --libs libwebsockets)
 
+# wsbeat-jit, one of its default clients, is the same client on LuaJIT: it
+# needs the core built for LuaJIT too (build-jit/), unless CLIENTS leaves it out
 bench: all bench-bin
+	$(if $(filter wsbeat-jit,$(or $(CLIENTS),wsbeat-jit)),$(MAKE) all LUA_VERSION=jit)
 	bash bench/bench.sh
 
 # the server echo benchmark: wsbeat, the C ceiling, node ws, python websockets

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side echo benchmark (make bench): wsbeat, the C ceiling (a plain
+# Side-by-side echo benchmark (make bench): wsbeat (on Lua 5.4 and, as
+# wsbeat-jit, the same client on LuaJIT), the C ceiling (a plain
 # libwebsockets client, bench/lws-client.c), lua-http, node ws and python
 # websockets against ONE local echo server, in one run.
 #
@@ -16,6 +17,10 @@
 #   OUT=/tmp/b bench/bench.sh          # where the report goes (docs/benchmarks)
 #   BEFORE=<git rev> bench/bench.sh    # adds client wsbeat-before: wsbeat as of
 #                                      # that revision, built in a temp worktree
+#   LUAJIT=/path/to/luajit bench/bench.sh  # the interpreter of wsbeat-jit
+#                                      # (luajit); its core: build-jit/
+#   CLIENTS="... lua-http-jit"         # lua-http on LuaJIT too (not by
+#                                      # default; cqueues for 5.1 needed)
 #
 # Every client implements the same command line (URL SIZE N K W [CAFILE]) and
 # prints one RESULT line; see bench/clients/lua-client.lua. The clients run
@@ -32,11 +37,12 @@ set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 LUA=${LUA:-lua5.4}
+LUAJIT=${LUAJIT:-luajit}
 PY=${PYTHON:-/usr/bin/python3}
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then ROUNDS=${ROUNDS:-1}; else ROUNDS=${ROUNDS:-5}; fi
 SCHEMES=${SCHEMES:-"ws wss"}
-CLIENTS=${CLIENTS:-"lws-c wsbeat lua-http node-ws python-websockets"}
+CLIENTS=${CLIENTS:-"lws-c wsbeat wsbeat-jit lua-http node-ws python-websockets"}
 SERVER=${SERVER:-nginx}
 PIN=${PIN:-0}
 OUT=${OUT:-$ROOT/docs/benchmarks}
@@ -67,6 +73,13 @@ trap 'exit 130' INT TERM
 die() { echo "bench.sh: $*" >&2; exit 1; }
 
 make -s -C "$ROOT" all bench-bin >&2 || die "make failed"
+# wsbeat-jit: the wsbeat client under LuaJIT, with the core built for it
+case " $CLIENTS " in
+*" wsbeat-jit "*)
+	command -v "$LUAJIT" >/dev/null || die "wsbeat-jit: $LUAJIT not found (scripts/install-deps.sh installs luajit2; or leave wsbeat-jit out of CLIENTS)"
+	make -s -C "$ROOT" all LUA_VERSION=jit >&2 || die "make all LUA_VERSION=jit failed"
+	;;
+esac
 if [ -n "${BEFORE:-}" ]; then
 	git -C "$ROOT" worktree add -q --detach "$TMP/before" "$BEFORE" >&2 || die "cannot check out $BEFORE"
 	make -s -C "$TMP/before" all >&2 || die "make of $BEFORE failed"
@@ -130,6 +143,9 @@ client_cmd() { # client -> command words
 	lws-c) echo "$ROOT/build/bench/lws-client" ;;
 	wsbeat | wsbeat-recv | lua-http) echo "$LUA $HERE/clients/lua-client.lua $1" ;;
 	wsbeat-before) echo "env WSBEAT_ROOT=$TMP/before $LUA $HERE/clients/lua-client.lua wsbeat" ;;
+	# the same client under LuaJIT: it loads build-jit/ and reports wsbeat-jit
+	wsbeat-jit) echo "$LUAJIT $HERE/clients/lua-client.lua wsbeat" ;;
+	lua-http-jit) echo "$LUAJIT $HERE/clients/lua-client.lua lua-http" ;;
 	node-ws) echo "node $HERE/clients/node-client.js" ;;
 	python-websockets) echo "$PY $HERE/clients/python-client.py" ;;
 	*) return 1 ;;
@@ -146,6 +162,8 @@ for c in $CLIENTS; do client_cmd "$c" >/dev/null || die "unknown client $c"; don
 	echo "- server: $SERVER_DESC"
 	echo "- clients: $("$LUA" "$HERE/clients/lua-client.lua" versions 2>/dev/null); libwebsockets $(pkg-config --modversion libwebsockets); node $(node --version) + ws $(node -p "require('$ROOT/spec/fixtures/node_modules/ws/package.json').version" 2>/dev/null); python websockets $("$PY" -c 'import websockets; print(websockets.__version__)' 2>/dev/null)"
 	echo "- cases (SIZE N K W): $CASES"
+	jits=$(for c in $CLIENTS; do case $c in *-jit) printf ' %s' "$c" ;; esac; done)
+	[ -n "$jits" ] && echo "- on LuaJIT (${jits# }): the same client script, $("$LUAJIT" "$HERE/clients/lua-client.lua" versions 2>/dev/null); $(command -v "$LUAJIT")$(dpkg-query -W -f=' (Debian luajit2 ${Version})' luajit2 2>/dev/null); wsbeat's core from build-jit/"
 	[ -n "${BEFORE:-}" ] && echo "- wsbeat-before: wsbeat at $(git -C "$ROOT" rev-parse --short "$BEFORE"), wsbeat: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src lua || echo ' + uncommitted changes')"
 	echo
 } >"$TMP/header.md"

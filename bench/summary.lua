@@ -9,8 +9,10 @@ RESULTS holds lines
 size and client it takes the median over the rounds and prints a Markdown
 report on stdout, also written to OUTDIR/results.md (after the text of
 HEADER-FILE, if given), with each figure's ratio to the C ceiling (lws-c)
-and to lua-http, and the targets for wsbeat. It writes OUTDIR/throughput.dat
-and OUTDIR/latency.dat and, when gnuplot is installed, OUTDIR/benchmarks.png.
+and to lua-http, the targets for wsbeat and, when wsbeat-jit ran, its
+ratio to wsbeat (the same client on LuaJIT and on Lua 5.4). It writes
+OUTDIR/throughput.dat and OUTDIR/latency.dat and, when gnuplot is
+installed, OUTDIR/benchmarks.png.
 Exit status: 0, or 1 when a client produced no result for a case.
 ]]
 
@@ -21,7 +23,7 @@ if not (results and outdir) then
 end
 
 local CEIL, LUAHTTP, US = "lws-c", "lua-http", "wsbeat"
-local ORDER = { "lws-c", "wsbeat", "wsbeat-before", "wsbeat-recv", "lua-http", "node-ws", "python-websockets" }
+local ORDER = { "lws-c", "wsbeat", "wsbeat-jit", "wsbeat-before", "wsbeat-recv", "lua-http", "lua-http-jit", "node-ws", "python-websockets" }
 
 local function median(t)
 	if not t or #t == 0 then return nil end
@@ -143,6 +145,27 @@ if #verdicts > 0 then
 	w("| case | target | ratio | |")
 	w("|---|---|---:|---|")
 	for _, v in ipairs(verdicts) do w("%s", v) end
+	w("")
+end
+-- the same client on LuaJIT against Lua 5.4, when both ran
+local JIT = "wsbeat-jit"
+local jit_rows = {}
+for _, scheme in ipairs(schemes) do
+	for _, size in ipairs(sizes) do
+		local r, rj = med(scheme, size, US, "msg_s"), med(scheme, size, JIT, "msg_s")
+		local l, lj = med(scheme, size, US, "p50_us"), med(scheme, size, JIT, "p50_us")
+		if (r and rj) or (l and lj) then
+			jit_rows[#jit_rows + 1] = ("| %s %s | %s | %s |"):format(scheme, human_size(size),
+				ratio(rj, r), ratio(lj, l))
+		end
+	end
+end
+if #jit_rows > 0 then
+	w("### wsbeat-jit vs wsbeat (LuaJIT / Lua 5.4)")
+	w("")
+	w("| case | msg/s | p50 |")
+	w("|---|---:|---:|")
+	for _, row in ipairs(jit_rows) do w("%s", row) end
 	w("")
 end
 local report = table.concat(out, "\n") .. "\n"

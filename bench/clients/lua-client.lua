@@ -2,6 +2,7 @@
 --[[ Echo benchmark client for the Lua clients, one client per process.
 
   lua5.4 bench/clients/lua-client.lua CLIENT URL SIZE N K W [CAFILE]
+  luajit bench/clients/lua-client.lua wsbeat URL SIZE N K W [CAFILE]
     CLIENT  wsbeat       event-driven: the callbacks send the next message
                          (or refill the window); wsbeat.run() is the loop
             wsbeat-recv  no callback: ws:receive() on the main thread
@@ -12,6 +13,12 @@
             after a warm-up of min(200, N)
     K       messages for the pipelined test, at most W unanswered (0 = skip)
     W       window for the pipelined test
+
+  Under LuaJIT (2.1) every client reports itself as "<name>-jit"
+  (bench.sh's wsbeat-jit), and wsbeat loads the core from build-jit/
+  (make all LUA_VERSION=jit); lua-http runs there when cqueues and luaossl
+  are installed for 5.1 (Debian installs them for 5.1-5.4). The file keeps
+  to what 5.1 parses: no <close>, //, bitwise operators, utf8 or math.type.
 
   Prints one line:
     RESULT client=CLIENT size=SIZE p50_us=.. p99_us=.. msg_s=..
@@ -29,6 +36,16 @@ local ROOT = ((arg and arg[0] or "./x/lua-client.lua"):match("^(.*)/[^/]*/[^/]*$
 -- report it as client "<name>-before"
 local WSBEAT_ROOT = os.getenv("WSBEAT_ROOT") or ROOT
 local SUFFIX = os.getenv("WSBEAT_ROOT") and "-before" or ""
+-- LuaJIT: its own build of the core, and "-jit" on the client's name
+local JIT = rawget(_G, "jit")
+local BUILD = JIT and "build-jit" or "build"
+if JIT then SUFFIX = SUFFIX .. "-jit" end
+
+-- math.tointeger is 5.3+; before it a number is integral by value
+local tointeger = math.tointeger or function(x)
+	if type(x) == "number" and x == math.floor(x) then return x end
+	return nil
+end
 
 local function fail(fmt, ...)
 	io.stderr:write("lua-client: ", fmt:format(...), "\n")
@@ -91,7 +108,7 @@ end
 
 local function load_wsbeat()
 	package.path = WSBEAT_ROOT .. "/lua/?.lua;" .. WSBEAT_ROOT .. "/lua/?/init.lua;" .. package.path
-	package.cpath = WSBEAT_ROOT .. "/build/?.so;" .. package.cpath
+	package.cpath = WSBEAT_ROOT .. "/" .. BUILD .. "/?.so;" .. package.cpath
 	return require "wsbeat", require "wsbeat.core"
 end
 
@@ -100,7 +117,7 @@ local function wsbeat_opts(url, size, W, ca)
 		heartbeat = false, reconnect = false,
 		-- room for the whole window: the pipelined test must not be limited
 		-- by the default 1 MiB of buffered output
-		send_buffer = math.max(1 << 20, 2 * W * size),
+		send_buffer = math.max(1048576, 2 * W * size), -- 1 MiB
 		tls = url:match("^wss:") and { ca_file = ca } or nil,
 	}
 	-- WSBEAT_BENCH_PROXY: through this proxy (bench/proxy.lua); unset for
@@ -300,7 +317,7 @@ local function bench_lua_http(url, size, N, K, W, ca)
 	local ok, err = cq:loop()
 	if not ok then fail("lua-http: %s", tostring(err)) end
 	if not result then fail("lua-http: the benchmark did not finish") end
-	report("lua-http", size, result.lat, K, result.t)
+	report("lua-http" .. (JIT and "-jit" or ""), size, result.lat, K, result.t)
 end
 
 ------------------------------------------------------------------ main
@@ -308,10 +325,15 @@ end
 local client = arg[1]
 if client == "versions" then
 	local wsbeat = load_wsbeat()
-	local cqueues = load_lua_http()
+	local lua = JIT and JIT.version or _VERSION
+	local cq_ok, cqueues = pcall(load_lua_http)
+	if not cq_ok then -- LuaJIT without cqueues for 5.1
+		print(("%s (%s); lua-http not installed"):format(wsbeat._VERSION, lua))
+		os.exit(0)
+	end
 	local ok, hv = pcall(require, "http.version")
 	print(("%s (%s); lua-http %s; cqueues %s"):format(
-		wsbeat._VERSION, _VERSION, ok and hv.version or "?", tostring(cqueues.VERSION)))
+		wsbeat._VERSION, lua, ok and hv.version or "?", tostring(cqueues.VERSION)))
 	os.exit(0)
 end
 
@@ -326,4 +348,4 @@ if not run then
 	io.stderr:write("lua-client: unknown client '", tostring(client), "'\n")
 	os.exit(2)
 end
-run(url, math.tointeger(size), math.tointeger(N), math.tointeger(K), math.tointeger(W), ca)
+run(url, tointeger(size), tointeger(N), tointeger(K), tointeger(W), ca)
