@@ -3,24 +3,25 @@
 -- last messages in love.draw, a clean close (1000) in love.quit.
 --   love examples/love [URL]            (from the repository root)
 -- URL: the first argument, else $WSBEAT_URL, else ws://127.0.0.1:8080/
--- (lua5.4 examples/echo-server.lua listens there). Space sends a message,
+-- (examples/echo-server.lua listens there: README.md). Space sends a message,
 -- one more goes every 2 seconds, Escape quits. README.md has the details,
 -- and the test mode (WSBEAT_LOVE_TEST=1) that spec/39-love_spec.lua runs.
 -- luacheck: globals love, read globals jit
 
 local TEST = os.getenv("WSBEAT_LOVE_TEST") == "1"
-if TEST then io.stdout:setvbuf("line") end -- the spec reads the events as they happen
+io.stdout:setvbuf("line") -- EVENT lines (below) show as they happen, even in a pipe
 
 ---------------------------------------------------------------- finding wsbeat
--- LÖVE's require looks in the game's directory (love.filesystem) first, then
--- in package.path and package.cpath like any LuaJIT program. A C module such
--- as wsbeat.core cannot be loaded from inside a .love archive, and one in
--- the game directory is only found through love.filesystem's C path; a
--- core.so outside the game is found through package.cpath, which LÖVE 11
--- leaves to LuaJIT's package library (it also honours LUA_PATH/LUA_CPATH).
--- So: $WSBEAT_ROOT (a wsbeat checkout built with `make all LUA_VERSION=jit`),
--- else the checkout this example sits in (examples/love/../..), else an
--- installed wsbeat (`make install LUA_VERSION=jit`: the default paths).
+-- LÖVE's require looks in the game (love.filesystem: the game directory or
+-- .love archive, and the save directory) first, then in package.path and
+-- package.cpath, which LÖVE 11 leaves to LuaJIT's package library (so
+-- LUA_PATH and LUA_CPATH work too). A C module such as wsbeat.core loads
+-- from an unpacked game directory (love.filesystem's C require path, "??")
+-- but never from inside a .love archive; one outside the game, as here, is
+-- found through package.cpath. So: $WSBEAT_ROOT (a wsbeat checkout built
+-- with `make all LUA_VERSION=jit`), else the checkout this example sits in
+-- (examples/love/../..), else an installed wsbeat (`make install
+-- LUA_VERSION=jit`: LuaJIT's default paths).
 local function add_wsbeat_paths()
 	local root = os.getenv("WSBEAT_ROOT")
 	if not root or root == "" then
@@ -65,8 +66,9 @@ local function printable(s)
 	return (s:gsub("[%z\1-\31\127]", function(c) return ("\\%d"):format(c:byte()) end))
 end
 
+-- one line per event on stdout: state changes always, the script's steps in test mode
 local function event(...)
-	if TEST then print("EVENT " .. table.concat({ ... }, " ")) end
+	print("EVENT " .. table.concat({ ... }, " "))
 end
 
 local function remember(list, text)
@@ -152,8 +154,8 @@ function love.load(args)
 	next_tick = TICK
 end
 
-function love.update()
-	wsbeat.step() -- never blocks; on_state and on_message run in here
+function love.update(dt) -- luacheck: no unused args
+	wsbeat.step() -- once per frame; never blocks; on_state and on_message run in here
 	local now = love.timer.getTime() - started
 	if TEST then
 		if now > TEST_DEADLINE and not test.quitting then
