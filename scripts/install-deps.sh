@@ -1,7 +1,10 @@
 #!/bin/sh
 # Install the Debian 12 packages wsbeat needs to build, test and run its demo.
 # (LuaJIT is OpenResty's branch, luajit2: the one nginx's lua module links;
-# Debian's luajit/libluajit-5.1-dev would remove that module.)
+# Debian's luajit/libluajit-5.1-dev would remove that module. LÖVE, "love",
+# for examples/love and spec 39, takes either LuaJIT: installed in the same
+# apt-get run as luajit2, or after it, it uses luajit2's library; installed
+# alone on a machine without it, apt would pick Debian's.)
 # Run as root.  Installs only what is missing, so it is cheap to repeat.
 set -e
 PKGS="build-essential pkg-config lua5.4 liblua5.4-dev luarocks lua-busted lua-check
@@ -11,7 +14,7 @@ iproute2 nftables socat procps lua-luv lua-socket lua-dkjson clang libclang-rt-1
 nginx libnginx-mod-http-lua lua-nginx-websocket gnuplot-nox strace
 curl tinyproxy-bin microsocks dante-server cppcheck chromium
 lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev
-luajit2 libluajit2-5.1-dev"
+luajit2 libluajit2-5.1-dev love"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
