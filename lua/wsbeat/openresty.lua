@@ -25,7 +25,7 @@ local core = require "wsbeat.core"
 local M = {}
 
 local ngx = rawget(_G, "ngx")
-local math_ceil, math_min = math.ceil, math.min
+local math_ceil, math_min, math_max = math.ceil, math.min, math.max
 
 local running = false -- one loop per worker (per Lua state: one engine)
 local stats = { wake = nil, turns = 0, wakeups = 0, errors = 0 }
@@ -54,11 +54,22 @@ local function sleep_for(max_wait)
 	return t
 end
 
+-- (ngx.sleep(0) would do for "now", but nginx without OpenResty's
+-- delayed-events patch warns on every call: work that is due now gets a
+-- few more steps first, then the shortest sleep nginx keeps, 1 ms)
+local MORE_STEPS = 8
+
 local function poll_loop(opts)
 	local interval = opts.interval
 	while not ngx.worker.exiting() do
 		step()
-		ngx.sleep(math_min(sleep_for(opts.max_wait), interval))
+		local t = sleep_for(opts.max_wait)
+		for _ = 1, MORE_STEPS do
+			if t > 0 then break end
+			step()
+			t = sleep_for(opts.max_wait)
+		end
+		ngx.sleep(math_min(math_max(t, 0.001), interval))
 		stats.wakeups = stats.wakeups + 1
 	end
 end
@@ -112,7 +123,7 @@ local function close_all(opts)
 	local deadline = ngx.now() + opts.exit_timeout
 	while live()[1] and ngx.now() < deadline do
 		step()
-		ngx.sleep(math_min(sleep_for(0.01), 0.01))
+		ngx.sleep(math_max(sleep_for(0.01), 0.001))
 		ngx.update_time()
 	end
 	step()
