@@ -17,6 +17,8 @@
  *    before 5.4 a userdata has one user value (5.2, 5.3) or an environment
  *    table (5.1, LuaJIT), so the values live in a table that is that one
  *    (src/compat.c);
+ *  - 5.1, 5.2: luaL_checkinteger/optinteger refuse a number with a
+ *    fraction, as 5.3+ does (they truncated it);
  *  - 5.1-5.3: luaL_pushfail.
  */
 #ifndef WSBEAT_COMPAT_H
@@ -126,6 +128,33 @@ static inline int wsb_rawgetp(lua_State *L, int idx, const void *p)
 #define lua_rawgeti wsb_rawgeti
 #define lua_rawgetp wsb_rawgetp
 #endif /* < 503 */
+
+#if LUA_VERSION_NUM < 503
+/* Before 5.3 an integer argument is a double that luaL_checkinteger
+ * truncates: 1000.5 would pass as a close code.  Refused as 5.3+ refuses
+ * it, with its words ("number has no integer representation"). */
+static inline lua_Integer wsb_checkinteger(lua_State *L, int arg)
+{
+	lua_Number n = luaL_checknumber(L, arg);
+	lua_Integer i;
+
+	/* (out of range or NaN: the cast itself would be undefined) */
+	if (!(n >= -9007199254740992.0 && n <= 9007199254740992.0))
+		luaL_argerror(L, arg, "number has no integer representation");
+	i = (lua_Integer)n;
+	if ((lua_Number)i != n)
+		luaL_argerror(L, arg, "number has no integer representation");
+	return i;
+}
+static inline lua_Integer wsb_optinteger(lua_State *L, int arg, lua_Integer def)
+{
+	return lua_isnoneornil(L, arg) ? def : wsb_checkinteger(L, arg);
+}
+#undef luaL_checkinteger
+#undef luaL_optinteger
+#define luaL_checkinteger wsb_checkinteger
+#define luaL_optinteger wsb_optinteger
+#endif
 
 #if LUA_VERSION_NUM < 504
 void *wsb_newuserdatauv(lua_State *L, size_t size, int nuv);

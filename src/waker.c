@@ -20,7 +20,6 @@
  * the fd (wsb_waker_stop from wsb_engine_close).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -131,8 +130,10 @@ static void *waker_main(void *arg)
 		if (armed && (r == 0 || ms == 0 || (n == 3 && p[2].revents))) {
 			ssize_t k;
 
+			/* (send, not write: a host gone meanwhile is EPIPE, never
+			 * SIGPIPE to a process that may not ignore it) */
 			do
-				k = write(w->cfd, "!", 1);
+				k = send(w->cfd, "!", 1, MSG_NOSIGNAL);
 			while (k < 0 && errno == EINTR);
 			if (k < 0 && errno != EAGAIN)
 				break;
