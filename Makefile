@@ -98,18 +98,33 @@ fuzz: fuzz/url_fuzz.c fuzz/utf8_fuzz.c fuzz/frame_fuzz.c fuzz/wsread_fuzz.c fuzz
 	build-fuzz/pmd_fuzz $(FUZZ_ARGS) build-fuzz/pmd-corpus
 
 # The specs start their own proxies: a proxy set in the caller's environment
-# would otherwise carry every loopback connection of the suite.
-NO_PROXY_ENV = env -u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY \
+# would otherwise carry every loopback connection of the suite.  (And the
+# makes they run must not inherit this one's settings: LUA_VERSION=jit.)
+NO_PROXY_ENV = env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u LUA_VERSION -u BUILD -u LUA -u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY \
 	-u all_proxy -u ALL_PROXY -u ws_proxy -u WS_PROXY -u wss_proxy -u WSS_PROXY \
 	-u no_proxy -u NO_PROXY
 
-test: all ctest
-	$(NO_PROXY_ENV) $(LUA) $(BUSTED) $(BUSTED_ARGS)
+# LUA_VERSION=jit (or 5.1-5.3): the suite runs under that Lua with its
+# core (build-<version>/); the programs the specs start as commands
+# (bin/wsbeat, the examples, fixtures) stay on 5.4, so build/ is made too.
+ifeq ($(LUA_VERSION),5.4)
+SUITE_CORE =
+SUITE_CPATH =
+else
+SUITE_CORE = core-5.4
+SUITE_CPATH = --cpath='./$(BUILD)/?.so'
+endif
+.PHONY: core-5.4
+core-5.4:
+	$(MAKE) all LUA_VERSION=5.4
+
+test: all $(SUITE_CORE) ctest
+	$(NO_PROXY_ENV) $(LUA) $(BUSTED) $(SUITE_CPATH) $(BUSTED_ARGS)
 
 # The quick part of make test, for development: every test but those tagged
 # #root, #netns, #sanitizer, #soak or #slow (.busted says what each means).
-test-fast: all
-	$(NO_PROXY_ENV) $(LUA) $(BUSTED) --exclude-tags=root,netns,sanitizer,soak,slow $(BUSTED_ARGS)
+test-fast: all $(SUITE_CORE)
+	$(NO_PROXY_ENV) $(LUA) $(BUSTED) $(SUITE_CPATH) --exclude-tags=root,netns,sanitizer,soak,slow $(BUSTED_ARGS)
 
 # luacheck, and cppcheck on the C core: errors and its warning, portability
 # and performance checks (not style), as C99 on Linux, knowing the POSIX,

@@ -198,13 +198,20 @@ describe("lifetime", function()
 		assert.is_nil(next(seen), "closed client was not collected")
 	end)
 
-	it("closes a <close> variable at scope end", function()
-		local ref
-		do
-			local ws <close> = wsbeat.connect(srv:url("/echo?tbc"))
-			H.wait_state(ws, "open")
-			ref = ws
-		end
+	-- (5.4 syntax: compiled from a string, so the file loads everywhere;
+	-- not defined where the Lua has no <close>)
+	local it_close = H.HAS_CLOSE and it or function() end
+	it_close("closes a <close> variable at scope end", function()
+		local ref = assert(load([[
+			local wsbeat, H, url = ...
+			local ref
+			do
+				local ws <close> = wsbeat.connect(url)
+				H.wait_state(ws, "open")
+				ref = ws
+			end
+			return ref
+		]]))(wsbeat, H, srv:url("/echo?tbc"))
 		H.wait_state(ref, "closed")
 		assert.equal(1000, srv:wait_event("close", function(e) return e.id == srv:wait_event("connect", function(c) return c.path == "/echo?tbc" end).id end).code)
 	end)

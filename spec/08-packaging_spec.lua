@@ -29,13 +29,13 @@ describe("packaging", function()
 		local v = H.sh(("cd /tmp && %s lua5.4 -e 'print(require(\"wsbeat\")._VERSION)' 2>&1"):format(tree_env(tree)))
 		assert.equal("wsbeat 0.1.0\n", v)
 		-- luarocks builds in the source tree: leave it as it was
-		os.execute(("cd %s && rm -f src/*.o wsbeat/core.so && rmdir wsbeat 2>/dev/null"):format(q(H.ROOT)))
+		H.execute(("cd %s && rm -f src/*.o wsbeat/core.so && rmdir wsbeat 2>/dev/null"):format(q(H.ROOT)))
 	end)
 
 	it("luarocks make for Lua 5.1 and for LuaJIT (its headers named on the command line), no compat library needed #slow", function()
 		-- in a copy: luarocks builds in the source tree
 		local dir = H.tmpdir() .. "/rocksrc"
-		finally(function() os.execute("rm -rf " .. q(dir)) end)
+		finally(function() H.execute("rm -rf " .. q(dir)) end)
 		assert.equal("rc=0\n", H.sh(("mkdir -p %s && cd %s && cp -r src lua rockspec bin docs types %s/; echo rc=$?")
 			:format(q(dir), q(H.ROOT), q(dir))))
 		for _, case in ipairs {
@@ -60,9 +60,9 @@ describe("packaging", function()
 		local srv
 		finally(function()
 			if srv then srv:stop() end
-			os.execute(("rm -rf %s %s"):format(q(dir), q(tree)))
+			H.execute(("rm -rf %s %s"):format(q(dir), q(tree)))
 		end)
-		local had_dist = os.execute(("test -e %s"):format(q(H.ROOT .. "/dist")))
+		local had_dist = H.execute(("test -e %s"):format(q(H.ROOT .. "/dist")))
 		local out = H.sh(("cd %s && make -s dist DISTDIR=%s 2>&1; echo rc=$?"):format(q(H.ROOT), q(dir)))
 		assert.matches("rc=0\n$", out)
 		-- the working tree's sources, under one top directory; nothing built
@@ -74,7 +74,7 @@ describe("packaging", function()
 		assert.not_matches("%.o\n", list)
 		for line in list:gmatch("[^\n]+") do assert.matches("^wsbeat%-0%.1%.0/", line) end
 		-- installed without a network (where a network namespace can be made)
-		local offline = os.execute("unshare -n true 2>/dev/null") and "unshare -n " or ""
+		local offline = H.execute("unshare -n true 2>/dev/null") and "unshare -n " or ""
 		out = H.sh(("cd /tmp && %sluarocks --lua-version 5.4 --tree %s install %s 2>&1; echo rc=$?")
 			:format(offline, q(tree), q(dir .. "/wsbeat-0.1.0-1.src.rock")))
 		assert.matches("wsbeat 0.1.0-1 is now installed", out, 1, true)
@@ -95,7 +95,7 @@ describe("packaging", function()
 			:format(env, cmd, q(srv:url("/echo"))))
 		assert.equal("installed\nrc=0\n", out)
 		-- the checkout is as it was: make dist wrote only into DISTDIR
-		assert.equal(had_dist, os.execute(("test -e %s"):format(q(H.ROOT .. "/dist"))))
+		assert.equal(had_dist, H.execute(("test -e %s"):format(q(H.ROOT .. "/dist"))))
 	end)
 
 	it("installs with make install DESTDIR/PREFIX", function()

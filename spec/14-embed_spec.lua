@@ -13,7 +13,7 @@ local N = 10
 local function read_file(path)
 	local f = io.open(path, "r")
 	if not f then return "" end
-	local s = f:read("a")
+	local s = f:read("*a")
 	f:close()
 	return s
 end
@@ -23,7 +23,7 @@ local function build()
 	if built then return end
 	assert(H.sh("command -v cc || command -v gcc") ~= "",
 		"no C compiler: apt-get install build-essential")
-	assert(os.execute("pkg-config --exists lua5.4"),
+	assert(H.execute("pkg-config --exists lua5.4"),
 		"pkg-config knows no lua5.4: apt-get install liblua5.4-dev pkg-config")
 	assert(io.open(ROOT .. "/build/wsbeat/core.so"),
 		"build/wsbeat/core.so is missing: run make in " .. ROOT)
@@ -184,7 +184,7 @@ describe("embedding in C (examples/embed)", function()
 		H.sh(("sh -c %s </dev/null >/dev/null 2>&1 &"):format(q(script)))
 		local pid
 		finally(function()
-			if pid then os.execute("kill -KILL " .. q(pid) .. " 2>/dev/null") end
+			if pid then H.execute("kill -KILL " .. q(pid) .. " 2>/dev/null") end
 		end)
 		local deadline = core.now() + 5
 		while true do
@@ -194,7 +194,7 @@ describe("embedding in C (examples/embed)", function()
 				.. read_file(base .. ".err"))
 			H.sleep(0.02)
 		end
-		os.execute("kill -TERM " .. q(pid))
+		H.execute("kill -TERM " .. q(pid))
 		deadline = core.now() + 5
 		while read_file(base .. ".rc") == "" do
 			if core.now() > deadline then

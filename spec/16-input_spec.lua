@@ -92,8 +92,8 @@ describe("methods", function()
 
 	it("check argument types and ranges", function()
 		local ws = wsbeat.connect(srv:url("/echo?args"))
-		assert.matches("bad argument #1 to 'send'", err_of(function() return ws:send(nil) end), 1, true)
-		assert.matches("bad argument #1 to 'send'", err_of(function() return ws:send({}) end), 1, true)
+		assert.matches("bad argument #1 to 'send'", err_of(function() return (ws:send(nil)) end), 1, true)
+		assert.matches("bad argument #1 to 'send'", err_of(function() return (ws:send({})) end), 1, true)
 		assert.matches("invalid option 'blob'", err_of(function() return ws:send("x", "blob") end), 1, true)
 		for _, code in ipairs { 999, 1002, 1004, 1005, 1006, 1015, 2999, 5000, -1 } do
 			assert.matches("close code must be 1000, 1001 or 3000-4999", err_of(function() return ws:close(code) end), 1, true)

@@ -90,7 +90,7 @@ describe("a server that closes while our reply is on its way", function()
 	local certs = H.certs()
 	for _, scheme in ipairs { "ws", "wss" } do
 		for _, size in ipairs { 256 * 1024, 1024 * 1024 } do
-			it(("%s, %d KiB: the close reply arrives, no reset"):format(scheme, size // 1024), function()
+			it(("%s, %d KiB: the close reply arrives, no reset"):format(scheme, H.idiv(size, 1024)), function()
 				local s = H.server { tls = scheme == "wss" }
 				finally(function() s:stop() end)
 				local ws, rec = H.client(s:url("/closeping/" .. size .. "?wait=" .. 0.3 * H.SLOW), {

@@ -353,7 +353,7 @@ describe("the proxy option as a function", function()
 			reconnect = { delay = 0.05, jitter = 0 },
 		})
 		H.run_until(function() return #rec.states >= 4 end, 10, "open, lost, open again")
-		assert.same({ "open", "reconnecting", "connecting", "open" }, { table.unpack(rec.states, 1, 4) })
+		assert.same({ "open", "reconnecting", "connecting", "open" }, { H.unpack(rec.states, 1, 4) })
 		assert.equal(2, calls)
 		assert.equal("http://127.0.0.1:" .. b.port, ws:stats().proxy)
 		assert.equal(1, #a:connections())

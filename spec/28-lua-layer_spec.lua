@@ -19,7 +19,7 @@ describe("the pure modules", function()
 		local p = assert(io.popen(("cd '%s' && LUA_PATH='./lua/?.lua;./lua/?/init.lua' LUA_CPATH='/nonexistent/?.so' lua5.4 -e "
 			.. "'require \"wsbeat.options\" require \"wsbeat.scheduler\" require \"wsbeat.proxy\" "
 			.. "print(package.loaded[\"wsbeat.core\"] == nil)' 2>&1"):format(root)))
-		local out = p:read("a")
+		local out = p:read("*a")
 		p:close()
 		assert.equal("true\n", out)
 	end)

@@ -11,7 +11,7 @@ local json = require "dkjson"
 -- 100 KB of text, built the same way here and in the page
 local ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 local BIG_LEN = 100 * 1024
-local BIG = ALPHABET:rep(BIG_LEN // #ALPHABET + 1):sub(1, BIG_LEN)
+local BIG = ALPHABET:rep(H.idiv(BIG_LEN, #ALPHABET) + 1):sub(1, BIG_LEN)
 local BYTES = { 0, 1, 2, 127, 128, 200, 254, 255 }
 
 -- A page (JS literals made by json.encode) that sends "hello" (or its own text), the 100 KB text and BYTES
@@ -43,7 +43,7 @@ ws.onclose = (ev) => {
 		close: { code: ev.code, reason: ev.reason, wasClean: ev.wasClean } };
 };
 </script>
-]]):format(json.encode(ALPHABET), BIG_LEN // #ALPHABET + 1, BIG_LEN, json.encode(url), json.encode(first),
+]]):format(json.encode(ALPHABET), H.idiv(BIG_LEN, #ALPHABET) + 1, BIG_LEN, json.encode(url), json.encode(first),
 		table.concat(BYTES, ","))
 end
 

@@ -49,7 +49,7 @@ end
 -- exit code.
 local function run(args)
 	local out, err = tmp("out"), tmp("err")
-	local _, _, code = os.execute(("cd %s && %s timeout 10 lua5.4 bin/wsbeat %s </dev/null >%s 2>%s"):format(
+	local _, _, code = H.execute(("cd %s && %s timeout 10 lua5.4 bin/wsbeat %s </dev/null >%s 2>%s"):format(
 		q(ROOT), ENV, argstr(args), q(out), q(err)))
 	return read_file(out), read_file(err), code
 end
@@ -64,7 +64,7 @@ local function start(args, opts)
 	if not opts.null then
 		p.fifo = tmp("fifo")
 		stdin = p.fifo
-		assert(os.execute("mkfifo " .. q(p.fifo)))
+		assert(H.execute("mkfifo " .. q(p.fifo)))
 	end
 	local script = tmp("run.sh")
 	write_file(script, ("cd %s\n%s lua5.4 bin/wsbeat %s <%s >%s 2>%s &\necho $! >%s\nwait $!\necho $? >%s\n")
@@ -89,7 +89,7 @@ local function start(args, opts)
 	end
 	function p:signal(sig)
 		assert(tostring(sig):match("^%w+$"), "bad signal")
-		os.execute(("kill -%s %s 2>/dev/null"):format(sig, q(self.pid)))
+		H.execute(("kill -%s %s 2>/dev/null"):format(sig, q(self.pid)))
 	end
 	--- Wait (serving this process's clients) until pred(self) is true.
 	function p:wait_for(pred, timeout, what)
@@ -417,7 +417,7 @@ describe("wsbeat --listen #server", function()
 		local p = start { "--listen", "0", "--echo", "-s", "v2", "-s", "v1" }
 		finally(function() p:stop() end)
 		local out, err = tmp("out"), tmp("err")
-		local _, _, code = os.execute(("cd %s && printf 'a\\nb\\n' | %s timeout 10 lua5.4 bin/wsbeat -q -s v1 -s v2 %s >%s 2>%s")
+		local _, _, code = H.execute(("cd %s && printf 'a\\nb\\n' | %s timeout 10 lua5.4 bin/wsbeat -q -s v1 -s v2 %s >%s 2>%s")
 			:format(q(ROOT), ENV, q(p:url("/")), q(out), q(err)))
 		assert.equal(0, code, read_file(err))
 		assert.equal("a\nb\n", read_file(out))

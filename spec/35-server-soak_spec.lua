@@ -20,7 +20,7 @@ describe("server soak #server #soak", function()
 		local url = ("ws://127.0.0.1:%d/"):format(s:port())
 		local N, BATCH = 10000, 100
 		local done, marks = 0, {}
-		for batch = 1, N // BATCH do
+		for batch = 1, H.idiv(N, BATCH) do
 			local left = BATCH
 			for i = 1, BATCH do
 				wsbeat.connect(url, {

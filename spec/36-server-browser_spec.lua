@@ -9,7 +9,7 @@ local json = require "dkjson"
 -- 100 KB of text, built the same way here and in the page
 local ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 local BIG_LEN = 100 * 1024
-local BIG = ALPHABET:rep(BIG_LEN // #ALPHABET + 1):sub(1, BIG_LEN)
+local BIG = ALPHABET:rep(H.idiv(BIG_LEN, #ALPHABET) + 1):sub(1, BIG_LEN)
 local BYTES = { 0, 1, 2, 127, 128, 200, 254, 255 }
 
 -- A page that connects to p.url, sends p.send in order once open ({text =
@@ -113,7 +113,7 @@ describe("server and a browser: headless chromium against wsbeat.listen #server 
 		assert.equal(3, #rec.messages)
 		assert.same({ "text", "text", "binary" }, { rec.messages[1].kind, rec.messages[2].kind, rec.messages[3].kind })
 		assert.is_true(rec.messages[2].data == BIG, "the server got the 100 KB text changed")
-		assert.equal(string.char(table.unpack(BYTES)), rec.messages[3].data)
+		assert.equal(string.char(H.unpack(BYTES)), rec.messages[3].data)
 		H.run_until(function() return #rec.closed() == 1 end, 5, "the server's connection to close")
 		local c = rec.closed()[1]
 		assert.equal("closed_by_peer", c.cause)

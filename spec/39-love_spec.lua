@@ -50,7 +50,7 @@ end
 
 describe("the LÖVE example #love #slow", function()
 	setup(function()
-		assert(os.execute("command -v love >/dev/null"), "love is not installed (sh scripts/install-deps.sh)")
+		assert(H.execute("command -v love >/dev/null"), "love is not installed (sh scripts/install-deps.sh)")
 		-- the LuaJIT core, as spec 38 builds it (nothing to do when it is up to date)
 		local out = H.sh(("cd %s && make -s all LUA_VERSION=jit 2>&1; echo rc=$?"):format(q(H.ROOT)))
 		assert.matches("rc=0\n$", out)
@@ -92,7 +92,7 @@ describe("the LÖVE example #love #slow", function()
 		local lines = {}
 		local function read_until(pattern)
 			while true do
-				local line = p:read("l")
+				local line = p:read("*l")
 				if not line then
 					error("the example ended before a line matching " .. pattern .. ":\n" .. table.concat(lines, "\n"), 2)
 				end
@@ -106,7 +106,7 @@ describe("the LÖVE example #love #slow", function()
 		srv:stop() -- returns once it is gone
 		read_until("^EVENT state reconnecting ") -- the client noticed
 		srv2 = H.server { port = port }
-		local rest = p:read("a")
+		local rest = p:read("*a")
 		p:close()
 		p = nil
 		local out = table.concat(lines, "\n") .. "\n" .. rest

@@ -59,10 +59,10 @@ local live = {} -- runs not stopped yet
 
 --- true when chromium, node and node's ws are there; else false and why.
 function B.available()
-	if not os.execute("test -x " .. quote(B.CHROMIUM)) then
+	if not H.execute("test -x " .. quote(B.CHROMIUM)) then
 		return false, B.CHROMIUM .. " is missing (apt-get install chromium; scripts/install-deps.sh)"
 	end
-	if not os.execute("command -v node >/dev/null 2>&1") then
+	if not H.execute("command -v node >/dev/null 2>&1") then
 		return false, "node is missing (apt-get install nodejs; scripts/install-deps.sh)"
 	end
 	if not H.read_file(H.ROOT .. "/spec/fixtures/node_modules/ws/package.json") then
@@ -153,7 +153,7 @@ function B.start(pages, timeout, opts)
 	opts = opts or {}
 	nrun = nrun + 1
 	local dir = ("%s/browser-%d"):format(H.tmpdir(), nrun)
-	assert(os.execute("mkdir -p " .. quote(dir)), "mkdir " .. dir .. " failed")
+	assert(H.execute("mkdir -p " .. quote(dir)), "mkdir " .. dir .. " failed")
 	local args = {}
 	for i, page in ipairs(pages) do
 		assert(type(page) == "string", "browser.start: page " .. i .. " is not a string")
@@ -186,7 +186,7 @@ function B.start(pages, timeout, opts)
 		quote(opts.parent or self_pid()), table.concat(words, " "), quote(run.stdout), quote(run.stderr))
 	local pid = H.sh(cmd):gsub("%s+$", "")
 	if not pid:match("^%d+$") then
-		os.execute("rm -rf " .. quote(dir))
+		H.execute("rm -rf " .. quote(dir))
 		error("browser: could not start browser.js: " .. pid, 2)
 	end
 	run.pid = pid
@@ -214,7 +214,7 @@ end
 
 -- (dash's kill wants -s SIG, and -- before a process group)
 local function signal(sig, target)
-	os.execute(("kill -s %s -- %s 2>/dev/null"):format(sig, target))
+	H.execute(("kill -s %s -- %s 2>/dev/null"):format(sig, target))
 end
 
 --- Stop the run, whatever its state: browser.js (it ends by itself once
@@ -259,7 +259,7 @@ function Run:stop()
 	self.stdout_text = H.read_file(self.stdout) or ""
 	self.stderr_text = H.read_file(self.stderr) or ""
 	self.report_text = H.read_file(self.report)
-	os.execute("rm -rf " .. quote(self.dir))
+	H.execute("rm -rf " .. quote(self.dir))
 	self.problem = #problems > 0 and table.concat(problems, "; ") or nil
 	return self.problem
 end
@@ -306,9 +306,9 @@ end
 -- order), report.
 function B.run(pages, timeout, opts)
 	local run = B.start(pages, timeout, opts)
-	local res = table.pack(pcall(run.wait, run))
+	local res = H.pack(pcall(run.wait, run))
 	if not res[1] then error(res[2], 2) end
-	return table.unpack(res, 2, res.n)
+	return H.unpack(res, 2, res.n)
 end
 
 --- Stop every run still going (for a teardown; the finalizer below does

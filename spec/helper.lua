@@ -6,6 +6,59 @@ local core = require "wsbeat.core"
 
 local H = {}
 
+-- The suite runs on 5.4 and on LuaJIT (make test LUA_VERSION=jit); what
+-- the two spell differently is here, local to the specs (never a global
+-- polyfill, which could hide a library that relies on one).
+H.unpack = table.unpack or _G.unpack
+function H.pack(...) return { n = select("#", ...), ... } end
+-- a / b rounded down, for integers (// is 5.3+)
+function H.idiv(a, b) return math.floor(a / b) end
+--- os.execute as 5.2+ has it: true|nil, "exit"|"signal", code (5.1 and
+-- LuaJIT answer the raw status as one number).
+function H.execute(cmd)
+	local a, b, c = os.execute(cmd)
+	if type(a) == "number" then
+		local code = a > 255 and math.floor(a / 256) or a
+		return code == 0 or nil, "exit", code
+	end
+	return a, b, c
+end
+--- Strict UTF-8 (utf8.len's rules without "lax": no overlong forms, no
+-- surrogates, nothing above U+10FFFF): 5.3+'s utf8.len where there is one,
+-- else this, in Lua, as an oracle independent of the core's validator.
+function H.utf8_valid(s)
+	if utf8 then return utf8.len(s) ~= nil end
+	local i, n = 1, #s
+	while i <= n do
+		local c = s:byte(i)
+		local len, lo, hi = 1, 0x80, 0xBF
+		if c < 0x80 then
+			len = 1
+		elseif c >= 0xC2 and c <= 0xDF then
+			len = 2
+		elseif c >= 0xE0 and c <= 0xEF then
+			len = 3
+			if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+		elseif c >= 0xF0 and c <= 0xF4 then
+			len = 4
+			if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+		else
+			return false
+		end
+		if i + len - 1 > n then return false end
+		for k = 1, len - 1 do
+			local b = s:byte(i + k)
+			if k == 1 and (b < lo or b > hi) then return false end
+			if k > 1 and (b < 0x80 or b > 0xBF) then return false end
+		end
+		i = i + len
+	end
+	return true
+end
+-- <close> and integer subtypes: what 5.4 (5.3) can do and LuaJIT cannot
+H.HAS_CLOSE = load("local x <close> = nil") ~= nil
+H.HAS_INTEGERS = math.type ~= nil
+
 -- Upper bounds and waits scale with this: valgrind runs the engine 10-50x
 -- slower (make check-memory sets WSBEAT_UNDER_VALGRIND). Lower bounds,
 -- which come from the protocol, never scale.
@@ -17,14 +70,14 @@ H.PYTHON = "/usr/bin/python3"
 
 local function sh(cmd)
 	local p = assert(io.popen(cmd, "r"))
-	local out = p:read("a")
+	local out = p:read("*a")
 	p:close()
 	return out
 end
 H.sh = sh
 
 --- A word for the shell: s in single quotes (paths with spaces, quotes,
--- globs). Every path or value put into a command for H.sh, os.execute or
+-- globs). Every path or value put into a command for H.sh, H.execute or
 -- io.popen goes through this.
 local function quote(s)
 	return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
@@ -45,7 +98,7 @@ local certs
 function H.certs()
 	if not certs then
 		local dir = H.tmpdir() .. "/certs"
-		local ok = os.execute(string.format("mkdir -p %s && sh %s %s",
+		local ok = H.execute(string.format("mkdir -p %s && sh %s %s",
 			quote(dir), quote(ROOT .. "/spec/fixtures/gencerts.sh"), quote(dir)))
 		assert(ok, "gencerts.sh failed")
 		certs = dir
@@ -54,13 +107,13 @@ function H.certs()
 end
 
 function H.sleep(s)
-	os.execute(string.format("sleep %.3f", s))
+	H.execute(string.format("sleep %.3f", s))
 end
 
 local function read_file(path)
 	local f = io.open(path, "r")
 	if not f then return nil end
-	local s = f:read("a")
+	local s = f:read("*a")
 	f:close()
 	return s
 end
@@ -104,8 +157,8 @@ function H.start_peer(argv, opts)
 	local pattern = opts.ready or "^PORT (%d+)"
 	local deadline = core.now() + (opts.timeout or 10) * H.SLOW
 	while true do
-		local caps = table.pack((read_file(log) or ""):match(pattern))
-		if caps[1] then return peer, table.unpack(caps, 1, caps.n) end
+		local caps = H.pack((read_file(log) or ""):match(pattern))
+		if caps[1] then return peer, H.unpack(caps, 1, caps.n) end
 		local gone = exited(pid)
 		if gone or core.now() > deadline then
 			peer:stop()
@@ -200,7 +253,7 @@ end
 
 function Server:signal(sig)
 	assert(tostring(sig):match("^%w+$"), "bad signal")
-	os.execute(string.format("kill -%s %s 2>/dev/null", sig, quote(self.pid)))
+	H.execute(string.format("kill -%s %s 2>/dev/null", sig, quote(self.pid)))
 end
 
 --- TERM, and KILL if it has not exited 2 s later; returns once it is gone.
@@ -333,7 +386,7 @@ end
 --- Same, fast for big sizes (the pattern repeats every 256 bytes).
 function H.big_pattern(k, n)
 	local block = H.pattern(k, 256)
-	return (block:rep(n // 256 + 1)):sub(1, n)
+	return (block:rep(H.idiv(n, 256) + 1)):sub(1, n)
 end
 
 --- A port on 127.0.0.1 that refuses connections for as long as the returned
@@ -356,12 +409,12 @@ function H.netns()
 	nnetns = nnetns + 1
 	local pid = H.sh("echo $PPID"):gsub("%s+$", "") -- (the shell's parent: this process)
 	local name = ("wsbeat%s-%d"):format(pid, nnetns)
-	assert(os.execute("ip netns add " .. quote(name)), "ip netns add failed (root and iproute2 needed)")
+	assert(H.execute("ip netns add " .. quote(name)), "ip netns add failed (root and iproute2 needed)")
 	local ns = { name = name }
 	-- cmd: a shell command line, run in the namespace by sh -c
 	function ns.exec(_, cmd) return H.sh(("ip netns exec %s sh -c %s"):format(quote(name), quote(cmd))) end
-	function ns.delete() os.execute("ip netns del " .. quote(name) .. " 2>/dev/null") end
-	assert(os.execute(("ip netns exec %s ip link set lo up"):format(quote(name))))
+	function ns.delete() H.execute("ip netns del " .. quote(name) .. " 2>/dev/null") end
+	assert(H.execute(("ip netns exec %s ip link set lo up"):format(quote(name))))
 	return ns
 end
 
@@ -385,7 +438,7 @@ end
 -- once the proxy answered ok), :events(kind), :wait_event(...), :stop().
 function H.proxy(target_port)
 	local p, port, control = H.start_peer({ H.PYTHON, ROOT .. "/spec/fixtures/proxy.py",
-		"--target", "127.0.0.1:" .. math.tointeger(target_port) }, { name = "proxy", ready = "^PORT (%d+)\nCONTROL (%d+)\n" })
+		"--target", ("127.0.0.1:%d"):format(target_port) }, { name = "proxy", ready = "^PORT (%d+)\nCONTROL (%d+)\n" })
 	p.port, p.control = tonumber(port), tonumber(control)
 	p.base = ("ws://127.0.0.1:%d"):format(p.port)
 	-- bash's /dev/tcp: one short blocking exchange, no interpreter start-up

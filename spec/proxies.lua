@@ -127,7 +127,7 @@ end
 function Proxy:signal(sig)
 	assert(tostring(sig):match("^%w+$"), "bad signal")
 	-- dash's kill: a negative pid names a group; it takes no "--"
-	os.execute(("kill -%s -%s 2>/dev/null"):format(sig, self.pid))
+	H.execute(("kill -%s -%s 2>/dev/null"):format(sig, self.pid))
 end
 
 --- Stop the proxy and every process it forked; returns once all are gone.
@@ -197,7 +197,7 @@ end
 local function start(kind, opts, setup)
 	nproxy = nproxy + 1
 	local dir = ("%s/proxy-%d-%s"):format(H.tmpdir(), nproxy, kind)
-	assert(os.execute("mkdir -p " .. quote(dir)), "mkdir " .. dir)
+	assert(H.execute("mkdir -p " .. quote(dir)), "mkdir " .. dir)
 	local self = setmetatable({ kind = kind, dir = dir, opts = opts }, Proxy)
 	self.out = dir .. "/stdout.log"
 	self.logfile = self.out
