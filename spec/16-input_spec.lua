@@ -48,7 +48,7 @@ describe("options", function()
 		{ { max_message_size = 1 / 0 }, "max_message_size" }, { { max_queue = 0.5 }, "max_queue" },
 		{ { send_buffer = "1" }, "send_buffer" }, { { heartbeat = { interval = 0 / 0 } }, "heartbeat.interval" },
 		{ { heartbeat = { timeout = 0 } }, "heartbeat.timeout" }, { { heartbeat = { message = 5 } }, "heartbeat.message" },
-		{ { heartbeat = { mode = "message", message = "\xff" } }, "heartbeat.message" },
+		{ { heartbeat = { mode = "message", message = "\255" } }, "heartbeat.message" },
 		{ { heartbeat = "yes" }, "heartbeat" }, { { reconnect = 1 }, "reconnect" },
 		{ { reconnect = { delay = -1 } }, "reconnect.delay" }, { { reconnect = { factor = 0.5 } }, "reconnect.factor" },
 		{ { reconnect = { max_attempts = 0 } }, "reconnect.max_attempts" }, { { reconnect = { max_attempts = 1.5 } }, "reconnect.max_attempts" },

@@ -314,7 +314,7 @@ describe("docs: every ```lua block", function()
 			end)
 		elseif m.kind == "not run" then
 			it(where .. " compiles (not run: " .. m.reason .. ")", function()
-				local f, err = load(b.code, "=" .. where)
+				local f, err = (_G.loadstring or load)(b.code, "=" .. where)
 				assert(f, err)
 			end)
 		else

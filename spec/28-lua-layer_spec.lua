@@ -172,7 +172,7 @@ describe("options.validate", function()
 			{ { tls = { server_name = "bad name" } }, "option 'tls': field 'server_name': invalid host name" },
 			{ { heartbeat = "yes" }, "option 'heartbeat': expected table, got string" },
 			{ { heartbeat = { message = 5 } }, "option 'heartbeat.message': expected string, got number" },
-			{ { heartbeat = { mode = "message", message = "\xff" } }, "option 'heartbeat.message': must be valid UTF-8" },
+			{ { heartbeat = { mode = "message", message = "\255" } }, "option 'heartbeat.message': must be valid UTF-8" },
 			{ { reconnect = 1 }, "option 'reconnect': expected table, got number" },
 			{ { reconnect = { delay = -1 } }, "option 'reconnect.delay': expected a finite number >= 0" },
 			{ { reconnect = { factor = 0.5 } }, "option 'reconnect.factor': expected a number >= 1" },

@@ -55,9 +55,8 @@ function H.utf8_valid(s)
 	end
 	return true
 end
--- <close> and integer subtypes: what 5.4 (5.3) can do and LuaJIT cannot
-H.HAS_CLOSE = load("local x <close> = nil") ~= nil
-H.HAS_INTEGERS = math.type ~= nil
+-- <close>: 5.4 syntax, which no other Lua parses
+H.HAS_CLOSE = (_G.loadstring or load)("local x <close> = nil") ~= nil
 
 -- Upper bounds and waits scale with this: valgrind runs the engine 10-50x
 -- slower (make check-memory sets WSBEAT_UNDER_VALGRIND). Lower bounds,
