@@ -196,7 +196,7 @@ local function events(out)
 	local list = {}
 	for line in out:gmatch("[^\n]+") do
 		local ev, _, err = json.decode(line)
-		assert(ev, ("not JSON (%s): %s"):format(err, line))
+		assert(ev, ("not JSON (%s): %s"):format(tostring(err), line))
 		list[#list + 1] = ev
 	end
 	return list
