@@ -58,8 +58,9 @@ static void unlink_socket(struct wsb_waker *w)
 static int accept_host(struct wsb_waker *w)
 {
 	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	int fd = accept4(w->lfd, NULL, NULL, SOCK_CLOEXEC);
+	struct sockaddr_un peer;
+	socklen_t len = sizeof(cred), plen = sizeof(peer);
+	int fd = accept4(w->lfd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
 
 	if (fd < 0)
 		return errno == EINTR || errno == EAGAIN || errno == ECONNABORTED ? 0 : -1;
