@@ -27,15 +27,8 @@ for line in io.lines(file) do
 	end
 end
 
-local function median(t)
-	if #t == 0 then return nil end
-	local s = {}
-	for i, v in ipairs(t) do s[i] = v end
-	table.sort(s)
-	local m = (#s + 1) // 2
-	if #s % 2 == 1 then return s[m] end
-	return (s[m] + s[m + 1]) / 2
-end
+local stats = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/stats.lua")
+local median = stats.median
 local function minmax(t)
 	local lo, hi = math.huge, -math.huge
 	for _, v in ipairs(t) do lo = math.min(lo, v); hi = math.max(hi, v) end

@@ -27,19 +27,9 @@ end
 local CEIL = "lws"
 local ORDER = { "lws", "wsbeat", "node", "python" }
 
-local function median(t)
-	if not t or #t == 0 then return nil end
-	local s = table.move(t, 1, #t, 1, {})
-	table.sort(s)
-	local n = #s
-	if n % 2 == 1 then return s[(n + 1) // 2] end
-	return (s[n // 2] + s[n // 2 + 1]) / 2
-end
+local stats = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/stats.lua")
+local median, once = stats.median, stats.once
 
-local function once(list, v)
-	for _, x in ipairs(list) do if x == v then return end end
-	list[#list + 1] = v
-end
 
 -- cell[scheme][size][server] = { p50_us = {..}, p99_us = {..}, msg_s = {..}, cpu_us = {..}, ok = n, failed = n,
 -- skipped = reason }

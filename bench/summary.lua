@@ -25,21 +25,11 @@ end
 local CEIL, LUAHTTP, US = "lws-c", "lua-http", "wsbeat"
 local ORDER = { "lws-c", "wsbeat", "wsbeat-jit", "wsbeat-before", "wsbeat-recv", "lua-http", "lua-http-jit", "node-ws", "python-websockets" }
 
-local function median(t)
-	if not t or #t == 0 then return nil end
-	local s = table.move(t, 1, #t, 1, {})
-	table.sort(s)
-	local n = #s
-	if n % 2 == 1 then return s[(n + 1) // 2] end
-	return (s[n // 2] + s[n // 2 + 1]) / 2
-end
+local stats = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/stats.lua")
+local median, once = stats.median, stats.once
 
 -- data[scheme][size][client][metric] = { values over rounds }
 local data, schemes, sizes, clients, rounds = {}, {}, {}, {}, {}
-local function once(list, v)
-	for _, x in ipairs(list) do if x == v then return end end
-	list[#list + 1] = v
-end
 for line in io.lines(results) do
 	if line:match("^RESULT ") then
 		local f = {}

@@ -31,20 +31,10 @@ local LABEL = {
 }
 local METRICS = { "p50_us", "p99_us", "msg_s", "cpu_ms_s", "sched_ms_s", "wakeups_s", "csw_s" }
 
-local function median(t)
-	if not t or #t == 0 then return nil end
-	local s = table.move(t, 1, #t, 1, {})
-	table.sort(s)
-	local n = #s
-	if n % 2 == 1 then return s[(n + 1) // 2] end
-	return (s[n // 2] + s[n // 2 + 1]) / 2
-end
+local stats = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/../stats.lua")
+local median, once = stats.median, stats.once
 
 local data, configs, rounds, failed, odd = {}, {}, {}, {}, {}
-local function once(list, v)
-	for _, x in ipairs(list) do if x == v then return end end
-	list[#list + 1] = v
-end
 for _, c in ipairs(ORDER) do data[c] = {} end
 for line in io.lines(results) do
 	local kind = line:match("^(%u+) ")
