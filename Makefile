@@ -97,10 +97,11 @@ fuzz: fuzz/url_fuzz.c fuzz/utf8_fuzz.c fuzz/frame_fuzz.c fuzz/wsread_fuzz.c fuzz
 	build-fuzz/handshake_fuzz $(FUZZ_ARGS) build-fuzz/handshake-corpus
 	build-fuzz/pmd_fuzz $(FUZZ_ARGS) build-fuzz/pmd-corpus
 
-# The specs start their own proxies: a proxy set in the caller's environment
-# would otherwise carry every loopback connection of the suite.  (And the
-# makes they run must not inherit this one's settings: LUA_VERSION=jit.)
-NO_PROXY_ENV = env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u LUA_VERSION -u BUILD -u LUA -u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY \
+# The environment the specs run in.  They start their own proxies: a proxy
+# set in the caller's environment would otherwise carry every loopback
+# connection of the suite.  And the makes they run must not inherit this
+# one's settings (make test LUA_VERSION=jit: their builds are for 5.4).
+SPEC_ENV = env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u LUA_VERSION -u BUILD -u LUA -u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY \
 	-u all_proxy -u ALL_PROXY -u ws_proxy -u WS_PROXY -u wss_proxy -u WSS_PROXY \
 	-u no_proxy -u NO_PROXY
 
@@ -119,12 +120,12 @@ core-5.4:
 	$(MAKE) all LUA_VERSION=5.4
 
 test: all $(SUITE_CORE) ctest
-	$(NO_PROXY_ENV) $(LUA) $(BUSTED) $(SUITE_CPATH) $(BUSTED_ARGS)
+	$(SPEC_ENV) $(LUA) $(BUSTED) $(SUITE_CPATH) $(BUSTED_ARGS)
 
 # The quick part of make test, for development: every test but those tagged
 # #root, #netns, #sanitizer, #soak or #slow (.busted says what each means).
 test-fast: all $(SUITE_CORE)
-	$(NO_PROXY_ENV) $(LUA) $(BUSTED) $(SUITE_CPATH) --exclude-tags=root,netns,sanitizer,soak,slow $(BUSTED_ARGS)
+	$(SPEC_ENV) $(LUA) $(BUSTED) $(SUITE_CPATH) --exclude-tags=root,netns,sanitizer,soak,slow $(BUSTED_ARGS)
 
 # luacheck, and cppcheck on the C core: errors and its warning, portability
 # and performance checks (not style), as C99 on Linux, knowing the POSIX,
@@ -138,7 +139,7 @@ lint:
 		--enable=warning,portability,performance -I src src/*.c
 
 check-memory: all
-	$(NO_PROXY_ENV) sh scripts/check-memory.sh $(BUSTED_ARGS)
+	$(SPEC_ENV) sh scripts/check-memory.sh $(BUSTED_ARGS)
 
 # Benchmarks (not part of the tests): docs/BENCHMARKS.md says what they show.
 BENCH_BIN = build/bench/lws-client build/bench/epoll-client build/bench/lws-server
@@ -189,7 +190,7 @@ bench-server-scale: all build/bench/lws-server
 
 # wsbeat direct and through tinyproxy, microsocks and dante, side by side
 bench-proxy: all bench-bin
-	$(NO_PROXY_ENV) $(LUA) bench/proxy.lua $(ROUNDS)
+	$(SPEC_ENV) $(LUA) bench/proxy.lua $(ROUNDS)
 
 install: all
 	install -d "$(DESTDIR)$(LIBDIR)/wsbeat" "$(DESTDIR)$(LUADIR)/wsbeat"
