@@ -511,4 +511,50 @@ describe("server #server", function()
 		ws:close()
 		H.wait_state(ws, "closed")
 	end)
+
+	-- libuv restarts epoll_wait after a signal; the interpreter's SIGINT
+	-- handler only sets a hook, so the wait must come back to Lua for it.
+	-- Before, an idle server took its next timer (about 30 s) to stop.
+	local function interrupt(peer)
+		local now = require("wsbeat.core").now
+		local t0 = now()
+		peer:signal("INT")
+		while not H.exited(peer.pid) and now() - t0 < 10 do H.sleep(0.01) end
+		local took = now() - t0
+		assert.is_true(H.exited(peer.pid), peer.name .. " still running 10 s after SIGINT")
+		assert.is_true(took < 2 * H.SLOW, ("%s stopped %.2f s after SIGINT"):format(peer.name, took))
+		assert.matches("interrupted!", H.read_file(peer.log .. ".err"), 1, true)
+	end
+	-- lua5.4 with this checkout's wsbeat, then the words given
+	local function lua_argv(...)
+		local argv = { "env", "LUA_PATH=" .. H.ROOT .. "/lua/?.lua;" .. H.ROOT .. "/lua/?/init.lua;;",
+			"LUA_CPATH=" .. H.ROOT .. "/build/?.so;;", "lua5.4", ... }
+		return argv
+	end
+
+	it("Ctrl-C stops an idle wsbeat.run() at once", function()
+		local peer = H.start_peer(lua_argv(H.ROOT .. "/examples/echo-server.lua", "0"),
+			{ name = "example", ready = "listening on port (%d+)" })
+		finally(function() peer:stop() end)
+		H.sleep(0.3) -- (well inside run()'s wait by now)
+		interrupt(peer)
+	end)
+
+	-- Just after a turn that delivered something, run() waits in libuv
+	-- (one system call less); that wait is capped, so Ctrl-C still works.
+	it("Ctrl-C stops wsbeat.run() just after a message too", function()
+		local echo, port = H.start_peer(lua_argv(H.ROOT .. "/examples/echo-server.lua", "0"),
+			{ name = "example", ready = "listening on port (%d+)" })
+		local script = [[
+			local wsbeat = require "wsbeat"
+			wsbeat.connect("ws://127.0.0.1:]] .. port .. [[/", {
+				on_state = function(ws, s) if s == "open" then ws:send("x") end end,
+				on_message = function() print("ECHO") io.stdout:flush() end,
+			})
+			wsbeat.run()]]
+		local client = H.start_peer(lua_argv("-e", script),
+			{ name = "ctrl-c-client", ready = "ECHO" })
+		finally(function() H.stop(client, echo) end)
+		interrupt(client)
+	end)
 end)

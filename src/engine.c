@@ -9,6 +9,7 @@
  * our timers.  See docs/DESIGN.md for why this route was chosen.
  */
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,6 +307,8 @@ int wsb_engine_open(struct wsb_engine *e, char *err, size_t errlen)
 	uv_async_init(&e->loop, &e->kick, on_kick);
 	uv_timer_init(&e->loop, &e->wait_timer);
 	e->wait_timer.data = e;
+	uv_timer_init(&e->loop, &e->hot_timer);
+	uv_unref((uv_handle_t *)&e->hot_timer); /* (it keeps no loop alive) */
 
 	/* lws's own log lines go nowhere unless asked for (wsbeat.log) */
 	e->log_level = -1;
@@ -340,6 +343,7 @@ int wsb_engine_open(struct wsb_engine *e, char *err, size_t errlen)
 	if (!e->ctx) {
 		uv_close((uv_handle_t *)&e->kick, NULL);
 		uv_close((uv_handle_t *)&e->wait_timer, NULL);
+		uv_close((uv_handle_t *)&e->hot_timer, NULL);
 		uv_run(&e->loop, UV_RUN_NOWAIT);
 		uv_loop_close(&e->loop);
 		snprintf(err, errlen, "cannot create the libwebsockets context");
@@ -393,6 +397,7 @@ void wsb_engine_close(struct wsb_engine *e)
 	 * clears e->ctx (info.pcontext) when the context is really gone. */
 	uv_close((uv_handle_t *)&e->kick, NULL);
 	uv_close((uv_handle_t *)&e->wait_timer, NULL);
+	uv_close((uv_handle_t *)&e->hot_timer, NULL);
 	for (int i = 0; e->ctx && i < 3; i++) {
 		lws_context_destroy(e->ctx);
 		uv_run(&e->loop, UV_RUN_DEFAULT);
@@ -468,6 +473,43 @@ static void rearm_forced(struct wsb_engine *e)
 }
 
 /*
+ * Ctrl-C.  libuv restarts epoll_wait when a signal interrupts it, and the
+ * Lua interpreter's SIGINT handler only sets a hook, which runs when
+ * control comes back to Lua: blocked in libuv's wait (UV_RUN_ONCE), an
+ * idle wsbeat.run() stopped at its next event, a heartbeat interval later.
+ * So a blocking turn waits in poll() on the engine's fd, which comes back
+ * on EINTR, and then services what is there without waiting.
+ *
+ * That is one system call more per wait (poll, then libuv's epoll_wait
+ * with no timeout): about 1 us of every round trip of a busy connection.
+ * A turn right after one that delivered something ("hot": a reply is
+ * likely in flight) keeps libuv's own wait instead, capped at HOT_WAIT_MS:
+ * if nothing comes by then, core.wait returns to Lua once (a signal that
+ * came meanwhile is acted on there) and the next turn waits in poll().
+ * A Ctrl-C is acted on within HOT_WAIT_MS at worst.
+ */
+#define HOT_WAIT_MS 50
+
+static void on_hot_timer(uv_timer_t *t)
+{
+	(void)t; /* ending a hot wait was the point */
+}
+
+/* Block (not hot) until the engine's fd is readable, its next deadline,
+ * or a signal.  The epoll set must be current: held changes applied. */
+static void wait_ready(struct wsb_engine *e)
+{
+	struct pollfd p = { .fd = uv_backend_fd(&e->loop), .events = POLLIN };
+	int ms;
+
+	/* libuv counts from its cached clock: refresh it, as uv_run would */
+	uv_update_time(&e->loop);
+	ms = uv_backend_timeout(&e->loop);
+	if (ms != 0)
+		(void)poll(&p, 1, ms); /* ready, due, or a signal: all go on */
+}
+
+/*
  * One loop iteration, then more while there is work for them: epoll changes
  * queued by the last one (lws asking for POLLOUT to send the pong to a PING:
  * the pong must leave before the callbacks run, or a reply written straight
@@ -478,22 +520,37 @@ static void rearm_forced(struct wsb_engine *e)
  * lws also starts that idle handle after every I/O callback only to re-arm
  * its own timer; that one is left for the next turn, so what arrived is
  * delivered, and a reply sent, one loop iteration (an epoll_wait) sooner.
- * A blocking turn (core.wait) first lets such an idle handle run and then
- * blocks only if it brought nothing to deliver.
+ * A blocking turn (core.wait) first lets such an idle handle run, and
+ * applies epoll changes held since the last turn (poll() would wait on the
+ * old set), and then blocks only if that brought nothing to deliver.
  */
 static void run_loop(struct wsb_engine *e, int block)
 {
+	unsigned news = e->news;
+	int capped = 0;
+
 	wsb_engine_uncork(e); /* (the Lua layer normally has) */
 	e->in_service = 1;
 	e->kicked = 0;
-	if (block && uv_backend_timeout(&e->loop) == 0) {
-		unsigned news = e->news;
-
+	if (block && (uv_backend_timeout(&e->loop) == 0 ||
+		      (e->peek_ok && !e->hot && changes_pending(e)))) {
 		uv_run(&e->loop, UV_RUN_NOWAIT);
 		if (e->news != news || !LIST_EMPTY(&e->deferred) ||
 		    e->wait_over ||
 		    changes_pending(e) || lws_forced(e))
 			block = 0;
+	}
+	/* without the private read, held changes cannot be seen: libuv's own
+	 * wait applies them first (and a signal waits for the next event) */
+	if (block && e->peek_ok) {
+		if (e->hot) {
+			uv_timer_start(&e->hot_timer, on_hot_timer,
+				       HOT_WAIT_MS, 0);
+			capped = 1;
+		} else {
+			wait_ready(e);
+			block = 0;
+		}
 	}
 	for (int i = 0; i < 16; i++) {
 		uv_run(&e->loop, i == 0 && block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
@@ -503,6 +560,9 @@ static void run_loop(struct wsb_engine *e, int block)
 		    !(uv_backend_timeout(&e->loop) == 0 && lws_forced(e)))
 			break;
 	}
+	if (capped)
+		uv_timer_stop(&e->hot_timer);
+	e->hot = e->news != news;
 	/* once a turn, not per iteration: lws_forced() walks lws's lists */
 	rearm_forced(e);
 	e->in_service = 0;

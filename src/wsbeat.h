@@ -133,6 +133,8 @@ struct wsb_engine {
 	uv_async_t kick;             /* makes the fd readable after API calls */
 	uv_timer_t wait_timer;       /* bounds core.wait()'s blocking uv_run */
 	int wait_over;               /* wait_timer expired in this core.wait */
+	uv_timer_t hot_timer;        /* caps a blocking wait just after work */
+	int hot;                     /* the last turn delivered something */
 	int kicked;
 	unsigned news;               /* bumped by anything queued for Lua */
 	unsigned char masks[256];    /* frame mask keys from OpenSSL's DRBG */
