@@ -98,7 +98,7 @@ int wsb_uncork(struct wsb_client *c)
 void wsb_engine_uncork(struct wsb_engine *e)
 {
 	e->corking = 0;
-	e->polled = 0;
+	e->polled = e->batched = 0;
 	while (!LIST_EMPTY(&e->corked)) {
 		struct wsb_client *c = LIST_FIRST(&e->corked);
 

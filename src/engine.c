@@ -527,7 +527,7 @@ static void wait_ready(struct wsb_engine *e)
 static void run_loop(struct wsb_engine *e, int block)
 {
 	unsigned news = e->news;
-	int capped = 0;
+	int capped = 0, served = 0;
 
 	wsb_engine_uncork(e); /* (the Lua layer normally has) */
 	e->in_service = 1;
@@ -538,7 +538,7 @@ static void run_loop(struct wsb_engine *e, int block)
 		if (e->news != news || !LIST_EMPTY(&e->deferred) ||
 		    e->wait_over ||
 		    changes_pending(e) || lws_forced(e))
-			block = 0;
+			block = 0, served = 1;
 	}
 	/* without the private read, held changes cannot be seen: libuv's own
 	 * wait applies them first (and a signal waits for the next event) */
@@ -552,10 +552,13 @@ static void run_loop(struct wsb_engine *e, int block)
 			block = 0;
 		}
 	}
+	/* forced service runs in lws's idle handle: only worth another
+	 * iteration while that is active (a timeout of 0); an iteration that
+	 * served the turn above counts as the first */
 	for (int i = 0; i < 16; i++) {
-		uv_run(&e->loop, i == 0 && block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
-		/* forced service runs in lws's idle handle: only worth another
-		 * iteration while that is active (a timeout of 0) */
+		if (i > 0 || !served)
+			uv_run(&e->loop, i == 0 && block ? UV_RUN_ONCE :
+			       UV_RUN_NOWAIT);
 		if (!changes_pending(e) &&
 		    !(uv_backend_timeout(&e->loop) == 0 && lws_forced(e)))
 			break;

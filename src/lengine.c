@@ -197,6 +197,21 @@ static void push_client(lua_State *L, struct wsb_client *c, int drop)
  * method call per message.
  */
 #define POLL_MORE 4
+/*
+ * Reading on (wsb_engine_poll_more) joins input that came while Lua ran to
+ * the batch before its replies are written.  A batch of one event (one
+ * message in flight: a request, its reply) skips it: nothing more is
+ * coming, and the poll would cost that round trip a system call.
+ */
+static int read_on(struct wsb_engine *e, lua_State *L)
+{
+	if (LIST_EMPTY(&e->corked) || e->polled >= POLL_MORE ||
+	    e->batched < 2)
+		return 0;
+	e->polled++;
+	return wsb_engine_poll_more(e, L);
+}
+
 static int l_next_event(lua_State *L)
 {
 	struct wsb_engine *e = wsb_engine_get(L);
@@ -204,10 +219,9 @@ static int l_next_event(lua_State *L)
 	struct wsb_client *c;
 
 	while ((ev = STAILQ_FIRST(&e->events)) ||
-	       (!LIST_EMPTY(&e->corked) && e->polled < POLL_MORE &&
-		(e->polled++, wsb_engine_poll_more(e, L)) &&
-		(ev = STAILQ_FIRST(&e->events)))) {
+	       (read_on(e, L) && (ev = STAILQ_FIRST(&e->events)))) {
 		STAILQ_REMOVE_HEAD(&e->events, link);
+		e->batched++;
 		c = ev->c;
 		e->corking = 1; /* sends from the callbacks wait for the batch */
 		switch (ev->kind) {

@@ -143,6 +143,7 @@ struct wsb_engine {
 	size_t tls_out_cap;
 	int corking;                 /* Lua is delivering a batch of events */
 	int polled;                  /* polls for more input in this batch */
+	int batched;                 /* events delivered in this batch */
 	LIST_HEAD(, wsb_client) corked; /* clients with frames in cork.buf */
 	LIST_HEAD(, wsb_wsrx) failing; /* server connections to fail after
 					   the batch (wsrx.c) */
