@@ -499,8 +499,7 @@ describe("server #server", function()
 	end)
 
 	it("examples/echo-server.lua serves clients", function()
-		local peer, port = H.start_peer({ "env", "LUA_PATH=" .. H.ROOT .. "/lua/?.lua;" .. H.ROOT .. "/lua/?/init.lua;;",
-			"LUA_CPATH=" .. H.ROOT .. "/build/?.so;;", "lua5.4", H.ROOT .. "/examples/echo-server.lua", "0" },
+		local peer, port = H.start_peer(H.lua_argv(H.ROOT .. "/examples/echo-server.lua", "0"),
 			{ name = "example", ready = "listening on port (%d+)" })
 		finally(function() peer:stop() end)
 		local ws, crec = H.client(("ws://127.0.0.1:%s/"):format(port), { reconnect = false })
@@ -525,15 +524,9 @@ describe("server #server", function()
 		assert.is_true(took < 2 * H.SLOW, ("%s stopped %.2f s after SIGINT"):format(peer.name, took))
 		assert.matches("interrupted!", H.read_file(peer.log .. ".err"), 1, true)
 	end
-	-- lua5.4 with this checkout's wsbeat, then the words given
-	local function lua_argv(...)
-		local argv = { "env", "LUA_PATH=" .. H.ROOT .. "/lua/?.lua;" .. H.ROOT .. "/lua/?/init.lua;;",
-			"LUA_CPATH=" .. H.ROOT .. "/build/?.so;;", "lua5.4", ... }
-		return argv
-	end
 
 	it("Ctrl-C stops an idle wsbeat.run() at once", function()
-		local peer = H.start_peer(lua_argv(H.ROOT .. "/examples/echo-server.lua", "0"),
+		local peer = H.start_peer(H.lua_argv(H.ROOT .. "/examples/echo-server.lua", "0"),
 			{ name = "example", ready = "listening on port (%d+)" })
 		finally(function() peer:stop() end)
 		H.sleep(0.3) -- (well inside run()'s wait by now)
@@ -543,7 +536,7 @@ describe("server #server", function()
 	-- Just after a turn that delivered something, run() waits in libuv
 	-- (one system call less); that wait is capped, so Ctrl-C still works.
 	it("Ctrl-C stops wsbeat.run() just after a message too", function()
-		local echo, port = H.start_peer(lua_argv(H.ROOT .. "/examples/echo-server.lua", "0"),
+		local echo, port = H.start_peer(H.lua_argv(H.ROOT .. "/examples/echo-server.lua", "0"),
 			{ name = "example", ready = "listening on port (%d+)" })
 		local script = [[
 			local wsbeat = require "wsbeat"
@@ -552,7 +545,7 @@ describe("server #server", function()
 				on_message = function() print("ECHO") io.stdout:flush() end,
 			})
 			wsbeat.run()]]
-		local client = H.start_peer(lua_argv("-e", script),
+		local client = H.start_peer(H.lua_argv("-e", script),
 			{ name = "ctrl-c-client", ready = "ECHO" })
 		finally(function() H.stop(client, echo) end)
 		interrupt(client)

@@ -94,9 +94,8 @@ describe("dead clients #server", function()
 
 	it("a paused server (SIGSTOP for 10x the interval) declares no live client dead", function()
 		local I, T = 0.3, 0.3
-		local srv, port = H.start_peer({ "env", "LUA_PATH=" .. H.ROOT .. "/lua/?.lua;" .. H.ROOT .. "/lua/?/init.lua;;",
-			"LUA_CPATH=" .. H.ROOT .. "/build/?.so;;", "lua5.4", H.ROOT .. "/spec/fixtures/server_probe.lua",
-			"serve", tostring(I), tostring(T) }, { name = "server" })
+		local srv, port = H.start_peer(H.lua_argv(H.ROOT .. "/spec/fixtures/server_probe.lua",
+			"serve", tostring(I), tostring(T)), { name = "server" })
 		local url = ("ws://127.0.0.1:%s/"):format(port)
 		local a = py_client(url, { { recv = 10000 } })
 		local b = py_client(url, { { recv = 10000 } })

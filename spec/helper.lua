@@ -170,6 +170,13 @@ function H.start_peer(argv, opts)
 	end
 end
 
+--- argv for H.start_peer: lua5.4 with this checkout's wsbeat (lua/ and
+-- build/), then the words given (a script and its arguments, or -e CODE).
+function H.lua_argv(...)
+	return { "env", "LUA_PATH=" .. ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;",
+		"LUA_CPATH=" .. ROOT .. "/build/?.so;;", "lua5.4", ... }
+end
+
 --- Start a peer. opts: kind = "python" | "node" | "quiet" (bench/echo-server.js,
 -- no event log); raw = MODE (spec/fixtures/rawhttp.py); tls = true; cert
 -- (name in H.certs(), default "server"); host; deflate; client_ca = path
