@@ -533,7 +533,7 @@ static void run_loop(struct wsb_engine *e, int block)
 	e->in_service = 1;
 	e->kicked = 0;
 	if (block && (uv_backend_timeout(&e->loop) == 0 ||
-		      (e->peek_ok && !e->hot && changes_pending(e)))) {
+		      (!e->hot && changes_pending(e)))) {
 		uv_run(&e->loop, UV_RUN_NOWAIT);
 		if (e->news != news || !LIST_EMPTY(&e->deferred) ||
 		    e->wait_over ||
