@@ -56,3 +56,23 @@ describe("a lossy link (30 % of packets dropped) #root #netns", function()
 		assert.equal("open", r.final_state)
 	end)
 end)
+
+-- connect() fails inside libwebsockets' call there, which reports nothing:
+-- the reason is found again from the kernel's route lookup
+describe("no route to the server (a namespace with loopback only) #root #netns", function()
+	it("fails the attempt at once and says why, naming the address", function()
+		local ns = H.netns()
+		local ok, out = pcall(function()
+			return ns:exec(("cd %s && LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' "
+				.. "lua5.4 spec/fixtures/connect_once.lua ws://10.9.9.9:8080/ 2>&1"):format(H.quote(H.ROOT)))
+		end)
+		ns:delete()
+		assert(ok, out)
+		local cause, reason, dt = out:match("^([^\t]+)\t([^\t]+)\t(%S+)")
+		assert(cause, "output: " .. out)
+		assert.equal("network", cause)
+		assert.equal("connection failed: Network is unreachable (10.9.9.9 port 8080)", reason)
+		-- (at once: not after connect_timeout's 5 s)
+		assert.is_true(tonumber(dt) < 2, dt)
+	end)
+end)

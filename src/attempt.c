@@ -3,9 +3,13 @@
  * or a direct connect, and the admission queue that keeps at most
  * WSB_MAX_ATTEMPTS handshakes in lws at once.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "wsbeat.h"
 #include "conn.h"
@@ -94,6 +98,7 @@ void wsb_connect_lws(struct wsb_client *c, const char *address)
 {
 	struct lws_client_connect_info ci;
 	struct lws_vhost *vh;
+	struct lws *wsi;
 	char err[256];
 
 	/* (admit_waiting() itself has made sure a slot is free) */
@@ -109,6 +114,9 @@ void wsb_connect_lws(struct wsb_client *c, const char *address)
 	}
 	c->at.admit = WSB_ADMIT_HOLDS_SLOT;
 	c->e->attempts++;
+	if (address != c->at.admit_addr) /* (connect_failed() names it) */
+		snprintf(c->at.admit_addr, sizeof(c->at.admit_addr), "%s",
+			 address);
 
 	vh = wsb_vhost_for(c->e, c, err, sizeof(err));
 	if (!vh) {
@@ -133,14 +141,62 @@ void wsb_connect_lws(struct wsb_client *c, const char *address)
 	ci.local_protocol_name = "wsbeat";
 	ci.retry_and_idle_policy = &no_validity;
 	wsb_engine_kick(c->e);
-	if (!lws_client_connect_via_info(&ci) && c->st == WSB_CONNECTING &&
-	    !c->at.done) {
+	/* a connect() that fails inside the call destroys the wsi there
+	 * (callback.c, on_destroy) */
+	c->at.in_connect = 1;
+	wsi = lws_client_connect_via_info(&ci);
+	c->at.in_connect = 0;
+	if (!wsi && c->st == WSB_CONNECTING && !c->at.done) {
 		/* lws fails some attempts synchronously without a
 		 * CONNECTION_ERROR callback (the connect() itself failed) */
 		c->wsi = NULL;
 		wsb_lost(c, "refused", 0, 0, "connection refused (%s port %d)",
 		     address, c->url.port);
 	}
+}
+
+/*
+ * connect() failed inside lws's call, which neither reports it nor keeps
+ * its errno (lws closes the socket on its way out).  What the kernel
+ * refused is found again without a packet: TCP takes no multicast or
+ * broadcast address, and connect() on a UDP socket makes the same route
+ * lookup (ENETUNREACH: no route; EADDRNOTAVAIL...) and sends nothing.
+ */
+void wsb_connect_failed(struct wsb_client *c)
+{
+	const char *a = c->at.admit_addr, *why = NULL;
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in v4;
+		struct sockaddr_in6 v6;
+	} u;
+	socklen_t len = 0;
+	int fd;
+
+	memset(&u, 0, sizeof(u));
+	if (uv_ip4_addr(a, c->url.port, &u.v4) == 0) {
+		uint32_t h = ntohl(u.v4.sin_addr.s_addr);
+
+		len = sizeof(u.v4);
+		if (IN_MULTICAST(h))
+			why = "a multicast address takes no TCP connection";
+		else if (h == INADDR_BROADCAST)
+			why = "a broadcast address takes no TCP connection";
+	} else if (uv_ip6_addr(a, c->url.port, &u.v6) == 0) {
+		len = sizeof(u.v6);
+		if (IN6_IS_ADDR_MULTICAST(&u.v6.sin6_addr))
+			why = "a multicast address takes no TCP connection";
+	}
+	if (!why && len) {
+		fd = socket(u.sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0) {
+			if (connect(fd, &u.sa, len) < 0)
+				why = strerror(errno);
+			close(fd);
+		}
+	}
+	wsb_lost(c, "network", 0, 0, "connection failed: %s (%s port %d)",
+		 why ? why : "connect() failed at once", a, c->url.port);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)

@@ -111,7 +111,8 @@ static void on_closed(struct wsb_client *c, struct lws *wsi)
 }
 
 /* The wsi goes without CLOSED or CONNECTION_ERROR: lws does that when the
- * link breaks while it waits for the upgrade response. */
+ * link breaks while it waits for the upgrade response, and when connect()
+ * fails inside lws_client_connect_via_info() (attempt.c). */
 static void on_destroy(struct wsb_client *c, struct lws *wsi)
 {
 	if (c->wsi != wsi)
@@ -119,6 +120,8 @@ static void on_destroy(struct wsb_client *c, struct lws *wsi)
 	c->wsi = NULL;
 	if (c->st == WSB_CONNECTING && c->at.cert_unanswered)
 		wsb_client_lost_no_cert(c);
+	else if (c->st == WSB_CONNECTING && c->at.in_connect)
+		wsb_connect_failed(c);
 	else
 		wsb_lost(c, c->server_role ? "connection_lost" : "network", 0, 0,
 			 c->st == WSB_CONNECTING ?

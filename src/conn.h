@@ -44,6 +44,7 @@ void wsb_finish_user_close(struct wsb_client *c);
 void wsb_detach_wsi(struct wsb_client *c);
 void wsb_cancel_dns(struct wsb_client *c);
 void wsb_attempt_over(struct wsb_client *c);
+void wsb_connect_failed(struct wsb_client *c); /* inside lws's connect call */
 void wsb_connect_lws(struct wsb_client *c, const char *address);
 
 /* heartbeat.c */

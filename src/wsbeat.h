@@ -283,6 +283,7 @@ struct wsb_attempt {
 	int retry_after;          /* seconds, -1 = none */
 	char tls_err[256];
 	int cert_unanswered;      /* the server asked for a client cert */
+	int in_connect;           /* inside lws_client_connect_via_info() */
 	void *ssl_ctx;            /* wss://: the SSL_CTX (the engine's) */
 };
 
