@@ -9,8 +9,10 @@ RESULTS holds lines
 size and client it takes the median over the rounds and prints a Markdown
 report on stdout, also written to OUTDIR/results.md (after the text of
 HEADER-FILE, if given), with each figure's ratio to the C ceiling (lws-c)
-and to lua-http, the targets for wsbeat and, when wsbeat-jit ran, its
-ratio to wsbeat (the same client on LuaJIT and on Lua 5.4). It writes
+and to lua-http, the targets for wsbeat, wsbeat's throughput against node
+ws and python websockets (the ratio of the medians and round by round)
+and, when wsbeat-jit ran, its ratio to wsbeat (the same client on LuaJIT
+and on Lua 5.4). It writes
 OUTDIR/throughput.dat and OUTDIR/latency.dat and, when gnuplot is
 installed, OUTDIR/benchmarks.png.
 Exit status: 0, or 1 when a client produced no result for a case.
@@ -48,6 +50,10 @@ for line in io.lines(results) do
 				if v then
 					d[m] = d[m] or {}
 					table.insert(d[m], v)
+					-- (by round too: clients of one round ran seconds apart)
+					d.round = d.round or {}
+					d.round[m] = d.round[m] or {}
+					d.round[m][f.round or "?"] = v
 				end
 			end
 		end
@@ -135,6 +141,54 @@ if #verdicts > 0 then
 	w("| case | target | ratio | |")
 	w("|---|---|---:|---|")
 	for _, v in ipairs(verdicts) do w("%s", v) end
+	w("")
+end
+-- wsbeat's throughput against node ws and python websockets: the ratio of
+-- the medians (the target: at least 1), and the same ratio round by round.
+-- On a VM whose speed drifts between rounds, two clients that ran seconds
+-- apart in one round compare better than medians of rounds minutes apart;
+-- "rounds ahead" tells a lead from a tie.
+local PEERS = { "node-ws", "python-websockets" }
+local peer_rows = {}
+local function per_round(scheme, size, a, b)
+	local da = data[scheme] and data[scheme][size] and data[scheme][size][a]
+	local db = data[scheme] and data[scheme][size] and data[scheme][size][b]
+	local ra = da and da.round and da.round.msg_s
+	local rb = db and db.round and db.round.msg_s
+	local list, ahead = {}, 0
+	if not (ra and rb) then return list, 0 end
+	for round, v in pairs(ra) do
+		if rb[round] and rb[round] > 0 then
+			list[#list + 1] = v / rb[round]
+			if v >= rb[round] then ahead = ahead + 1 end
+		end
+	end
+	table.sort(list)
+	return list, ahead
+end
+for _, scheme in ipairs(schemes) do
+	for _, size in ipairs(sizes) do
+		local r = med(scheme, size, US, "msg_s")
+		for _, peer in ipairs(PEERS) do
+			local rp = med(scheme, size, peer, "msg_s")
+			if r and rp and rp > 0 then
+				local list, ahead = per_round(scheme, size, US, peer)
+				peer_rows[#peer_rows + 1] = ("| %s %s | %s | %.2fx | %s | %d of %d | %s |"):format(
+					scheme, human_size(size), peer, r / rp,
+					#list > 0 and ("%.2fx-%.2fx"):format(list[1], list[#list]) or "–",
+					ahead, #list, r >= rp and "met" or "**missed**")
+			end
+		end
+	end
+end
+if #peer_rows > 0 then
+	w("### wsbeat's throughput against node ws and python websockets")
+	w("")
+	w("Target: the ratio of the medians at least 1. Per round: wsbeat's msg/s over the other's in the same round.")
+	w("")
+	w("| case | against | ratio of medians | per round, lowest-highest | rounds ahead | |")
+	w("|---|---|---:|---:|---:|---|")
+	for _, row in ipairs(peer_rows) do w("%s", row) end
 	w("")
 end
 -- the same client on LuaJIT against Lua 5.4, when both ran
