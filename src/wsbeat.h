@@ -277,7 +277,7 @@ struct wsb_attempt {
 	struct wsb_tunnel *tunnel;/* the way through the proxy, or NULL */
 	enum wsb_admit admit;
 	TAILQ_ENTRY(wsb_client) admit_link; /* engine->admit_q, when queued */
-	char admit_addr[64];      /* where a queued attempt goes */
+	char admit_addr[64];      /* where the attempt goes (queued or not) */
 	double t_connect;         /* connect_timeout deadline, 0 = unset */
 	int done;                 /* this attempt already ended */
 	int retry_after;          /* seconds, -1 = none */
