@@ -73,8 +73,12 @@ end
 local nrounds = 0
 for _ in pairs(rounds) do nrounds = nrounds + 1 end
 
+local function cell(scheme, size, client)
+	return data[scheme] and data[scheme][size] and data[scheme][size][client]
+end
+
 local function med(scheme, size, client, m)
-	local d = data[scheme] and data[scheme][size] and data[scheme][size][client]
+	local d = cell(scheme, size, client)
 	return d and median(d[m])
 end
 
@@ -151,8 +155,7 @@ end
 local PEERS = { "node-ws", "python-websockets" }
 local peer_rows = {}
 local function per_round(scheme, size, a, b)
-	local da = data[scheme] and data[scheme][size] and data[scheme][size][a]
-	local db = data[scheme] and data[scheme][size] and data[scheme][size][b]
+	local da, db = cell(scheme, size, a), cell(scheme, size, b)
 	local ra = da and da.round and da.round.msg_s
 	local rb = db and db.round and db.round.msg_s
 	local list, ahead = {}, 0
